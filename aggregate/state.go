@@ -1,0 +1,297 @@
+package aggregate
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/axiomhq/hyperloglog"
+	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
+
+	"github.com/immeter/immeter/schemas"
+)
+
+// Counters are one app's usage on one calendar day, from one source partition.
+type Counters struct {
+	Logins            uint64
+	MessagesC2C       uint64
+	MessagesGroup     uint64
+	MessagesCommunity uint64
+	MessagesLive      uint64
+	GroupsCreated     uint64
+	GroupsDissolved   uint64
+	CallsAudio        uint64
+	CallsVideo        uint64
+	CallSecondsAudio  uint64
+	CallSecondsVideo  uint64
+	Duplicates        uint64
+}
+
+// dayKey names an app's calendar day.
+type dayKey struct {
+	app uint32
+	day schemas.Day
+}
+
+// dayState is what a partition knows of one app's day.
+type dayState struct {
+	c Counters
+	// version is the partition offset up to which (exclusive) c is complete,
+	// as stored in ClickHouse or about to be. An event at an offset below it
+	// is already in c: a replay, not counted again.
+	version uint64
+	dirty   bool
+
+	// users holds the hashes of users already written to user_days for this
+	// day, so that repeated logins do not write again. It is an
+	// optimisation only: dropping it costs writes, never correctness.
+	users map[xxh3.Uint128]struct{}
+	// sketch is this writer's HLL of the day's users; sketchGen numbers the
+	// sketches made for the day, so a new one never overwrites an older row.
+	sketch      *hyperloglog.Sketch
+	sketchGen   int
+	sketchDirty bool
+	touched     schemas.Day // the newest "today" in which an event came
+}
+
+// idEntry records where an event id was first seen.
+type idEntry struct {
+	offset uint64
+	day    schemas.Day
+}
+
+// userRow is a user_days row to write.
+type userRow struct {
+	app  uint32
+	day  schemas.Day
+	user string
+}
+
+// idRow is an event_ids row to write.
+type idRow struct {
+	app    uint32
+	day    schemas.Day
+	id     xxh3.Uint128
+	offset uint64
+}
+
+// deadLetter is an invalid event to publish on the DLQ.
+type deadLetter struct {
+	offset int64
+	key    []byte
+	value  []byte
+	app    uint32
+	reason string
+}
+
+// Outcome says what Apply did with an event.
+type Outcome int
+
+// Outcomes of Apply.
+const (
+	Counted   Outcome = iota // new usage
+	Replayed                 // already in the stored counters
+	Duplicate                // an (app, id) seen at another offset
+	Rejected                 // invalid: to the DLQ
+)
+
+// partitionState folds the events of one source partition. It is owned by
+// one goroutine.
+type partitionState struct {
+	partition int32
+	loc       *time.Location
+	minDay    schemas.Day // events before it are too old
+	maxTime   time.Time   // events after it are too far in the future
+
+	days map[dayKey]*dayState
+	ids  map[xxh3.Uint128]idEntry
+	// days holds every stored day from loadedFrom on; an older day missing
+	// from it is fetched with load.
+	loadedFrom schemas.Day
+	load       func(dayKey) (Counters, uint64, error)
+
+	next      uint64 // next offset to read
+	sketchSeq int    // numbers this writer's sketches
+
+	pendingUsers []userRow
+	pendingIDs   []idRow
+	pendingPlans []schemas.Event
+	pendingDLQ   []deadLetter
+}
+
+func newPartitionState(partition int32, loc *time.Location) *partitionState {
+	return &partitionState{
+		partition: partition,
+		loc:       loc,
+		days:      map[dayKey]*dayState{},
+		ids:       map[xxh3.Uint128]idEntry{},
+	}
+}
+
+// idHash is the 128-bit hash of an (app, id): collisions are negligible
+// (about 1.5e-25 for 10M ids).
+func idHash(app uint32, id string) xxh3.Uint128 {
+	var buf [132]byte
+	binary.LittleEndian.PutUint32(buf[:4], app)
+	n := copy(buf[4:], id)
+	return xxh3.Hash128(buf[:4+n])
+}
+
+// Apply folds one message at offset of the partition into the state.
+func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error) {
+	o := uint64(offset)
+	s.next = o + 1
+	e, err := schemas.DecodeEvent(value)
+	if err == nil {
+		err = s.checkTime(e.Time)
+	}
+	if err != nil {
+		s.reject(offset, key, value, e.App, err.Error())
+		return Rejected, nil
+	}
+	day := schemas.DayOf(e.Time, s.loc)
+	h := idHash(e.App, e.ID)
+	if prev, seen := s.ids[h]; seen && prev.offset != o {
+		st, err := s.day(dayKey{e.App, prev.day})
+		if err != nil {
+			return 0, err
+		}
+		if o >= st.version {
+			st.c.Duplicates++
+			st.dirty = true
+		}
+		return Duplicate, nil
+	} else if !seen {
+		s.ids[h] = idEntry{offset: o, day: day}
+		s.pendingIDs = append(s.pendingIDs, idRow{app: e.App, day: day, id: h, offset: o})
+	}
+	st, err := s.day(dayKey{e.App, day})
+	if err != nil {
+		return 0, err
+	}
+	// Sets are idempotent: replays may add to them again.
+	switch e.Type {
+	case schemas.Login:
+		s.addUser(st, e.App, day, e.User)
+	case schemas.Plan:
+		s.pendingPlans = append(s.pendingPlans, e)
+	}
+	if o < st.version {
+		return Replayed, nil
+	}
+	c := &st.c
+	switch e.Type {
+	case schemas.Login:
+		c.Logins++
+	case schemas.Message:
+		n := uint64(e.Count)
+		switch e.Channel {
+		case "c2c":
+			c.MessagesC2C += n
+		case "group":
+			c.MessagesGroup += n
+		case "community":
+			c.MessagesCommunity += n
+		case "live":
+			c.MessagesLive += n
+		}
+	case schemas.Group:
+		if e.Op == "create" {
+			c.GroupsCreated++
+		} else {
+			c.GroupsDissolved++
+		}
+	case schemas.Call:
+		if e.Media == "audio" {
+			c.CallsAudio++
+			c.CallSecondsAudio += uint64(e.Seconds)
+		} else {
+			c.CallsVideo++
+			c.CallSecondsVideo += uint64(e.Seconds)
+		}
+	}
+	st.dirty = true
+	return Counted, nil
+}
+
+func (s *partitionState) checkTime(t time.Time) error {
+	if !s.maxTime.IsZero() && t.After(s.maxTime) {
+		return &schemas.InvalidError{Field: "time", Reason: "too far in the future: " + t.Format(time.RFC3339) + " is after " + s.maxTime.Format(time.RFC3339)}
+	}
+	if d := schemas.DayOf(t, s.loc); d < s.minDay {
+		return &schemas.InvalidError{Field: "time", Reason: "too old: day " + d.String() + " is before the accepted window starting " + s.minDay.String()}
+	}
+	return nil
+}
+
+func (s *partitionState) reject(offset int64, key, value []byte, app uint32, reason string) {
+	s.pendingDLQ = append(s.pendingDLQ, deadLetter{
+		offset: offset,
+		key:    append([]byte(nil), key...),
+		value:  append([]byte(nil), value...),
+		app:    app,
+		reason: reason,
+	})
+}
+
+func (s *partitionState) addUser(st *dayState, app uint32, day schemas.Day, user string) {
+	u := xxh3.HashString128(user)
+	if _, ok := st.users[u]; ok {
+		return
+	}
+	if st.users == nil {
+		st.users = map[xxh3.Uint128]struct{}{}
+	}
+	st.users[u] = struct{}{}
+	s.pendingUsers = append(s.pendingUsers, userRow{app: app, day: day, user: user})
+	if st.sketch == nil {
+		st.sketch = newSketch()
+		s.sketchSeq++
+		st.sketchGen = s.sketchSeq
+	}
+	st.sketch.InsertHash(xxhash.Sum64String(user))
+	st.sketchDirty = true
+}
+
+// newSketch makes the HLL sketch used for DAU and MAU estimates.
+func newSketch() *hyperloglog.Sketch { return hyperloglog.New16() }
+
+// day returns the state of an app's day, loading it when it is not in memory.
+func (s *partitionState) day(k dayKey) (*dayState, error) {
+	if st, ok := s.days[k]; ok {
+		return st, nil
+	}
+	st := &dayState{}
+	if k.day < s.loadedFrom && s.load != nil {
+		c, v, err := s.load(k)
+		if err != nil {
+			return nil, err
+		}
+		st.c, st.version = c, v
+	}
+	s.days[k] = st
+	return st, nil
+}
+
+// evict drops clean days older than keepFrom, and the user sets and sketches
+// of those days, to bound memory. Their counters are loaded again if a late
+// event needs them.
+func (s *partitionState) evict(keepFrom schemas.Day) {
+	s.loadedFrom = max(s.loadedFrom, keepFrom)
+	for k, st := range s.days {
+		if k.day >= keepFrom || st.dirty || st.sketchDirty {
+			continue
+		}
+		delete(s.days, k)
+	}
+	for h, e := range s.ids {
+		if e.day < s.minDay {
+			delete(s.ids, h)
+		}
+	}
+}
+
+// pending reports whether anything waits to be written.
+func (s *partitionState) pending() int {
+	return len(s.pendingUsers) + len(s.pendingIDs) + len(s.pendingPlans) + len(s.pendingDLQ)
+}

@@ -1,0 +1,294 @@
+package aggregate
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/segmentio/kafka-go"
+	"github.com/zeebo/xxh3"
+
+	"github.com/immeter/immeter/schemas"
+)
+
+// store reads and writes a partition's state in ClickHouse.
+type store struct {
+	conn   driver.Conn
+	group  string
+	topic  string
+	dlq    *kafka.Writer
+	writer string // this process's name in user_sketches rows
+}
+
+const countersCols = `logins, messages_c2c, messages_group, messages_community, messages_live,
+	groups_created, groups_dissolved, calls_audio, calls_video,
+	call_seconds_audio, call_seconds_video, duplicates`
+
+const countersArgMax = `argMax(logins, version), argMax(messages_c2c, version), argMax(messages_group, version),
+	argMax(messages_community, version), argMax(messages_live, version),
+	argMax(groups_created, version), argMax(groups_dissolved, version),
+	argMax(calls_audio, version), argMax(calls_video, version),
+	argMax(call_seconds_audio, version), argMax(call_seconds_video, version), argMax(duplicates, version)`
+
+func (c *Counters) fields() []any {
+	return []any{&c.Logins, &c.MessagesC2C, &c.MessagesGroup, &c.MessagesCommunity, &c.MessagesLive,
+		&c.GroupsCreated, &c.GroupsDissolved, &c.CallsAudio, &c.CallsVideo,
+		&c.CallSecondsAudio, &c.CallSecondsVideo, &c.Duplicates}
+}
+
+func (c *Counters) values() []any {
+	return []any{c.Logins, c.MessagesC2C, c.MessagesGroup, c.MessagesCommunity, c.MessagesLive,
+		c.GroupsCreated, c.GroupsDissolved, c.CallsAudio, c.CallsVideo,
+		c.CallSecondsAudio, c.CallSecondsVideo, c.Duplicates}
+}
+
+// nextOffset returns where the partition was aggregated up to, or -1.
+func (st *store) nextOffset(ctx context.Context, partition int32) (int64, error) {
+	var n uint64
+	var rows uint64
+	err := st.conn.QueryRow(ctx, `SELECT max(next_offset), count() FROM consumer_offsets
+		WHERE consumer_group = ? AND topic = ? AND partition = ?`, st.group, st.topic, partition).Scan(&n, &rows)
+	if err != nil {
+		return 0, fmt.Errorf("read consumer_offsets: %w", err)
+	}
+	if rows == 0 {
+		return -1, nil
+	}
+	return int64(n), nil
+}
+
+// loadDays reads the stored counters of the partition's days from minDay on.
+func (st *store) loadDays(ctx context.Context, s *partitionState, from schemas.Day) error {
+	rows, err := st.conn.Query(ctx, `SELECT app, day, max(version), `+countersArgMax+`
+		FROM daily_usage WHERE src_partition = ? AND day >= ? GROUP BY app, day`, s.partition, from.Date())
+	if err != nil {
+		return fmt.Errorf("load daily_usage: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var app uint32
+		var day time.Time
+		ds := &dayState{}
+		if err := rows.Scan(append([]any{&app, &day, &ds.version}, ds.c.fields()...)...); err != nil {
+			return fmt.Errorf("load daily_usage: %w", err)
+		}
+		s.days[dayKey{app, schemas.DayOf(day, time.UTC)}] = ds
+	}
+	return rows.Err()
+}
+
+// loadDay reads one stored day; zero when there is none.
+func (st *store) loadDay(ctx context.Context, partition int32, k dayKey) (Counters, uint64, error) {
+	var c Counters
+	var v uint64
+	rows, err := st.conn.Query(ctx, `SELECT max(version), `+countersArgMax+`
+		FROM daily_usage WHERE src_partition = ? AND app = ? AND day = ?`, partition, k.app, k.day.Date())
+	if err != nil {
+		return c, 0, fmt.Errorf("load daily_usage: %w", err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := rows.Scan(append([]any{&v}, c.fields()...)...); err != nil {
+			return c, 0, fmt.Errorf("load daily_usage: %w", err)
+		}
+	}
+	return c, v, rows.Err()
+}
+
+// loadIDs reads the event ids first seen in the partition from minDay on.
+func (st *store) loadIDs(ctx context.Context, s *partitionState) error {
+	rows, err := st.conn.Query(ctx, `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
+		WHERE src_partition = ? AND day >= ? GROUP BY day, id_hi, id_lo`, s.partition, s.minDay.Date())
+	if err != nil {
+		return fmt.Errorf("load event_ids: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var day time.Time
+		var e idEntry
+		var hi, lo uint64
+		if err := rows.Scan(&day, &hi, &lo, &e.offset); err != nil {
+			return fmt.Errorf("load event_ids: %w", err)
+		}
+		e.day = schemas.DayOf(day, time.UTC)
+		s.ids[xxh3.Uint128{Hi: hi, Lo: lo}] = e
+	}
+	return rows.Err()
+}
+
+// flush makes everything folded so far durable, in an order that keeps a
+// crash at any point harmless (see README, "Exactly once"):
+//  1. dead letters to the DLQ topic and table;
+//  2. the sets (event ids, user days, sketches, plan changes): writing
+//     them twice changes nothing;
+//  3. the absolute counters of dirty days, each row versioned with the
+//     offset it is complete up to;
+//  4. the partition's next offset.
+//
+// It returns the offset to commit to Kafka.
+func (st *store) flush(ctx context.Context, s *partitionState, now time.Time) error {
+	if err := st.flushDLQ(ctx, s, now); err != nil {
+		return err
+	}
+	if err := st.flushSets(ctx, s); err != nil {
+		return err
+	}
+	if err := st.flushCounters(ctx, s, now); err != nil {
+		return err
+	}
+	err := st.conn.Exec(ctx, `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)
+		VALUES (?, ?, ?, ?, ?)`, st.group, st.topic, s.partition, s.next, now.UTC().Truncate(time.Second))
+	if err != nil {
+		return fmt.Errorf("write consumer_offsets: %w", err)
+	}
+	return nil
+}
+
+func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time) error {
+	if len(s.pendingDLQ) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(s.pendingDLQ))
+	p := strconv.Itoa(int(s.partition))
+	for i, d := range s.pendingDLQ {
+		msgs[i] = kafka.Message{Key: d.key, Value: d.value, Headers: []kafka.Header{
+			{Key: "immeter-reason", Value: []byte(d.reason)},
+			{Key: "immeter-source-topic", Value: []byte(st.topic)},
+			{Key: "immeter-source-partition", Value: []byte(p)},
+			{Key: "immeter-source-offset", Value: []byte(strconv.FormatInt(d.offset, 10))},
+		}}
+	}
+	if err := st.dlq.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish to dead-letter topic %s: %w", st.dlq.Topic, err)
+	}
+	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO dead_letters
+		(received_at, src_topic, src_partition, src_offset, app, reason, payload)`)
+	if err != nil {
+		return fmt.Errorf("write dead_letters: %w", err)
+	}
+	at := now.UTC().Truncate(time.Second)
+	for _, d := range s.pendingDLQ {
+		if err := b.Append(at, st.topic, s.partition, d.offset, d.app, d.reason, string(d.value)); err != nil {
+			return fmt.Errorf("write dead_letters: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write dead_letters: %w", err)
+	}
+	s.pendingDLQ = s.pendingDLQ[:0]
+	return nil
+}
+
+func (st *store) flushSets(ctx context.Context, s *partitionState) error {
+	if len(s.pendingIDs) > 0 {
+		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO event_ids (src_partition, app, day, id_hi, id_lo, src_offset)`)
+		if err != nil {
+			return fmt.Errorf("write event_ids: %w", err)
+		}
+		for _, r := range s.pendingIDs {
+			if err := b.Append(s.partition, r.app, r.day.Date(), r.id.Hi, r.id.Lo, r.offset); err != nil {
+				return fmt.Errorf("write event_ids: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("write event_ids: %w", err)
+		}
+		s.pendingIDs = s.pendingIDs[:0]
+	}
+	if len(s.pendingUsers) > 0 {
+		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO user_days (app, day, user)`)
+		if err != nil {
+			return fmt.Errorf("write user_days: %w", err)
+		}
+		for _, r := range s.pendingUsers {
+			if err := b.Append(r.app, r.day.Date(), r.user); err != nil {
+				return fmt.Errorf("write user_days: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("write user_days: %w", err)
+		}
+		s.pendingUsers = s.pendingUsers[:0]
+	}
+	if len(s.pendingPlans) > 0 {
+		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO plan_changes (app, at, at_nanos, edition, id)`)
+		if err != nil {
+			return fmt.Errorf("write plan_changes: %w", err)
+		}
+		for _, e := range s.pendingPlans {
+			at := e.Time.UTC()
+			if err := b.Append(e.App, at.Truncate(time.Second), uint32(at.Nanosecond()), e.Edition, e.ID); err != nil {
+				return fmt.Errorf("write plan_changes: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("write plan_changes: %w", err)
+		}
+		s.pendingPlans = s.pendingPlans[:0]
+	}
+	var sketches []dayKey
+	for k, d := range s.days {
+		if d.sketchDirty {
+			sketches = append(sketches, k)
+		}
+	}
+	if len(sketches) > 0 {
+		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO user_sketches (app, day, writer, version, sketch)`)
+		if err != nil {
+			return fmt.Errorf("write user_sketches: %w", err)
+		}
+		for _, k := range sketches {
+			d := s.days[k]
+			blob, err := d.sketch.MarshalBinary()
+			if err != nil {
+				return fmt.Errorf("write user_sketches: %w", err)
+			}
+			writer := fmt.Sprintf("%s/p%d/%d", st.writer, s.partition, d.sketchGen)
+			if err := b.Append(k.app, k.day.Date(), writer, s.next, string(blob)); err != nil {
+				return fmt.Errorf("write user_sketches: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("write user_sketches: %w", err)
+		}
+		for _, k := range sketches {
+			s.days[k].sketchDirty = false
+		}
+	}
+	return nil
+}
+
+func (st *store) flushCounters(ctx context.Context, s *partitionState, now time.Time) error {
+	var dirty []dayKey
+	for k, d := range s.days {
+		if d.dirty {
+			dirty = append(dirty, k)
+		}
+	}
+	if len(dirty) == 0 {
+		return nil
+	}
+	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO daily_usage (app, day, src_partition, version, `+countersCols+`, updated_at)`)
+	if err != nil {
+		return fmt.Errorf("write daily_usage: %w", err)
+	}
+	at := now.UTC().Truncate(time.Second)
+	for _, k := range dirty {
+		d := s.days[k]
+		args := append([]any{k.app, k.day.Date(), s.partition, s.next}, d.c.values()...)
+		if err := b.Append(append(args, at)...); err != nil {
+			return fmt.Errorf("write daily_usage: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write daily_usage: %w", err)
+	}
+	for _, k := range dirty {
+		d := s.days[k]
+		d.dirty = false
+		d.version = s.next
+	}
+	return nil
+}

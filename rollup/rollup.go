@@ -1,0 +1,462 @@
+package rollup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/segmentio/kafka-go"
+	"github.com/shopspring/decimal"
+
+	"github.com/immeter/immeter/schemas"
+)
+
+// Config configures a Rollup. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	Brokers  []string       // KAFKA_BROKERS; required
+	Topic    string         // billing topic; default im.billing.monthly
+	Location *time.Location // billing time zone; default +08:00
+	Prices   *PriceBook     // default DefaultPriceBook()
+
+	// Interval is how often provisional records are published for the open
+	// month (only for apps whose figures changed).
+	Interval time.Duration // default 1h
+	// SettleAfter is how long after a month ends (in the billing time zone)
+	// its final records are published. Late events before then are simply
+	// counted; after it, they produce corrections.
+	SettleAfter time.Duration // default 24h
+	// CorrectionMonths is how many months before the open one are checked
+	// for late usage on every pass.
+	CorrectionMonths int // default 2
+
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger     // default slog.Default()
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Topic:            schemas.BillingTopic,
+		Location:         time.FixedZone(schemas.DefaultTimezone, 8*3600),
+		Interval:         time.Hour,
+		SettleAfter:      24 * time.Hour,
+		CorrectionMonths: 2,
+		Now:              time.Now,
+		Logger:           slog.Default(),
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.Topic == "" {
+		c.Topic = d.Topic
+	}
+	if c.Location == nil {
+		c.Location = d.Location
+	}
+	if c.Prices == nil {
+		c.Prices = DefaultPriceBook()
+	}
+	if c.Interval == 0 {
+		c.Interval = d.Interval
+	}
+	if c.SettleAfter == 0 {
+		c.SettleAfter = d.SettleAfter
+	}
+	if c.CorrectionMonths == 0 {
+		c.CorrectionMonths = d.CorrectionMonths
+	}
+	if c.Now == nil {
+		c.Now = d.Now
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("KAFKA_BROKERS: required")
+	case c.Interval < 0:
+		return errors.New("ROLLUP_INTERVAL: must be positive")
+	case c.SettleAfter < 0:
+		return errors.New("SETTLE_AFTER: must be positive")
+	case c.CorrectionMonths < 0:
+		return errors.New("CORRECTION_MONTHS: must be positive")
+	}
+	return nil
+}
+
+// Rollup turns ClickHouse usage into billing records: it stores each new
+// revision in ClickHouse, then publishes it. One Rollup runs per database.
+type Rollup struct {
+	cfg  Config
+	conn driver.Conn
+	w    *kafka.Writer
+}
+
+// New returns a Rollup reading and writing through conn (migrated).
+func New(cfg Config, conn driver.Conn) (*Rollup, error) {
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Rollup{cfg: cfg, conn: conn, w: &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Topic:        cfg.Topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 10 * time.Millisecond,
+		BatchSize:    1000,
+	}}, nil
+}
+
+// Close releases the Kafka writer.
+func (r *Rollup) Close() error { return r.w.Close() }
+
+// Mode says which record a pass may publish for a month.
+type Mode int
+
+// Modes of Publish.
+const (
+	// Auto: provisional while the month is open, final once it is settled,
+	// corrections after that.
+	Auto Mode = iota
+	// ForceFinal: final now if the month has none, else a correction if the
+	// figures changed (immeter rollup --month M --final).
+	ForceFinal
+)
+
+// Result counts the records a pass published.
+type Result struct {
+	Provisional, Final, Correction, Unchanged int
+}
+
+// Run publishes records until ctx is done: first it republishes stored
+// revisions that Kafka never acknowledged, then every tick it rolls up the
+// open month (provisional records every Interval), settles the month before
+// once SettleAfter has passed, and checks settled months for late usage.
+func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
+	if err := r.Repair(ctx); err != nil {
+		return err
+	}
+	lastProvisional := time.Time{}
+	for {
+		now := r.cfg.Now()
+		cur := schemas.MonthOf(now, r.cfg.Location)
+		if now.Sub(lastProvisional) >= r.cfg.Interval {
+			if _, err := r.Publish(ctx, cur, Auto); err != nil {
+				r.cfg.Logger.Warn("rollup: open month", "month", cur, "err", err)
+			} else {
+				lastProvisional = now
+			}
+		}
+		for m, i := cur.Prev(), 0; i < r.cfg.CorrectionMonths; m, i = m.Prev(), i+1 {
+			if _, err := r.Publish(ctx, m, Auto); err != nil {
+				r.cfg.Logger.Warn("rollup: month", "month", m, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(tick):
+		}
+	}
+}
+
+// Publish computes month m for every app and publishes what changed, as mode
+// allows.
+func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Result, error) {
+	var res Result
+	usage, err := ReadMonth(ctx, r.conn, m, r.cfg.Location)
+	if err != nil {
+		return res, err
+	}
+	latest, err := r.latest(ctx, m)
+	if err != nil {
+		return res, err
+	}
+	settled := !r.cfg.Now().Before(m.End(r.cfg.Location).Add(r.cfg.SettleAfter))
+	// Apps billed before but without usage now keep their record current.
+	for app := range latest {
+		if usage[app] == nil {
+			usage[app] = &MonthUsage{App: app, Month: m, DayEditions: editionDays(nil, m, r.cfg.Location)}
+		}
+	}
+	apps := make([]uint32, 0, len(usage))
+	for app := range usage {
+		apps = append(apps, app)
+	}
+	sort.Slice(apps, func(i, j int) bool { return apps[i] < apps[j] })
+
+	var out []storedRecord
+	for _, app := range apps {
+		rec, err := r.Record(usage[app])
+		if err != nil {
+			return res, fmt.Errorf("app %d: %w", app, err)
+		}
+		fp := fingerprint(rec)
+		prev, hasPrev := latest[app]
+		finalized := hasPrev && prev.status != schemas.Provisional
+		switch {
+		case finalized && prev.fingerprint == fp:
+			res.Unchanged++
+			continue
+		case finalized:
+			rec.Status = schemas.Correction
+			res.Correction++
+		case settled || mode == ForceFinal:
+			rec.Status = schemas.Final
+			res.Final++
+		case hasPrev && prev.fingerprint == fp:
+			res.Unchanged++
+			continue
+		default:
+			rec.Status = schemas.Provisional
+			res.Provisional++
+		}
+		rec.Revision = 1
+		if hasPrev {
+			rec.Revision = prev.revision + 1
+			rec.Supersedes = prev.revision
+		}
+		rec.GeneratedAt = r.cfg.Now().UTC().Truncate(time.Second)
+		out = append(out, storedRecord{rec: rec, fingerprint: fp})
+	}
+	if err := r.store(ctx, out); err != nil {
+		return res, err
+	}
+	if err := r.publish(ctx, out); err != nil {
+		return res, err
+	}
+	if n := res.Provisional + res.Final + res.Correction; n > 0 {
+		r.cfg.Logger.Info("rollup: published", "month", m, "provisional", res.Provisional, "final", res.Final, "correction", res.Correction)
+	}
+	return res, nil
+}
+
+// Record prices one app's month. Status, revision and time are left to the caller.
+func (r *Rollup) Record(u *MonthUsage) (schemas.BillingRecord, error) {
+	bill, err := r.cfg.Prices.Price(PricingInput{
+		Year:              u.Month.Year,
+		Month:             u.Month.Month,
+		DayEditions:       u.DayEditions,
+		MAU:               int64(u.Usage.MAU),
+		CallSeconds:       AudioVideo{Audio: int64(u.Usage.CallSeconds.Audio), Video: int64(u.Usage.CallSeconds.Video)},
+		CommunityMessages: int64(u.Usage.Messages.Community),
+	})
+	if err != nil {
+		return schemas.BillingRecord{}, err
+	}
+	rec := schemas.BillingRecord{
+		App:         u.App,
+		Month:       u.Month.String(),
+		Timezone:    schemas.TimezoneName(r.cfg.Location),
+		Edition:     string(bill.Edition),
+		EditionDays: spans(u.DayEditions, u.Month),
+		Usage:       u.Usage,
+		Total:       bill.Total.StringFixed(2),
+		Currency:    bill.Currency,
+		Notes:       append(append([]string(nil), u.Notes...), bill.Notes...),
+	}
+	for _, c := range bill.Charges {
+		rec.Charges = append(rec.Charges, schemas.Charge{
+			Item:      c.Item,
+			Quantity:  c.Quantity.String(),
+			Unit:      c.Unit,
+			UnitPrice: c.UnitPrice.String(),
+			Amount:    c.Amount.StringFixed(2),
+		})
+	}
+	return rec, nil
+}
+
+func spans(days []Edition, m schemas.Month) []schemas.Span {
+	var out []schemas.Span
+	first := m.FirstDay()
+	for i, e := range days {
+		d := first + schemas.Day(i)
+		if n := len(out); n > 0 && out[n-1].Edition == string(e) {
+			out[n-1].To = d.String()
+			out[n-1].Days++
+			continue
+		}
+		out = append(out, schemas.Span{Edition: string(e), From: d.String(), To: d.String(), Days: 1})
+	}
+	return out
+}
+
+// fingerprint identifies the billed content of a record: what a correction
+// is about. Status, revision and times are not part of it.
+func fingerprint(rec schemas.BillingRecord) string {
+	b, _ := json.Marshal(struct {
+		E string
+		D []schemas.Span
+		U schemas.Usage
+		C []schemas.Charge
+		T string
+		N []string
+	}{rec.Edition, rec.EditionDays, rec.Usage, rec.Charges, rec.Total, rec.Notes})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
+}
+
+type revisionInfo struct {
+	revision    int
+	status      string
+	fingerprint string
+}
+
+// latest returns the newest stored revision of each app's month.
+func (r *Rollup) latest(ctx context.Context, m schemas.Month) (map[uint32]revisionInfo, error) {
+	rows, err := r.conn.Query(ctx, `SELECT app, max(revision), argMax(status, revision), argMax(fingerprint, revision),
+		countIf(status != 'provisional') FROM billing_records WHERE month = ? GROUP BY app`, m.String())
+	if err != nil {
+		return nil, fmt.Errorf("read billing_records: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint32]revisionInfo{}
+	for rows.Next() {
+		var app, rev uint32
+		var status, fp string
+		var settled uint64
+		if err := rows.Scan(&app, &rev, &status, &fp, &settled); err != nil {
+			return nil, fmt.Errorf("read billing_records: %w", err)
+		}
+		if settled > 0 && status == schemas.Provisional {
+			status = schemas.Final // never happens unless rows were edited by hand
+		}
+		out[app] = revisionInfo{revision: int(rev), status: status, fingerprint: fp}
+	}
+	return out, rows.Err()
+}
+
+type storedRecord struct {
+	rec         schemas.BillingRecord
+	fingerprint string
+	json        []byte
+}
+
+// store writes the new revisions to billing_records before they are
+// published, so that a crash in between is repaired by Repair.
+func (r *Rollup) store(ctx context.Context, recs []storedRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	b, err := r.conn.PrepareBatch(ctx, `INSERT INTO billing_records
+		(app, month, revision, status, supersedes, edition, mau, total, currency, fingerprint, record, generated_at)`)
+	if err != nil {
+		return fmt.Errorf("write billing_records: %w", err)
+	}
+	for i := range recs {
+		s := &recs[i]
+		if s.json, err = json.Marshal(s.rec); err != nil {
+			return err
+		}
+		total, err := decimal.NewFromString(s.rec.Total)
+		if err != nil {
+			return err
+		}
+		if err := b.Append(s.rec.App, s.rec.Month, uint32(s.rec.Revision), s.rec.Status, uint32(s.rec.Supersedes),
+			s.rec.Edition, s.rec.Usage.MAU, total, s.rec.Currency, s.fingerprint, string(s.json), s.rec.GeneratedAt); err != nil {
+			return fmt.Errorf("write billing_records: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write billing_records: %w", err)
+	}
+	return nil
+}
+
+// publish sends stored records to the billing topic (acks from all in-sync
+// replicas), then marks them published.
+func (r *Rollup) publish(ctx context.Context, recs []storedRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(recs))
+	for i, s := range recs {
+		msgs[i] = kafka.Message{
+			Key:   []byte(strconv.FormatUint(uint64(s.rec.App), 10) + ":" + s.rec.Month),
+			Value: s.json,
+			Headers: []kafka.Header{
+				{Key: "immeter-revision", Value: []byte(strconv.Itoa(s.rec.Revision))},
+				{Key: "immeter-status", Value: []byte(s.rec.Status)},
+			},
+		}
+	}
+	if err := r.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish to %s: %w", r.cfg.Topic, err)
+	}
+	b, err := r.conn.PrepareBatch(ctx, `INSERT INTO billing_published (app, month, revision, published_at)`)
+	if err != nil {
+		return fmt.Errorf("write billing_published: %w", err)
+	}
+	at := r.cfg.Now().UTC().Truncate(time.Second)
+	for _, s := range recs {
+		if err := b.Append(s.rec.App, s.rec.Month, uint32(s.rec.Revision), at); err != nil {
+			return fmt.Errorf("write billing_published: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write billing_published: %w", err)
+	}
+	return nil
+}
+
+// Repair publishes again, byte for byte, every stored revision that was not
+// marked published (a crash between storing and publishing).
+func (r *Rollup) Repair(ctx context.Context) error {
+	rows, err := r.conn.Query(ctx, `SELECT app, month, revision, any(status), any(record) FROM billing_records
+		WHERE (app, month, revision) NOT IN (SELECT app, month, revision FROM billing_published)
+		GROUP BY app, month, revision ORDER BY app, month, revision`)
+	if err != nil {
+		return fmt.Errorf("read unpublished billing_records: %w", err)
+	}
+	var recs []storedRecord
+	for rows.Next() {
+		var app, rev uint32
+		var month, status, body string
+		if err := rows.Scan(&app, &month, &rev, &status, &body); err != nil {
+			rows.Close()
+			return fmt.Errorf("read unpublished billing_records: %w", err)
+		}
+		recs = append(recs, storedRecord{
+			rec:  schemas.BillingRecord{App: app, Month: month, Revision: int(rev), Status: status},
+			json: []byte(body),
+		})
+	}
+	rows.Close()
+	if len(recs) > 0 {
+		r.cfg.Logger.Info("rollup: republishing unacknowledged revisions", "count", len(recs))
+	}
+	return r.publish(ctx, recs)
+}
+
+// Statement returns the newest stored record of an app's month.
+func Statement(ctx context.Context, conn driver.Conn, app uint32, m schemas.Month) (schemas.BillingRecord, error) {
+	var body string
+	err := conn.QueryRow(ctx, `SELECT argMax(record, revision) FROM billing_records WHERE app = ? AND month = ?`,
+		app, m.String()).Scan(&body)
+	var rec schemas.BillingRecord
+	if err != nil {
+		return rec, fmt.Errorf("read billing_records: %w", err)
+	}
+	if body == "" {
+		return rec, ErrNoRecord
+	}
+	return rec, json.Unmarshal([]byte(body), &rec)
+}
+
+// ErrNoRecord says a month has no stored record for the app.
+var ErrNoRecord = errors.New("no billing record")

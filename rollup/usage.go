@@ -1,0 +1,240 @@
+package rollup
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/axiomhq/hyperloglog"
+
+	"github.com/immeter/immeter/schemas"
+)
+
+// MonthUsage is what ClickHouse holds of one app's month: the input of a
+// billing record.
+type MonthUsage struct {
+	App         uint32
+	Month       schemas.Month
+	Usage       schemas.Usage
+	DayEditions []Edition // edition at the end of each day
+	Notes       []string  // plan history facts worth a reader's eye
+}
+
+// dailyQuery sums the newest counters of each source partition per app and
+// day (see schemas/migrations/0001_usage.sql).
+const dailyQuery = `SELECT app, day,
+	sum(logins), sum(messages_c2c), sum(messages_group), sum(messages_community), sum(messages_live),
+	sum(groups_created), sum(groups_dissolved), sum(call_seconds_audio), sum(call_seconds_video)
+FROM (
+	SELECT app, day, src_partition,
+		argMax(logins, version) AS logins, argMax(messages_c2c, version) AS messages_c2c,
+		argMax(messages_group, version) AS messages_group, argMax(messages_community, version) AS messages_community,
+		argMax(messages_live, version) AS messages_live, argMax(groups_created, version) AS groups_created,
+		argMax(groups_dissolved, version) AS groups_dissolved,
+		argMax(call_seconds_audio, version) AS call_seconds_audio, argMax(call_seconds_video, version) AS call_seconds_video
+	FROM daily_usage
+	WHERE day >= ? AND day <= ?
+	GROUP BY app, day, src_partition
+)
+GROUP BY app, day`
+
+// ReadMonth reads the usage of every app with usage in the month, or with a
+// paid edition in force during it.
+func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time.Location) (map[uint32]*MonthUsage, error) {
+	first, last := m.FirstDay().Date(), m.LastDay().Date()
+	out := map[uint32]*MonthUsage{}
+	get := func(app uint32) *MonthUsage {
+		u := out[app]
+		if u == nil {
+			u = &MonthUsage{App: app, Month: m}
+			out[app] = u
+		}
+		return u
+	}
+
+	daysSeen := map[uint32]int{} // days with a daily_usage row
+	rows, err := conn.Query(ctx, dailyQuery, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	for rows.Next() {
+		var app uint32
+		var day time.Time
+		var logins, c2c, group, community, live, created, dissolved, audio, video uint64
+		if err := rows.Scan(&app, &day, &logins, &c2c, &group, &community, &live, &created, &dissolved, &audio, &video); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read daily_usage: %w", err)
+		}
+		u := get(app)
+		us := &u.Usage
+		us.Logins += logins
+		us.Messages.C2C += c2c
+		us.Messages.Group += group
+		us.Messages.Community += community
+		us.Messages.Live += live
+		net := int64(created) - int64(dissolved)
+		if daysSeen[app] == 0 || net > us.MaxDailyNetGroups {
+			us.MaxDailyNetGroups = net
+		}
+		daysSeen[app]++
+		us.GroupsCreated += created
+		us.GroupsDissolved += dissolved
+		us.CallSeconds.Audio += audio
+		us.CallSeconds.Video += video
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+
+	rows, err = conn.Query(ctx, `SELECT app, uniqExact(user) FROM user_days WHERE day >= ? AND day <= ? GROUP BY app`, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("read user_days: %w", err)
+	}
+	for rows.Next() {
+		var app uint32
+		var n uint64
+		if err := rows.Scan(&app, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read user_days: %w", err)
+		}
+		get(app).Usage.MAU = n
+	}
+	rows.Close()
+
+	sketches := map[uint32]*hyperloglog.Sketch{}
+	rows, err = conn.Query(ctx, `SELECT app, sketch FROM user_sketches WHERE day >= ? AND day <= ?`, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("read user_sketches: %w", err)
+	}
+	for rows.Next() {
+		var app uint32
+		var blob string
+		if err := rows.Scan(&app, &blob); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read user_sketches: %w", err)
+		}
+		var sk hyperloglog.Sketch
+		if err := sk.UnmarshalBinary([]byte(blob)); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read user_sketches: app %d: %w", app, err)
+		}
+		if sketches[app] == nil {
+			sketches[app] = &sk
+		} else if err := sketches[app].Merge(&sk); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("merge sketches of app %d: %w", app, err)
+		}
+	}
+	rows.Close()
+	for app, sk := range sketches {
+		get(app).Usage.MAUEstimate = sk.Estimate()
+	}
+
+	plans, err := readPlans(ctx, conn, m.End(loc))
+	if err != nil {
+		return nil, err
+	}
+	for app, changes := range plans {
+		days := editionDays(changes, m, loc)
+		if _, ok := out[app]; !ok && !paid(days) {
+			continue
+		}
+		u := get(app)
+		u.DayEditions = days
+		u.Notes = planNotes(changes, m, loc)
+	}
+	for _, u := range out {
+		if u.DayEditions == nil {
+			u.DayEditions = editionDays(nil, m, loc)
+		}
+		if daysSeen[u.App] < m.Days() {
+			u.Usage.MaxDailyNetGroups = max(u.Usage.MaxDailyNetGroups, 0) // a day without groups nets 0
+		}
+		u.Usage.CallMinutes.Audio = (u.Usage.CallSeconds.Audio + 59) / 60
+		u.Usage.CallMinutes.Video = (u.Usage.CallSeconds.Video + 59) / 60
+	}
+	return out, nil
+}
+
+// planChange is one plan event.
+type planChange struct {
+	at      time.Time
+	edition Edition
+}
+
+func readPlans(ctx context.Context, conn driver.Conn, before time.Time) (map[uint32][]planChange, error) {
+	rows, err := conn.Query(ctx, `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes
+		WHERE at < ? ORDER BY app, at, at_nanos, id`, before.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("read plan_changes: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint32][]planChange{}
+	for rows.Next() {
+		var app, nanos uint32
+		var at time.Time
+		var edition, id string
+		if err := rows.Scan(&app, &at, &nanos, &edition, &id); err != nil {
+			return nil, fmt.Errorf("read plan_changes: %w", err)
+		}
+		t := at.Add(time.Duration(nanos))
+		if t.Before(before) {
+			out[app] = append(out[app], planChange{at: t, edition: Edition(edition)})
+		}
+	}
+	return out, rows.Err()
+}
+
+// editionDays returns the edition in force at the end of each day of the
+// month: the last change before the next day starts; Developer before any.
+func editionDays(changes []planChange, m schemas.Month, loc *time.Location) []Edition {
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].at.Before(changes[j].at) })
+	days := make([]Edition, m.Days())
+	cur, i := EditionDeveloper, 0
+	for d := range days {
+		end := time.Date(m.Year, m.Month, d+2, 0, 0, 0, 0, loc) // start of the next day
+		for i < len(changes) && changes[i].at.Before(end) {
+			cur = changes[i].edition
+			i++
+		}
+		days[d] = cur
+	}
+	return days
+}
+
+func paid(days []Edition) bool {
+	for _, e := range days {
+		if e != EditionDeveloper {
+			return true
+		}
+	}
+	return false
+}
+
+var editionRank = map[Edition]int{EditionDeveloper: 0, EditionStandard: 1, EditionPremium: 2}
+
+// planNotes reports what the IM service should have refused: more than one
+// change in the month, or a downgrade. The meter reports it; it does not hide it.
+func planNotes(changes []planChange, m schemas.Month, loc *time.Location) []string {
+	var notes []string
+	start := m.Start(loc)
+	prev, n := EditionDeveloper, 0
+	for _, c := range changes {
+		if !c.at.Before(start) {
+			if c.edition != prev {
+				n++
+			}
+			if editionRank[c.edition] < editionRank[prev] {
+				notes = append(notes, fmt.Sprintf("downgrade from %s to %s at %s", prev, c.edition, c.at.In(loc).Format(time.RFC3339)))
+			}
+		}
+		prev = c.edition
+	}
+	if n > 1 {
+		notes = append(notes, fmt.Sprintf("%d plan changes in the month; at most one is allowed", n))
+	}
+	return notes
+}

@@ -1,0 +1,122 @@
+package schemas
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// DefaultTimezone is the billing time zone of the provider: Beijing time.
+const DefaultTimezone = "+08:00"
+
+// ParseTimezone reads a billing time zone: a fixed offset such as +08:00 or
+// -05:30, "UTC", or an IANA name such as Asia/Shanghai.
+func ParseTimezone(s string) (*time.Location, error) {
+	if s == "UTC" || s == "Z" {
+		return time.UTC, nil
+	}
+	if len(s) == 6 && (s[0] == '+' || s[0] == '-') && s[3] == ':' {
+		h, err1 := strconv.Atoi(s[1:3])
+		m, err2 := strconv.Atoi(s[4:6])
+		if err1 != nil || err2 != nil || h > 14 || m > 59 {
+			return nil, fmt.Errorf("%q: want an offset like +08:00", s)
+		}
+		off := h*3600 + m*60
+		if s[0] == '-' {
+			off = -off
+		}
+		return time.FixedZone(s, off), nil
+	}
+	loc, err := time.LoadLocation(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: want an offset like +08:00 or an IANA zone name", s)
+	}
+	return loc, nil
+}
+
+// TimezoneName is how a billing record names loc: its fixed offset (+08:00)
+// or its IANA name.
+func TimezoneName(loc *time.Location) string {
+	if loc == time.UTC {
+		return "+00:00"
+	}
+	return loc.String()
+}
+
+// Day is a calendar day in the billing time zone, counted in days since
+// 1970-01-01 (as a ClickHouse Date).
+type Day int32
+
+// DayOf returns the calendar day of t in loc.
+func DayOf(t time.Time, loc *time.Location) Day {
+	y, m, d := t.In(loc).Date()
+	return DayFromDate(y, m, d)
+}
+
+// DayFromDate returns the Day of a civil date.
+func DayFromDate(y int, m time.Month, d int) Day {
+	return Day(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400)
+}
+
+// Date is the day as a UTC midnight, the form ClickHouse Date columns take.
+func (d Day) Date() time.Time { return time.Unix(int64(d)*86400, 0).UTC() }
+
+// String is the day as YYYY-MM-DD.
+func (d Day) String() string { return d.Date().Format(time.DateOnly) }
+
+// Month returns the month that holds the day.
+func (d Day) Month() Month {
+	y, m, _ := d.Date().Date()
+	return Month{Year: y, Month: m}
+}
+
+// Month is a calendar month in the billing time zone.
+type Month struct {
+	Year  int
+	Month time.Month
+}
+
+// ParseMonth reads YYYY-MM.
+func ParseMonth(s string) (Month, error) {
+	t, err := time.Parse("2006-01", s)
+	if err != nil {
+		return Month{}, fmt.Errorf("%q: want YYYY-MM", s)
+	}
+	return Month{t.Year(), t.Month()}, nil
+}
+
+// MonthOf returns the calendar month of t in loc.
+func MonthOf(t time.Time, loc *time.Location) Month {
+	y, m, _ := t.In(loc).Date()
+	return Month{y, m}
+}
+
+func (m Month) String() string { return fmt.Sprintf("%04d-%02d", m.Year, int(m.Month)) }
+
+// FirstDay and LastDay bound the month.
+func (m Month) FirstDay() Day { return DayFromDate(m.Year, m.Month, 1) }
+func (m Month) LastDay() Day  { return m.Next().FirstDay() - 1 }
+
+// Days is the number of days in the month.
+func (m Month) Days() int { return int(m.LastDay()-m.FirstDay()) + 1 }
+
+// Next and Prev are the adjacent months.
+func (m Month) Next() Month {
+	if m.Month == time.December {
+		return Month{m.Year + 1, time.January}
+	}
+	return Month{m.Year, m.Month + 1}
+}
+func (m Month) Prev() Month {
+	if m.Month == time.January {
+		return Month{m.Year - 1, time.December}
+	}
+	return Month{m.Year, m.Month - 1}
+}
+
+// Start is the instant the month begins in loc; End the instant it ends
+// (the start of the next month).
+func (m Month) Start(loc *time.Location) time.Time {
+	return time.Date(m.Year, m.Month, 1, 0, 0, 0, 0, loc)
+}
+func (m Month) End(loc *time.Location) time.Time { return m.Next().Start(loc) }

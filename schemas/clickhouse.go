@@ -1,0 +1,205 @@
+package schemas
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// ClickHouseConfig says where immeter's ClickHouse database is.
+type ClickHouseConfig struct {
+	Addr     string // host:port of the native protocol, e.g. 127.0.0.1:9000
+	Database string // created if missing; default "immeter"
+	Username string // default "default"
+	Password string
+}
+
+// Validate reports the first bad field, named as in the environment.
+func (c *ClickHouseConfig) Validate() error {
+	if c.Addr == "" {
+		return errors.New("CLICKHOUSE_ADDR: required (host:port of the native protocol)")
+	}
+	if _, _, err := splitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("CLICKHOUSE_ADDR: %w", err)
+	}
+	if c.Database == "" {
+		return errors.New("CLICKHOUSE_DATABASE: required")
+	}
+	for _, r := range c.Database {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return fmt.Errorf("CLICKHOUSE_DATABASE: %q: only letters, digits and _", c.Database)
+		}
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i <= 0 {
+		return "", 0, fmt.Errorf("%q: want host:port", addr)
+	}
+	port, err := strconv.Atoi(addr[i+1:])
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", addr)
+	}
+	return addr[:i], port, nil
+}
+
+// OpenClickHouse connects to ClickHouse, creates the database if needed and
+// applies the migrations. Settings a server does not know are not sent.
+func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	open := func(db string, settings clickhouse.Settings) (driver.Conn, error) {
+		return clickhouse.Open(&clickhouse.Options{
+			Addr:         []string{c.Addr},
+			Auth:         clickhouse.Auth{Database: db, Username: c.Username, Password: c.Password},
+			DialTimeout:  5 * time.Second,
+			ReadTimeout:  5 * time.Minute,
+			MaxOpenConns: 8,
+			Settings:     settings,
+		})
+	}
+	boot, err := open("default", nil)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
+	}
+	defer boot.Close()
+	v, err := boot.ServerVersion()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
+	}
+	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+c.Database); err != nil {
+		return nil, fmt.Errorf("clickhouse %s: create database %s: %w", c.Addr, c.Database, err)
+	}
+	conn, err := open(c.Database, insertSettings(v.Version))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
+	}
+	if err := Migrate(ctx, conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// insertSettings turns off what would change insert semantics on newer
+// servers: each INSERT must be written (and its parts made) before it returns.
+func insertSettings(v proto.Version) clickhouse.Settings {
+	s := clickhouse.Settings{}
+	if v.Major > 21 || v.Major == 21 && v.Minor >= 11 {
+		s["async_insert"] = 0 // on by default from 26.2
+	}
+	return s
+}
+
+// Migration is one versioned SQL file of schemas/migrations.
+type Migration struct {
+	Version    int
+	Name       string
+	Statements []string
+}
+
+// Migrations lists the embedded migrations in order.
+func Migrations() ([]Migration, error) {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []Migration
+	for _, f := range files {
+		base := strings.TrimSuffix(strings.TrimPrefix(f, "migrations/"), ".sql")
+		num, name, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_name.sql", f)
+		}
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Migration{Version: v, Name: name, Statements: splitSQL(string(body))})
+	}
+	return out, nil
+}
+
+// splitSQL splits a file into statements at semicolons ending a line, and
+// drops comment-only lines.
+func splitSQL(body string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(t, ";") {
+			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Migrate applies the migrations not yet recorded in schema_migrations.
+// Every statement is idempotent, so a migration cut short is applied again.
+func Migrate(ctx context.Context, conn driver.Conn) error {
+	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version UInt32, name String, applied_at DateTime
+	) ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	applied := map[uint32]bool{}
+	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if applied[uint32(m.Version)] {
+			continue
+		}
+		for _, stmt := range m.Statements {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
+			}
+		}
+		if err := conn.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+			uint32(m.Version), m.Name, time.Now().UTC().Truncate(time.Second)); err != nil {
+			return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
+		}
+	}
+	return nil
+}
