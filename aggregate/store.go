@@ -62,7 +62,7 @@ func (st *store) nextOffset(ctx context.Context, partition int32) (int64, error)
 // loadDays reads the stored counters of the partition's days from minDay on.
 func (st *store) loadDays(ctx context.Context, s *partitionState, from schemas.Day) error {
 	rows, err := st.conn.Query(ctx, `SELECT app, day, max(version), `+countersArgMax+`
-		FROM daily_usage WHERE src_partition = ? AND day >= ? GROUP BY app, day`, s.partition, from.Date())
+		FROM daily_usage WHERE src_partition = ? AND day >= toDate(?) GROUP BY app, day`, s.partition, from.String())
 	if err != nil {
 		return fmt.Errorf("load daily_usage: %w", err)
 	}
@@ -84,7 +84,7 @@ func (st *store) loadDay(ctx context.Context, partition int32, k dayKey) (Counte
 	var c Counters
 	var v uint64
 	rows, err := st.conn.Query(ctx, `SELECT max(version), `+countersArgMax+`
-		FROM daily_usage WHERE src_partition = ? AND app = ? AND day = ?`, partition, k.app, k.day.Date())
+		FROM daily_usage WHERE src_partition = ? AND app = ? AND day = toDate(?)`, partition, k.app, k.day.String())
 	if err != nil {
 		return c, 0, fmt.Errorf("load daily_usage: %w", err)
 	}
@@ -100,7 +100,7 @@ func (st *store) loadDay(ctx context.Context, partition int32, k dayKey) (Counte
 // loadIDs reads the event ids first seen in the partition from minDay on.
 func (st *store) loadIDs(ctx context.Context, s *partitionState) error {
 	rows, err := st.conn.Query(ctx, `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
-		WHERE src_partition = ? AND day >= ? GROUP BY day, id_hi, id_lo`, s.partition, s.minDay.Date())
+		WHERE src_partition = ? AND day >= toDate(?) GROUP BY day, id_hi, id_lo`, s.partition, s.minDay.String())
 	if err != nil {
 		return fmt.Errorf("load event_ids: %w", err)
 	}
@@ -138,8 +138,8 @@ func (st *store) flush(ctx context.Context, s *partitionState, now time.Time) er
 	if err := st.flushCounters(ctx, s, now); err != nil {
 		return err
 	}
-	err := st.conn.Exec(ctx, `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)
-		VALUES (?, ?, ?, ?, ?)`, st.group, st.topic, s.partition, s.next, now.UTC().Truncate(time.Second))
+	err := schemas.InsertRow(ctx, st.conn, `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)`,
+		st.group, st.topic, s.partition, s.next, now.UTC().Truncate(time.Second))
 	if err != nil {
 		return fmt.Errorf("write consumer_offsets: %w", err)
 	}

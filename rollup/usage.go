@@ -35,7 +35,7 @@ FROM (
 		argMax(groups_dissolved, version) AS groups_dissolved,
 		argMax(call_seconds_audio, version) AS call_seconds_audio, argMax(call_seconds_video, version) AS call_seconds_video
 	FROM daily_usage
-	WHERE day >= ? AND day <= ?
+	WHERE day >= toDate(?) AND day <= toDate(?)
 	GROUP BY app, day, src_partition
 )
 GROUP BY app, day`
@@ -43,7 +43,7 @@ GROUP BY app, day`
 // ReadMonth reads the usage of every app with usage in the month, or with a
 // paid edition in force during it.
 func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time.Location) (map[uint32]*MonthUsage, error) {
-	first, last := m.FirstDay().Date(), m.LastDay().Date()
+	first, last := m.FirstDay().String(), m.LastDay().String()
 	out := map[uint32]*MonthUsage{}
 	get := func(app uint32) *MonthUsage {
 		u := out[app]
@@ -89,7 +89,7 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		return nil, fmt.Errorf("read daily_usage: %w", err)
 	}
 
-	rows, err = conn.Query(ctx, `SELECT app, uniqExact(user) FROM user_days WHERE day >= ? AND day <= ? GROUP BY app`, first, last)
+	rows, err = conn.Query(ctx, `SELECT app, uniqExact(user) FROM user_days WHERE day >= toDate(?) AND day <= toDate(?) GROUP BY app`, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read user_days: %w", err)
 	}
@@ -105,7 +105,7 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 	rows.Close()
 
 	sketches := map[uint32]*hyperloglog.Sketch{}
-	rows, err = conn.Query(ctx, `SELECT app, sketch FROM user_sketches WHERE day >= ? AND day <= ?`, first, last)
+	rows, err = conn.Query(ctx, `SELECT app, sketch FROM user_sketches WHERE day >= toDate(?) AND day <= toDate(?)`, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read user_sketches: %w", err)
 	}
@@ -167,7 +167,7 @@ type planChange struct {
 
 func readPlans(ctx context.Context, conn driver.Conn, before time.Time) (map[uint32][]planChange, error) {
 	rows, err := conn.Query(ctx, `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes
-		WHERE at < ? ORDER BY app, at, at_nanos, id`, before.UTC())
+		WHERE at < toDateTime(?) ORDER BY app, at, at_nanos, id`, before.Unix()+1)
 	if err != nil {
 		return nil, fmt.Errorf("read plan_changes: %w", err)
 	}

@@ -196,10 +196,24 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 				return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
 			}
 		}
-		if err := conn.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+		if err := InsertRow(ctx, conn, "INSERT INTO schema_migrations (version, name, applied_at)",
 			uint32(m.Version), m.Name, time.Now().UTC().Truncate(time.Second)); err != nil {
 			return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
 		}
 	}
 	return nil
+}
+
+// InsertRow inserts one row as a native-protocol block: INSERT … VALUES with
+// bound parameters does not work on every server version. insert names the
+// table and columns, e.g. "INSERT INTO t (a, b)".
+func InsertRow(ctx context.Context, conn driver.Conn, insert string, values ...any) error {
+	b, err := conn.PrepareBatch(ctx, insert)
+	if err != nil {
+		return err
+	}
+	if err := b.Append(values...); err != nil {
+		return err
+	}
+	return b.Send()
 }

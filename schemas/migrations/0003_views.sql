@@ -69,7 +69,7 @@ CREATE VIEW IF NOT EXISTS monthly_billing AS
 SELECT
     app,
     month,
-    max(revision) AS revision,
+    max(revision) AS latest_revision,
     argMax(status, revision) AS status,
     argMax(edition, revision) AS edition,
     argMax(mau, revision) AS mau,

@@ -1,0 +1,78 @@
+// Command immeter meters IM usage: it aggregates usage events from Kafka into
+// ClickHouse, closes billing months and publishes billing records.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `usage: immeter <command> [flags]
+
+Commands:
+  run        all-in-one: gateway, aggregate and rollup (embedded Kafka when KAFKA_BROKERS is unset)
+  aggregate  consume im.usage.events into ClickHouse rollups
+  rollup     publish monthly billing records (daemon, or --month YYYY-MM [--final] once)
+  ingest     HTTP gateway: POST /v1/events
+  simulate   publish simulated IM traffic
+  usage      print an app's monthly statement
+  migrate    apply the ClickHouse migrations
+
+Run 'immeter <command> -h' for the flags of a command. Every flag can also be
+set by the environment variable named in its help.
+`
+
+var commands = map[string]func(ctx context.Context, args []string) error{}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "immeter: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd(ctx, os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "immeter %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// env returns the environment variable name, or def when it is unset.
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+// brokers splits a comma-separated broker list.
+func brokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
