@@ -38,6 +38,10 @@ type Config struct {
 	MaxPast   time.Duration // default 62 days: the open month and the one before
 	MaxFuture time.Duration // default 10 minutes
 
+	// SessionTimeout is how long the group waits for a silent member (a
+	// killed process) before giving its partitions to others.
+	SessionTimeout time.Duration // default 10s
+
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger     // default slog.Default()
 }
@@ -45,16 +49,17 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Topic:         schemas.EventsTopic,
-		DLQTopic:      schemas.DLQTopic,
-		Group:         "immeter-aggregate",
-		Location:      time.FixedZone(schemas.DefaultTimezone, 8*3600),
-		FlushInterval: time.Second,
-		MaxPending:    100000,
-		MaxPast:       62 * 24 * time.Hour,
-		MaxFuture:     10 * time.Minute,
-		Now:           time.Now,
-		Logger:        slog.Default(),
+		Topic:          schemas.EventsTopic,
+		DLQTopic:       schemas.DLQTopic,
+		Group:          "immeter-aggregate",
+		Location:       time.FixedZone(schemas.DefaultTimezone, 8*3600),
+		FlushInterval:  time.Second,
+		MaxPending:     100000,
+		MaxPast:        62 * 24 * time.Hour,
+		MaxFuture:      10 * time.Minute,
+		SessionTimeout: 10 * time.Second,
+		Now:            time.Now,
+		Logger:         slog.Default(),
 	}
 }
 
@@ -84,6 +89,9 @@ func (c *Config) fill() {
 	if c.MaxFuture == 0 {
 		c.MaxFuture = d.MaxFuture
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = d.SessionTimeout
+	}
 	if c.Now == nil {
 		c.Now = d.Now
 	}
@@ -101,6 +109,8 @@ func (c *Config) Validate() error {
 		return errors.New("FlushInterval: must be positive")
 	case c.MaxPending < 0:
 		return errors.New("MaxPending: must be positive")
+	case c.SessionTimeout < 6*time.Second:
+		return errors.New("SessionTimeout: at least 6s (the broker's group.min.session.timeout.ms)")
 	case c.MaxPast < 0 || c.MaxFuture < 0:
 		return errors.New("MaxPast, MaxFuture: must be positive")
 	case c.Topic == c.DLQTopic && c.Topic != "":
@@ -166,8 +176,8 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		Topics:            []string{a.cfg.Topic},
 		StartOffset:       kafka.FirstOffset,
 		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
+		SessionTimeout:    a.cfg.SessionTimeout,
+		RebalanceTimeout:  a.cfg.SessionTimeout,
 		JoinGroupBackoff:  time.Second,
 		ErrorLogger:       kafka.LoggerFunc(func(f string, args ...any) { a.cfg.Logger.Debug("kafka group: " + fmt.Sprintf(f, args...)) }),
 	})

@@ -212,9 +212,9 @@ func (e *Event) Validate() error {
 func (e Event) MarshalJSON() ([]byte, error) {
 	b := make([]byte, 0, 160)
 	b = append(b, `{"id":`...)
-	b = strconv.AppendQuote(b, e.ID)
+	b = appendJSONString(b, e.ID)
 	b = append(b, `,"type":`...)
-	b = strconv.AppendQuote(b, string(e.Type))
+	b = appendJSONString(b, string(e.Type))
 	b = append(b, `,"app":`...)
 	b = strconv.AppendUint(b, uint64(e.App), 10)
 	b = append(b, `,"time":"`...)

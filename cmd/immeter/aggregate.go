@@ -19,6 +19,7 @@ func aggregateFlags(fs *flag.FlagSet, cfg *aggregate.Config) {
 	fs.StringVar(&cfg.Group, "group", env("AGGREGATE_GROUP", d.Group), "consumer group id (AGGREGATE_GROUP)")
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", envDuration("FLUSH_INTERVAL", d.FlushInterval), "longest wait before folded events are written (FLUSH_INTERVAL)")
 	fs.DurationVar(&cfg.MaxPast, "max-past", envDuration("MAX_EVENT_AGE", d.MaxPast), "oldest accepted event, before now (MAX_EVENT_AGE)")
+	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", envDuration("AGGREGATE_SESSION_TIMEOUT", d.SessionTimeout), "consumer group session timeout (AGGREGATE_SESSION_TIMEOUT)")
 	fs.DurationVar(&cfg.MaxFuture, "max-future", envDuration("MAX_EVENT_FUTURE", d.MaxFuture), "latest accepted event, after now (MAX_EVENT_FUTURE)")
 }
 
