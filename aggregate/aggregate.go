@@ -295,6 +295,7 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 // open loads a partition's state and returns where to read from.
 func (a *Aggregator) open(ctx context.Context, partition int32, committed int64) (*partitionState, int64, error) {
 	s := newPartitionState(partition, a.cfg.Location)
+	s.clock, s.maxFuture = a.cfg.Now, a.cfg.MaxFuture
 	now := a.cfg.Now()
 	a.window(s, now)
 	s.load = func(k dayKey) (Counters, uint64, error) { return a.store.loadDay(ctx, partition, k) }

@@ -102,6 +102,8 @@ type partitionState struct {
 	loc       *time.Location
 	minDay    schemas.Day // events before it are too old
 	maxTime   time.Time   // events after it are too far in the future
+	maxFuture time.Duration
+	clock     func() time.Time
 
 	days map[dayKey]*dayState
 	ids  map[xxh3.Uint128]idEntry
@@ -215,6 +217,9 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 }
 
 func (s *partitionState) checkTime(t time.Time) error {
+	if !s.maxTime.IsZero() && t.After(s.maxTime) && s.clock != nil {
+		s.maxTime = s.clock().Add(s.maxFuture) // the bound may be a flush old
+	}
 	if !s.maxTime.IsZero() && t.After(s.maxTime) {
 		return &schemas.InvalidError{Field: "time", Reason: "too far in the future: " + t.Format(time.RFC3339) + " is after " + s.maxTime.Format(time.RFC3339)}
 	}

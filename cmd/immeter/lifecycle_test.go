@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/immeter/immeter/aggregate"
+	"github.com/immeter/immeter/rollup"
+	"github.com/immeter/immeter/schemas"
+)
+
+// testClock runs in real time from a base that the test can move.
+type testClock struct {
+	mu    sync.Mutex
+	base  time.Time
+	start time.Time
+}
+
+func newTestClock(base time.Time) *testClock { return &testClock{base: base, start: time.Now()} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.base.Add(time.Since(c.start))
+}
+
+func (c *testClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.base, c.start = t, time.Now()
+}
+
+// TestRecordLifecycle follows one month of a Standard app through
+// provisional, final and correction records on the real topic.
+func TestRecordLifecycle(t *testing.T) {
+	env := integration(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const app = 1400000042
+
+	agg, err := aggregate.New(aggregate.Config{
+		Brokers: env.brokers, Topic: env.events, DLQTopic: env.dlq, Group: env.group,
+		Location: loc, FlushInterval: 100 * time.Millisecond, Now: clock.Now,
+	}, env.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aggCtx, stopAgg := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agg.Run(aggCtx) }()
+	defer func() { stopAgg(); <-done }()
+
+	r, err := rollup.New(rollup.Config{Brokers: env.brokers, Topic: env.billing, Location: loc, Now: clock.Now}, env.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	oct := schemas.Month{Year: 2026, Month: time.October}
+
+	id := 0
+	publish := func(events ...schemas.Event) {
+		t.Helper()
+		var msgs []kafka.Message
+		for _, e := range events {
+			id++
+			e.ID, e.App = fmt.Sprintf("lc-%d", id), app
+			b, _ := json.Marshal(e)
+			msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(app)), Value: b})
+		}
+		env.produce(ctx, t, env.events, msgs)
+		env.waitAggregated(ctx, t, env.events)
+	}
+	logins := func(day, from, to int) []schemas.Event {
+		var out []schemas.Event
+		for u := from; u < to; u++ {
+			out = append(out, schemas.Event{Type: schemas.Login, Time: time.Date(2026, 10, day, 9, 0, 0, 0, loc), User: fmt.Sprintf("u%05d", u)})
+		}
+		return out
+	}
+	step := func(wantRes rollup.Result) {
+		t.Helper()
+		res, err := r.Publish(ctx, oct, rollup.Auto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res != wantRes {
+			t.Fatalf("unexpected rollup result; got %+v; want %+v", res, wantRes)
+		}
+	}
+
+	// Standard from October 1st; 10,000 users: exactly the free quota.
+	publish(append([]schemas.Event{{Type: schemas.Plan, Time: time.Date(2026, 10, 1, 0, 0, 0, 0, loc), Edition: "standard"}},
+		logins(3, 0, 10000)...)...)
+	step(rollup.Result{Provisional: 1})
+	step(rollup.Result{Unchanged: 1}) // nothing changed: no record
+
+	// One more user, and 61 audio seconds over two calls.
+	publish(append(logins(15, 10000, 10001),
+		schemas.Event{Type: schemas.Call, Time: time.Date(2026, 10, 16, 9, 0, 0, 0, loc), User: "u00001", Media: "audio", Seconds: 30},
+		schemas.Event{Type: schemas.Call, Time: time.Date(2026, 10, 17, 9, 0, 0, 0, loc), User: "u00002", Media: "audio", Seconds: 31})...)
+	step(rollup.Result{Provisional: 1})
+
+	// The month ended, but the settlement time (24 h later) has not come: a
+	// late login on October 31 still goes into a provisional record.
+	clock.Set(time.Date(2026, 11, 1, 10, 0, 0, 0, loc))
+	publish(logins(31, 10001, 10002)...)
+	step(rollup.Result{Provisional: 1})
+
+	// Settlement time: the final record, with no change in figures.
+	clock.Set(time.Date(2026, 11, 2, 0, 0, 1, 0, loc))
+	step(rollup.Result{Final: 1})
+	step(rollup.Result{Unchanged: 1})
+
+	// A late login for October after the final: a correction.
+	clock.Set(time.Date(2026, 11, 5, 8, 0, 0, 0, loc))
+	publish(logins(30, 10002, 10003)...)
+	step(rollup.Result{Correction: 1})
+	step(rollup.Result{Unchanged: 1})
+
+	recs := env.readBilling(ctx, t, 5)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Revision < recs[j].Revision })
+	type want struct {
+		status     string
+		supersedes int
+		mau        uint64
+		total      string
+	}
+	// Standard, 31 days: 399.00. Overage 0.015 per MAU beyond 10,000, each
+	// line rounded half-up: 1 → 0.015 → 0.02; 2 → 0.03; 3 → 0.045 → 0.05.
+	// Calls: 61 s → 2 min × 0.99/1000 = 0.00198 → 0.00.
+	wants := []want{
+		{schemas.Provisional, 0, 10000, "399.00"},
+		{schemas.Provisional, 1, 10001, "399.02"},
+		{schemas.Provisional, 2, 10002, "399.03"},
+		{schemas.Final, 3, 10002, "399.03"},
+		{schemas.Correction, 4, 10003, "399.05"},
+	}
+	for i, w := range wants {
+		rec := recs[i]
+		if rec.Revision != i+1 || rec.Status != w.status || rec.Supersedes != w.supersedes || rec.Usage.MAU != w.mau || rec.Total != w.total {
+			t.Errorf("revision %d: got status %s supersedes %d MAU %d total %s; want %+v", i+1, rec.Status, rec.Supersedes, rec.Usage.MAU, rec.Total, w)
+		}
+	}
+	if last := recs[4]; last.Usage.CallMinutes.Audio != 2 || last.Usage.CallSeconds.Audio != 61 || last.Edition != "standard" {
+		t.Errorf("unexpected calls or edition: %+v %s", last.Usage, last.Edition)
+	}
+
+	// A crash between storing and publishing: the stored revision is
+	// published again at start, byte for byte.
+	if err := env.conn.Exec(ctx, "ALTER TABLE billing_published DELETE WHERE revision = 5"); err != nil {
+		t.Fatal(err)
+	}
+	waitMutations(ctx, t, env)
+	if err := r.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := env.readAll(ctx, t, env.billing, 6)
+	var copies [][]byte
+	for _, m := range again {
+		if string(m.Key) == fmt.Sprintf("%d:2026-10", app) && header(m, "immeter-revision") == "5" {
+			copies = append(copies, m.Value)
+		}
+	}
+	if len(copies) != 2 || string(copies[0]) != string(copies[1]) {
+		t.Errorf("revision 5 not republished identically: %d copies", len(copies))
+	}
+}
+
+func waitMutations(ctx context.Context, t *testing.T, env *testEnv) {
+	t.Helper()
+	for {
+		var n uint64
+		if err := env.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0", env.ch.Database).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
