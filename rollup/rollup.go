@@ -142,28 +142,51 @@ type Result struct {
 	Provisional, Final, Correction, Unchanged int
 }
 
-// Run publishes records until ctx is done: first it republishes stored
-// revisions that Kafka never acknowledged, then every tick it rolls up the
-// open month (provisional records every Interval), settles the month before
-// once SettleAfter has passed, and checks settled months for late usage.
+// Run publishes records until ctx is done. First it republishes stored
+// revisions that Kafka never acknowledged. Then, every tick, for the open
+// month and the CorrectionMonths before it: a month still open or not yet
+// settled gets provisional records at most every Interval; a settled month
+// gets its final records once, and corrections whenever its usage changed.
+// A month is recomputed only when its usage changed (see usageMark) or its
+// final is due, so a pass over quiet months costs one small query each.
 func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
 	if err := r.Repair(ctx); err != nil {
 		return err
 	}
-	lastProvisional := time.Time{}
+	type monthState struct {
+		mark    uint64    // usageMark at the last successful pass
+		at      time.Time // when that pass ran
+		settled bool      // that pass ran after the settlement time
+	}
+	seen := map[schemas.Month]*monthState{}
 	for {
 		now := r.cfg.Now()
 		cur := schemas.MonthOf(now, r.cfg.Location)
-		if now.Sub(lastProvisional) >= r.cfg.Interval {
-			if _, err := r.Publish(ctx, cur, Auto); err != nil {
-				r.cfg.Logger.Warn("rollup: open month", "month", cur, "err", err)
-			} else {
-				lastProvisional = now
+		for m, i := cur, 0; i <= r.cfg.CorrectionMonths; m, i = m.Prev(), i+1 {
+			mark, err := r.usageMark(ctx, m)
+			if err != nil {
+				r.cfg.Logger.Warn("rollup: usage mark", "month", m, "err", err)
+				continue
 			}
-		}
-		for m, i := cur.Prev(), 0; i < r.cfg.CorrectionMonths; m, i = m.Prev(), i+1 {
+			st := seen[m]
+			settled := r.settled(m, now)
+			switch {
+			case st == nil: // first pass since start: catch up
+			case settled && !st.settled: // the final is due
+			case st.mark == mark: // nothing changed
+				continue
+			case !settled && now.Sub(st.at) < r.cfg.Interval: // provisional not due yet
+				continue
+			}
 			if _, err := r.Publish(ctx, m, Auto); err != nil {
 				r.cfg.Logger.Warn("rollup: month", "month", m, "err", err)
+				continue
+			}
+			seen[m] = &monthState{mark: mark, at: now, settled: settled}
+		}
+		for m := range seen {
+			if m.Next().FirstDay() < cur.FirstDay()-schemas.Day(31*r.cfg.CorrectionMonths) {
+				delete(seen, m)
 			}
 		}
 		select {
@@ -172,6 +195,25 @@ func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
 		case <-time.After(tick):
 		}
 	}
+}
+
+func (r *Rollup) settled(m schemas.Month, now time.Time) bool {
+	return !now.Before(m.End(r.cfg.Location).Add(r.cfg.SettleAfter))
+}
+
+// usageMark changes whenever usage of month m is written: it sums, over
+// source partitions, the newest version (offset) of the month's counter
+// rows, which grows with every flush that touches the month and is not
+// changed by merges.
+func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (uint64, error) {
+	var mark uint64
+	err := r.conn.QueryRow(ctx, `SELECT sum(v) FROM (SELECT src_partition, max(version) AS v FROM daily_usage
+		WHERE day >= toDate(?) AND day <= toDate(?) GROUP BY src_partition)`,
+		m.FirstDay().String(), m.LastDay().String()).Scan(&mark)
+	if err != nil {
+		return 0, fmt.Errorf("read daily_usage: %w", err)
+	}
+	return mark, nil
 }
 
 // Publish computes month m for every app and publishes what changed, as mode
@@ -186,7 +228,7 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 	if err != nil {
 		return res, err
 	}
-	settled := !r.cfg.Now().Before(m.End(r.cfg.Location).Add(r.cfg.SettleAfter))
+	settled := r.settled(m, r.cfg.Now())
 	// Apps billed before but without usage now keep their record current.
 	for app := range latest {
 		if usage[app] == nil {

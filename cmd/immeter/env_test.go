@@ -15,6 +15,9 @@ import (
 	"github.com/immeter/immeter/schemas"
 )
 
+// testPartitions is the partition count of every test topic.
+const testPartitions = 4
+
 // testEnv is a private corner of the real Kafka broker and ClickHouse
 // server: topics, a consumer group and a database of its own.
 type testEnv struct {
@@ -50,7 +53,7 @@ func integration(t *testing.T) *testEnv {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := ingest.EnsureTopics(ctx, e.brokers, 4, 1, e.events, e.dlq, e.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, e.brokers, testPartitions, 1, e.events, e.dlq, e.billing); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := schemas.OpenClickHouse(ctx, e.ch)
@@ -75,7 +78,8 @@ func integration(t *testing.T) *testEnv {
 func (e *testEnv) produce(ctx context.Context, t *testing.T, topic string, msgs []kafka.Message) {
 	t.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000}
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000,
+		Transport: &kafka.Transport{}} // its own metadata cache: the topic is new
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatalf("produce: %v", err)
@@ -85,10 +89,10 @@ func (e *testEnv) produce(ctx context.Context, t *testing.T, topic string, msgs 
 // endOffsets returns the next offset of every partition of topic.
 func (e *testEnv) endOffsets(ctx context.Context, t *testing.T, topic string) map[int]int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(e.brokers...)}
+	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: &kafka.Transport{}}
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 {
-		t.Fatalf("metadata of %s: %v", topic, err)
+	if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != testPartitions {
+		t.Fatalf("metadata of %s: %v %+v", topic, err, md)
 	}
 	req := map[string][]kafka.OffsetRequest{}
 	for _, p := range md.Topics[0].Partitions {
@@ -143,7 +147,7 @@ func (e *testEnv) readAll(ctx context.Context, t *testing.T, topic string, n int
 	for _, o := range end {
 		total += o
 	}
-	if total != int64(n) {
+	if len(end) != testPartitions || total != int64(n) {
 		t.Fatalf("unexpected message count on %s; got %d; want %d", topic, total, n)
 	}
 	var out []kafka.Message

@@ -189,3 +189,84 @@ func waitMutations(ctx context.Context, t *testing.T, env *testEnv) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRollupDaemon checks the daemon's schedule: provisional records at
+// most every interval and only after a change, the final at settlement,
+// then a correction for late usage.
+func TestRollupDaemon(t *testing.T) {
+	env := integration(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const app = 1400000077
+
+	agg, err := aggregate.New(aggregate.Config{
+		Brokers: env.brokers, Topic: env.events, DLQTopic: env.dlq, Group: env.group,
+		Location: loc, FlushInterval: 50 * time.Millisecond, Now: clock.Now,
+	}, env.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = agg.Run(runCtx) }()
+
+	n := 0
+	login := func(day int) {
+		t.Helper()
+		n++
+		e := schemas.Event{ID: fmt.Sprintf("d-%d", n), Type: schemas.Login, App: app, User: fmt.Sprintf("u%d", n),
+			Time: time.Date(2026, 10, day, 9, 0, 0, 0, loc)}
+		b, _ := json.Marshal(e)
+		env.produce(ctx, t, env.events, []kafka.Message{{Key: []byte(strconv.Itoa(app)), Value: b}})
+		env.waitAggregated(ctx, t, env.events)
+	}
+	count := func() int {
+		end := env.endOffsets(ctx, t, env.billing)
+		var total int64
+		for _, o := range end {
+			total += o
+		}
+		return int(total)
+	}
+	waitCount := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for count() < want && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // a few more ticks: nothing else may come
+		if got := count(); got != want {
+			t.Fatalf("unexpected billing records; got %d; want %d", got, want)
+		}
+	}
+
+	login(3)
+	r, err := rollup.New(rollup.Config{Brokers: env.brokers, Topic: env.billing, Location: loc, Now: clock.Now, Interval: time.Hour}, env.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	go func() { _ = r.Run(runCtx, 20*time.Millisecond) }()
+	waitCount(1) // provisional 1 at start
+
+	login(4)
+	waitCount(1) // changed, but the interval has not passed
+	clock.Set(time.Date(2026, 10, 20, 13, 0, 1, 0, loc))
+	waitCount(2) // provisional 2
+	clock.Set(time.Date(2026, 10, 20, 15, 0, 0, 0, loc))
+	waitCount(2) // interval passed, nothing changed
+	clock.Set(time.Date(2026, 11, 2, 0, 0, 1, 0, loc))
+	waitCount(3) // final
+	login(31)
+	waitCount(4) // correction
+
+	recs := env.readBilling(ctx, t, 4)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Revision < recs[j].Revision })
+	for i, want := range []string{schemas.Provisional, schemas.Provisional, schemas.Final, schemas.Correction} {
+		if recs[i].Status != want || recs[i].Revision != i+1 || recs[i].Usage.MAU != []uint64{1, 2, 2, 3}[i] {
+			t.Errorf("record %d: got %s rev %d MAU %d; want %s", i, recs[i].Status, recs[i].Revision, recs[i].Usage.MAU, want)
+		}
+	}
+}
