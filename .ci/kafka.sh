@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Runs a throwaway single-node Kafka (KRaft broker+controller) on loopback for tests.
+#
+#   .ci/kafka.sh start|stop|status
+#
+# The Kafka jars come from Maven Central (fetched once with mvn into KAFKA_CACHE_DIR);
+# data, config, pid and log live in $IMMETER_RUN_DIR/kafka and are removed by stop.
+set -euo pipefail
+
+version=4.1.1
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+port=${KAFKA_PORT:-19092}
+controller_port=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
+cache=${KAFKA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/immeter/kafka-$version}
+dir=${IMMETER_RUN_DIR:-$root/.run}/kafka
+pidfile=$dir/kafka.pid
+log=$dir/kafka.log
+timeout=${KAFKA_START_TIMEOUT:-60}
+
+say() { echo "kafka: $*"; }
+
+answers() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; }
+
+ours() { # prints the pid from the pid file if that process is our broker
+	local pid
+	pid=$(cat "$pidfile" 2>/dev/null) || return 1
+	grep -qa kafka.Kafka "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+}
+
+apt_install() {
+	local sudo=''
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+fetch() {
+	[ -f "$cache/.complete" ] && return
+	if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+		apt_install openjdk-17-jre-headless maven
+	fi
+	say "fetching Kafka $version jars from Maven Central into $cache"
+	local tmp
+	tmp=$(mktemp -d)
+	cat >"$tmp/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>immeter</groupId><artifactId>kafka-fetch</artifactId><version>1</version><packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$version</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$version</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>1.7.36</version></dependency>
+  </dependencies>
+</project>
+EOF
+	rm -rf "$cache/libs"
+	mkdir -p "$cache"
+	if ! (cd "$tmp" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$cache/libs") >"$tmp/mvn.log" 2>&1; then
+		cat "$tmp/mvn.log" >&2
+		fail "fetching the Kafka jars with mvn failed"
+	fi
+	rm -rf "$tmp"
+	touch "$cache/.complete"
+}
+
+# tool runs a Kafka CLI class against the cached jars with quiet logging.
+tool() {
+	timeout 60 java -Xmx256m -Dlog4j.configuration="file:$dir/tools-log4j.properties" \
+		-Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cache/libs/*" "$@"
+}
+
+write_config() {
+	cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
+log.dirs=$dir/data
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+num.partitions=4
+auto.create.topics.enable=true
+EOF
+	# Kafka logs through slf4j->reload4j (log4j 1.x syntax); log4j2 only needs to stay quiet.
+	cat >"$dir/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, out
+log4j.appender.out=org.apache.log4j.ConsoleAppender
+log4j.appender.out.layout=org.apache.log4j.PatternLayout
+log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+	sed 's/INFO, out/WARN, out/; $a log4j.appender.out.Target=System.err' \
+		"$dir/log4j.properties" >"$dir/tools-log4j.properties"
+	cat >"$dir/log4j2.properties" <<'EOF'
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.out.ref = out
+EOF
+}
+
+fail() {
+	echo "kafka: $*" >&2
+	if [ -f "$log" ]; then
+		echo "--- tail of $log" >&2
+		tail -n 40 "$log" >&2
+	fi
+	local pid
+	if pid=$(ours); then kill -9 "$pid" 2>/dev/null || true; fi
+	exit 1
+}
+
+start() {
+	if answers; then
+		say "already running on 127.0.0.1:$port"
+		return
+	fi
+	stop >/dev/null # leftovers of a broker that died or never came up
+	fetch
+	local t0=$SECONDS
+	mkdir -p "$dir/data"
+	write_config
+	# A cluster id is 16 random bytes in URL-safe base64 without padding.
+	local id
+	id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	tool kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >"$log" 2>&1 ||
+		fail "formatting the log dir failed"
+	# setsid: keep the broker out of the terminal's process group, so Ctrl-C reaches
+	# the caller (whose trap runs stop) rather than killing the broker underneath it.
+	# shellcheck disable=SC2086 # KAFKA_JAVA_OPTS is a list of JVM flags
+	setsid java -Xms256m -Xmx512m ${KAFKA_JAVA_OPTS:-} \
+		-Dlog4j.configuration="file:$dir/log4j.properties" \
+		-Dlog4j2.configurationFile="$dir/log4j2.properties" \
+		-cp "$cache/libs/*" kafka.Kafka "$dir/server.properties" >>"$log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+	until answers; do
+		kill -0 "$(cat "$pidfile")" 2>/dev/null || fail "broker exited during start-up"
+		((SECONDS - t0 < timeout)) || fail "broker not answering on 127.0.0.1:$port after ${timeout}s"
+		sleep 0.5
+	done
+	tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null ||
+		fail "broker accepts connections but does not serve metadata"
+	say "started broker 127.0.0.1:$port (pid $(cat "$pidfile")) in $((SECONDS - t0))s; log $log"
+}
+
+stop() {
+	local pid
+	if pid=$(ours); then
+		kill "$pid"
+		for _ in $(seq 60); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -9 "$pid" 2>/dev/null || true
+		say "stopped broker (pid $pid)"
+	else
+		say "nothing to stop (no broker started by this script)"
+	fi
+	rm -rf "$dir"
+}
+
+status() {
+	if answers; then
+		say "up on 127.0.0.1:$port"
+	else
+		say "down (127.0.0.1:$port)"
+		return 1
+	fi
+}
+
+case ${1:-} in
+start | stop | status) "$1" ;;
+*)
+	echo "usage: $0 start|stop|status" >&2
+	exit 2
+	;;
+esac
