@@ -1,0 +1,173 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/immeter/immeter/schemas"
+)
+
+// collect runs Simulate with a fixed clock and returns what it published.
+func collect(t *testing.T, cfg SimulateConfig) ([]schemas.Event, Stats) {
+	t.Helper()
+	cfg.Now = func() time.Time { return gwNow }
+	var got []schemas.Event
+	st, err := Simulate(context.Background(), cfg, func(_ context.Context, e schemas.Event) error {
+		got = append(got, e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, st
+}
+
+func TestSimulateDeterministicAndMixed(t *testing.T) {
+	const n = 20000
+	cfg := SimulateConfig{Seed: 7, Events: n, Rate: 1e9}
+	a, st := collect(t, cfg)
+	b, _ := collect(t, cfg)
+	if len(a) != n || st.Events != n {
+		t.Fatalf("unexpected event count; got %d (stats %d); want %d", len(a), st.Events, n)
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("event %d differs between two runs with one seed: %+v vs %+v", i, a[i], b[i])
+		}
+	}
+	if c, _ := collect(t, SimulateConfig{Seed: 8, Events: 100, Rate: 1e9}); c[0] == a[0] && c[1] == a[1] {
+		t.Fatalf("seeds 7 and 8 give the same events")
+	}
+
+	share := func(typ schemas.EventType) float64 { return float64(st.ByType[typ]) / n }
+	f := func(what string, got, want, tolerance float64) {
+		t.Helper()
+		if math.Abs(got-want) > tolerance {
+			t.Fatalf("unexpected share of %s; got %.3f; want %.2f±%.2f", what, got, want, tolerance)
+		}
+	}
+	f("messages", share(schemas.Message), 0.60, 0.02)
+	f("logins", share(schemas.Login), 0.35, 0.02)
+	f("other", share(schemas.Group)+share(schemas.Call)+share(schemas.Plan), 0.05, 0.01)
+
+	ids := map[string]bool{}
+	users := map[string]int{}
+	plans := map[uint32]int{}
+	live := map[string]bool{}
+	for _, e := range a {
+		if err := e.Validate(); err != nil {
+			t.Fatalf("invalid simulated event %+v: %v", e, err)
+		}
+		if ids[e.ID] {
+			t.Fatalf("duplicate id %s", e.ID)
+		}
+		ids[e.ID] = true
+		if e.App < 1400000001 || e.App > 1400000020 {
+			t.Fatalf("app %d outside the default 20 apps", e.App)
+		}
+		if e.User != "" {
+			users[e.User]++
+		}
+		switch e.Type {
+		case schemas.Plan:
+			if plans[e.App]++; plans[e.App] > 1 || e.Edition == "developer" {
+				t.Fatalf("app %d: second or downward plan change %s", e.App, e.Edition)
+			}
+		case schemas.Group:
+			key := strconv.FormatUint(uint64(e.App), 10) + "/" + e.Group
+			if e.Op == "create" {
+				live[key] = true
+			} else if !live[key] {
+				t.Fatalf("dissolve of group %s of app %d that was never created", e.Group, e.App)
+			} else {
+				delete(live, key)
+			}
+		}
+	}
+	// Zipf: the busiest user is far busier than the median one.
+	if users["u0"] < 20*users["u1000"]+1 {
+		t.Fatalf("user activity not skewed: u0 %d, u1000 %d", users["u0"], users["u1000"])
+	}
+}
+
+func TestSimulateRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n int
+		st, err := Simulate(context.Background(), SimulateConfig{Rate: 500, Duration: 2 * time.Second},
+			func(context.Context, schemas.Event) error { n++; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 995 || n > 1001 || st.Events != int64(n) || st.Elapsed != 2*time.Second {
+			t.Fatalf("unexpected events in 2s at 500/s; got %d (stats %d in %s); want 1000 in 2s", n, st.Events, st.Elapsed)
+		}
+	})
+}
+
+func TestSimulateStopsOnError(t *testing.T) {
+	boom := errors.New("boom")
+	n := 0
+	st, err := Simulate(context.Background(), SimulateConfig{Rate: 1e9}, func(context.Context, schemas.Event) error {
+		if n++; n == 10 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) || st.Events != 9 {
+		t.Fatalf("unexpected result; got %d events, %v; want 9 and boom", st.Events, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err = Simulate(ctx, SimulateConfig{Rate: 1e9}, func(ctx context.Context, _ schemas.Event) error {
+		cancel()
+		return ctx.Err()
+	})
+	if err != nil || st.Events != 0 {
+		t.Fatalf("cancelled run; got %d events, %v; want a normal end", st.Events, err)
+	}
+}
+
+func TestSimulateConfigValidate(t *testing.T) {
+	f := func(cfg SimulateConfig, want string) {
+		t.Helper()
+		_, err := Simulate(context.Background(), cfg, nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
+		}
+	}
+	f(SimulateConfig{Apps: -1}, "SimulateConfig.Apps")
+	f(SimulateConfig{FirstApp: 4294967290, Apps: 10}, "SimulateConfig.FirstApp")
+	f(SimulateConfig{UsersPerApp: -1}, "SimulateConfig.UsersPerApp")
+	f(SimulateConfig{Skew: 0.5}, "SimulateConfig.Skew")
+	f(SimulateConfig{Rate: -1}, "SimulateConfig.Rate")
+	f(SimulateConfig{Duration: -1}, "SimulateConfig.Duration")
+	f(SimulateConfig{Events: -1}, "SimulateConfig.Events")
+	// One app with one user is a valid, if dull, simulation.
+	if got, _ := collect(t, SimulateConfig{Apps: 1, UsersPerApp: 1, Events: 50, Rate: 1e9}); len(got) != 50 {
+		t.Fatalf("unexpected events; got %d; want 50", len(got))
+	}
+}
+
+// TestSimulateThroughProducer runs the simulator into Kafka as the command
+// does and finds every event on the topic.
+func TestSimulateThroughProducer(t *testing.T) {
+	onBrokers(t, func(t *testing.T, k *testKafka) {
+		topic := k.topic(t)
+		p := k.producer(t, topic, func(c *ProducerConfig) { c.Block = true })
+		st, err := Simulate(context.Background(), SimulateConfig{Seed: 1, Events: 3000, Rate: 1e9}, p.Publish)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := k.count(t, topic); n != st.Events || n != 3000 {
+			t.Fatalf("unexpected records; got %d; want %d", n, st.Events)
+		}
+	})
+}

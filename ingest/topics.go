@@ -1,0 +1,116 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// ensureTopicsTimeout bounds EnsureTopics when ctx has no deadline.
+const ensureTopicsTimeout = 60 * time.Second
+
+// EnsureTopics creates the topics that do not exist yet with the given number
+// of partitions and replication factor, and waits until the metadata of every
+// topic shows all its partitions with a leader. Existing topics are left as
+// they are. Without a deadline on ctx it gives up after 60 s.
+func EnsureTopics(ctx context.Context, brokers []string, partitions, replication int, topics ...string) error {
+	switch {
+	case len(brokers) == 0:
+		return errors.New("ingest: EnsureTopics: no brokers")
+	case partitions < 1:
+		return fmt.Errorf("ingest: EnsureTopics: partitions must be >= 1; got %d", partitions)
+	case replication < 1:
+		return fmt.Errorf("ingest: EnsureTopics: replication must be >= 1; got %d", replication)
+	case len(topics) == 0:
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ensureTopicsTimeout)
+		defer cancel()
+	}
+	// A transport of its own with a short metadata TTL: the shared default one
+	// caches metadata for seconds and would report the new partitions late.
+	tr := &kafka.Transport{MetadataTTL: 200 * time.Millisecond, ClientID: "immeter-ensure-topics"}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
+
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication})
+	}
+	res, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("ingest: create topics %v on %v: %w", topics, brokers, err)
+	}
+	for _, t := range topics {
+		if err := res.Errors[t]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("ingest: create topic %s: %w", t, err)
+		}
+	}
+
+	delay := 20 * time.Millisecond
+	for {
+		why := topicsNotReady(ctx, c, topics)
+		if why == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ingest: topics %v not ready (%s): %w", topics, why, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+// topicsNotReady says why the topics are not all ready for producing, or ""
+// when every partition of every topic has a leader that answers for it (a
+// new partition can show a leader in metadata a moment before the leader
+// serves it, answering NOT_LEADER_OR_FOLLOWER).
+func topicsNotReady(ctx context.Context, c *kafka.Client, topics []string) string {
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return err.Error()
+	}
+	found := make(map[string]kafka.Topic, len(md.Topics))
+	for _, t := range md.Topics {
+		found[t.Name] = t
+	}
+	offsets := map[string][]kafka.OffsetRequest{}
+	for _, name := range topics {
+		t, ok := found[name]
+		switch {
+		case !ok:
+			return name + ": not in metadata"
+		case t.Error != nil:
+			return name + ": " + t.Error.Error()
+		case len(t.Partitions) == 0:
+			return name + ": no partitions"
+		}
+		for _, p := range t.Partitions {
+			if p.Error != nil {
+				return fmt.Sprintf("%s/%d: %v", name, p.ID, p.Error)
+			}
+			if p.Leader.Host == "" {
+				return fmt.Sprintf("%s/%d: no leader", name, p.ID)
+			}
+			offsets[name] = append(offsets[name], kafka.LastOffsetOf(p.ID))
+		}
+	}
+	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: offsets})
+	if err != nil {
+		return err.Error()
+	}
+	for name, ps := range res.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return fmt.Sprintf("%s/%d: %v", name, p.Partition, p.Error)
+			}
+		}
+	}
+	return ""
+}

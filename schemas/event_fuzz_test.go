@@ -1,0 +1,59 @@
+package schemas
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// FuzzDecodeEvent checks that DecodeEvent never panics, refuses only with an
+// *InvalidError, and that every event it accepts survives MarshalJSON →
+// DecodeEvent unchanged (so what the gateway re-encodes is what it decoded).
+// Seeds: below and testdata/fuzz/FuzzDecodeEvent.
+func FuzzDecodeEvent(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"e1","type":"login","app":1400000001,"time":"2026-11-25T21:00:00+08:00","user":"u1","platform":"ios"}`,
+		`{"id":"e2","type":"message","app":1400000001,"time":"2026-11-25T13:00:00.123456789Z","user":"u1","channel":"group","count":3}`,
+		`{"id":"e3","type":"group","app":1,"time":"2026-11-25T21:00:00-05:30","op":"create","group":"g1","group_type":"AVChatRoom","user":"owner"}`,
+		`{"id":"e4","type":"call","app":4294967295,"time":"2026-11-25T21:00:00Z","user":"u1","media":"video","seconds":0,"call":"c1"}`,
+		`{"id":"e5","type":"plan","app":1400000002,"time":"2026-11-25T21:00:00+08:00","edition":"premium"}`,
+		`{"id":"\u0001\u007f\u2028<>","type":"login","app":1,"time":"2026-11-25T21:00:00Z","user":"\ud800"}`,
+		`{"id":"e6","type":"message","app":1,"time":"2026-11-25T21:00:00Z","user":"u","channel":"c2c","count":null}`,
+		`{"id":"e7","type":"plan","app":01,"time":"2026-11-25T21:00:00Z","edition":"standard"}`,
+		`[{"id":"e1"}]`,
+		`{"id":"e8","type":"plan","app":1e3,"time":"2026-11-25T21:00:00Z","edition":"standard"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := DecodeEvent(data)
+		if err != nil {
+			var ie *InvalidError
+			if !errors.As(err, &ie) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("unexpected error type %T: %v", err, err)
+			}
+			return
+		}
+		b, err := e.MarshalJSON()
+		if err != nil {
+			t.Fatalf("MarshalJSON of an accepted event: %v", err)
+		}
+		if !json.Valid(b) {
+			t.Fatalf("MarshalJSON wrote invalid JSON %q for input %q", b, data)
+		}
+		got, err := DecodeEvent(b)
+		if err != nil {
+			t.Fatalf("re-encoded event %s refused: %v (input %q)", b, err, data)
+		}
+		if !got.Time.Equal(e.Time) {
+			t.Fatalf("time changed in round trip; got %s; want %s", got.Time, e.Time)
+		}
+		got.Time = e.Time
+		if got != e {
+			t.Fatalf("event changed in round trip; got %+v; want %+v", got, e)
+		}
+		if err := e.Validate(); err != nil {
+			t.Fatalf("accepted event does not Validate: %v", err)
+		}
+	})
+}

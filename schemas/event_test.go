@@ -1,0 +1,136 @@
+package schemas
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeEventReasons(t *testing.T) {
+	long := strings.Repeat("x", 129)
+	// f checks that input is refused with an *InvalidError on field whose
+	// message contains reason; field "-" means the event is accepted.
+	f := func(input, field, reason string) {
+		t.Helper()
+		e, err := DecodeEvent([]byte(input))
+		if field == "-" {
+			if err != nil {
+				t.Fatalf("unexpected error for %s: %v", input, err)
+			}
+			if verr := e.Validate(); verr != nil {
+				t.Fatalf("decoded event does not validate: %v; input %s", verr, input)
+			}
+			return
+		}
+		var ie *InvalidError
+		if !errors.As(err, &ie) {
+			t.Fatalf("unexpected error type for %s; got %T %v; want *InvalidError", input, err, err)
+		}
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("error does not wrap ErrInvalid: %v", err)
+		}
+		if ie.Field != field || !strings.Contains(ie.Reason, reason) {
+			t.Fatalf("unexpected error for %s; got field %q reason %q; want field %q reason containing %q", input, ie.Field, ie.Reason, field, reason)
+		}
+	}
+	const head = `"id":"e1","app":1400000001,"time":"2026-11-25T21:00:00+08:00"`
+
+	// whole event
+	f(`{`, "", "malformed JSON")
+	f(`[]`, "", "malformed JSON")
+	f(`nul`, "", "malformed JSON")
+	// id
+	f(`{"type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "required, 1 to 128 bytes")
+	f(`{"id":"","type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "required")
+	f(`{"id":"`+long+`","type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "too long: 129 bytes, at most 128")
+	f(`{"id":7,"type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "", "field id: must be string")
+	// type
+	f(`{"id":"e1","app":1,"time":"2026-11-25T21:00:00Z"}`, "type", "required")
+	f(`{`+head+`,"type":"logout"}`, "type", `must be one of login, message, group, call, plan; got "logout"`)
+	// app
+	f(`{"id":"e1","type":"plan","time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "required")
+	f(`{"id":"e1","type":"plan","app":null,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "required")
+	f(`{"id":"e1","type":"plan","app":0,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "must be an integer SDKAppID in 1..4294967295; got 0")
+	f(`{"id":"e1","type":"plan","app":-1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "got -1")
+	f(`{"id":"e1","type":"plan","app":4294967296,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "got 4294967296")
+	f(`{"id":"e1","type":"plan","app":1.5,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "got 1.5")
+	f(`{"id":"e1","type":"plan","app":"1400000001","time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", `got "1400000001"`)
+	f(`{"id":"e1","type":"plan","app":4294967295,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "-", "")
+	// time
+	f(`{"id":"e1","type":"plan","app":1,"edition":"standard"}`, "time", "required")
+	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25T21:00:00","edition":"standard"}`, "time", "must be RFC 3339 with an offset")
+	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25 21:00:00+08:00","edition":"standard"}`, "time", "must be RFC 3339")
+	f(`{"id":"e1","type":"plan","app":1,"time":1764075600,"edition":"standard"}`, "", "field time: must be string")
+	// user
+	f(`{`+head+`,"type":"login","user":"`+long+`"}`, "user", "too long")
+	f(`{`+head+`,"type":"login","user":""}`, "user", "required")
+	// login
+	f(`{`+head+`,"type":"login"}`, "user", "required for login")
+	f(`{`+head+`,"type":"login","user":"u1","platform":"beos"}`, "platform", `must be one of [android ios web windows mac linux ipad other]; got "beos"`)
+	f(`{`+head+`,"type":"login","user":"u1"}`, "-", "")
+	f(`{`+head+`,"type":"login","user":"u1","platform":"ios","extra":{"ignored":true}}`, "-", "")
+	// message
+	f(`{`+head+`,"type":"message","channel":"c2c"}`, "user", "required for message (the sender)")
+	f(`{`+head+`,"type":"message","user":"u1"}`, "channel", "required, one of [c2c group community live]")
+	f(`{`+head+`,"type":"message","user":"u1","channel":"sms"}`, "channel", `got "sms"`)
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c","count":0}`, "count", "must be an integer >= 1; got 0")
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c","count":-3}`, "count", "got -3")
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c","count":"2"}`, "count", `got "2"`)
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c","count":2.5}`, "count", "got 2.5")
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c"}`, "-", "")
+	// group
+	f(`{`+head+`,"type":"group","group":"g1","group_type":"Work"}`, "op", "required, one of [create dissolve]")
+	f(`{`+head+`,"type":"group","op":"rename","group":"g1","group_type":"Work"}`, "op", `got "rename"`)
+	f(`{`+head+`,"type":"group","op":"create","group_type":"Work"}`, "group", "required, 1 to 128 bytes")
+	f(`{`+head+`,"type":"group","op":"create","group":"`+long+`","group_type":"Work"}`, "group", "too long")
+	f(`{`+head+`,"type":"group","op":"create","group":"g1"}`, "group_type", "required, one of [Work Public Meeting Community AVChatRoom]")
+	f(`{`+head+`,"type":"group","op":"create","group":"g1","group_type":"work"}`, "group_type", `got "work"`)
+	f(`{`+head+`,"type":"group","op":"dissolve","group":"g1","group_type":"AVChatRoom"}`, "-", "")
+	// call
+	f(`{`+head+`,"type":"call","media":"audio","seconds":1}`, "user", "required for call")
+	f(`{`+head+`,"type":"call","user":"u1","seconds":1}`, "media", "required, one of [audio video]")
+	f(`{`+head+`,"type":"call","user":"u1","media":"fax","seconds":1}`, "media", `got "fax"`)
+	f(`{`+head+`,"type":"call","user":"u1","media":"audio"}`, "seconds", "required for call")
+	f(`{`+head+`,"type":"call","user":"u1","media":"audio","seconds":-1}`, "seconds", "must be an integer >= 0; got -1")
+	f(`{`+head+`,"type":"call","user":"u1","media":"audio","seconds":1,"call":""}`, "call", "required, 1 to 128 bytes")
+	f(`{`+head+`,"type":"call","user":"u1","media":"video","seconds":0,"call":"c1"}`, "-", "")
+	// plan
+	f(`{`+head+`,"type":"plan"}`, "edition", "required, one of [developer standard premium]")
+	f(`{`+head+`,"type":"plan","edition":"enterprise"}`, "edition", `got "enterprise"`)
+	f(`{`+head+`,"type":"plan","edition":"premium"}`, "-", "")
+}
+
+func TestDecodeEventDefaults(t *testing.T) {
+	e, err := DecodeEvent([]byte(`{"id":"e1","type":"message","app":1400000001,"time":"2026-11-25T21:00:00.5+08:00","user":"u1","channel":"group"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Event{ID: "e1", Type: Message, App: 1400000001, User: "u1", Channel: "group", Count: 1,
+		Time: time.Date(2026, 11, 25, 13, 0, 0, 5e8, time.UTC)}
+	if !e.Time.Equal(want.Time) {
+		t.Fatalf("unexpected time; got %s; want %s", e.Time, want.Time)
+	}
+	e.Time, want.Time = time.Time{}, time.Time{}
+	if e != want {
+		t.Fatalf("unexpected event; got %+v; want %+v", e, want)
+	}
+}
+
+func TestMarshalJSONEscapes(t *testing.T) {
+	// Every string field must come out as valid JSON, whatever bytes it holds.
+	for _, s := range []string{"a\x01b", "tab\there", "del\x7f", "quote\"back\\slash", "bell\a", "\u2028", "<&>", "日本語"} {
+		e := Event{ID: s, Type: Login, App: 1, Time: time.Unix(0, 0).UTC(), User: s}
+		b, err := e.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeEvent(b)
+		if err != nil {
+			t.Fatalf("MarshalJSON of id %q wrote %s, which does not decode: %v", s, b, err)
+		}
+		if got.ID != s || got.User != s {
+			t.Fatalf("unexpected round trip of %q; got id %q user %q", s, got.ID, got.User)
+		}
+	}
+}
