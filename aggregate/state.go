@@ -110,10 +110,16 @@ type partitionState struct {
 	// days holds every stored day from loadedFrom on; an older day missing
 	// from it is fetched with load.
 	loadedFrom schemas.Day
+	idsSwept   schemas.Day // minDay of the last sweep of ids in evict
 	load       func(dayKey) (Counters, uint64, error)
 
 	next      uint64 // next offset to read
 	sketchSeq int    // numbers this writer's sketches
+	// writer names this state's sketches in user_sketches: unique per
+	// process and opening of the partition, so that the sketches of a
+	// partition opened again (numbered from 1 again) never replace those of
+	// an earlier opening.
+	writer string
 
 	pendingUsers []userRow
 	pendingIDs   []idRow
@@ -289,6 +295,13 @@ func (s *partitionState) evict(keepFrom schemas.Day) {
 		}
 		delete(s.days, k)
 	}
+	// Ids come in at minDay or later, so only a new minDay can leave ids
+	// to drop: sweeping the whole map at every flush cost more than the
+	// flush's inserts.
+	if s.minDay == s.idsSwept {
+		return
+	}
+	s.idsSwept = s.minDay
 	for h, e := range s.ids {
 		if e.day < s.minDay {
 			delete(s.ids, h)

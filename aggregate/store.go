@@ -38,8 +38,9 @@ func (c *Counters) fields() []any {
 		&c.CallSecondsAudio, &c.CallSecondsVideo, &c.Duplicates}
 }
 
-func (c *Counters) values() []any {
-	return []any{c.Logins, c.MessagesC2C, c.MessagesGroup, c.MessagesCommunity, c.MessagesLive,
+// values are the counters in the order of countersCols.
+func (c *Counters) values() [12]uint64 {
+	return [12]uint64{c.Logins, c.MessagesC2C, c.MessagesGroup, c.MessagesCommunity, c.MessagesLive,
 		c.GroupsCreated, c.GroupsDissolved, c.CallsAudio, c.CallsVideo,
 		c.CallSecondsAudio, c.CallSecondsVideo, c.Duplicates}
 }
@@ -187,10 +188,14 @@ func (st *store) flushSets(ctx context.Context, s *partitionState) error {
 		if err != nil {
 			return fmt.Errorf("write event_ids: %w", err)
 		}
-		for _, r := range s.pendingIDs {
-			if err := b.Append(s.partition, r.app, r.day.Date(), r.id.Hi, r.id.Lo, r.offset); err != nil {
-				return fmt.Errorf("write event_ids: %w", err)
-			}
+		n := len(s.pendingIDs)
+		parts, apps, days := make([]int32, n), make([]uint32, n), make([]time.Time, n)
+		his, los, offsets := make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		for i, r := range s.pendingIDs {
+			parts[i], apps[i], days[i], his[i], los[i], offsets[i] = s.partition, r.app, r.day.Date(), r.id.Hi, r.id.Lo, r.offset
+		}
+		if err := appendColumns(b, parts, apps, days, his, los, offsets); err != nil {
+			return fmt.Errorf("write event_ids: %w", err)
 		}
 		if err := b.Send(); err != nil {
 			return fmt.Errorf("write event_ids: %w", err)
@@ -202,10 +207,13 @@ func (st *store) flushSets(ctx context.Context, s *partitionState) error {
 		if err != nil {
 			return fmt.Errorf("write user_days: %w", err)
 		}
-		for _, r := range s.pendingUsers {
-			if err := b.Append(r.app, r.day.Date(), r.user); err != nil {
-				return fmt.Errorf("write user_days: %w", err)
-			}
+		n := len(s.pendingUsers)
+		apps, days, users := make([]uint32, n), make([]time.Time, n), make([]string, n)
+		for i, r := range s.pendingUsers {
+			apps[i], days[i], users[i] = r.app, r.day.Date(), r.user
+		}
+		if err := appendColumns(b, apps, days, users); err != nil {
+			return fmt.Errorf("write user_days: %w", err)
 		}
 		if err := b.Send(); err != nil {
 			return fmt.Errorf("write user_days: %w", err)
@@ -245,7 +253,7 @@ func (st *store) flushSets(ctx context.Context, s *partitionState) error {
 			if err != nil {
 				return fmt.Errorf("write user_sketches: %w", err)
 			}
-			writer := fmt.Sprintf("%s/p%d/%d", st.writer, s.partition, d.sketchGen)
+			writer := fmt.Sprintf("%s/%d", s.writer, d.sketchGen)
 			if err := b.Append(k.app, k.day.Date(), writer, s.next, string(blob)); err != nil {
 				return fmt.Errorf("write user_sketches: %w", err)
 			}
@@ -275,12 +283,24 @@ func (st *store) flushCounters(ctx context.Context, s *partitionState, now time.
 		return fmt.Errorf("write daily_usage: %w", err)
 	}
 	at := now.UTC().Truncate(time.Second)
-	for _, k := range dirty {
-		d := s.days[k]
-		args := append([]any{k.app, k.day.Date(), s.partition, s.next}, d.c.values()...)
-		if err := b.Append(append(args, at)...); err != nil {
-			return fmt.Errorf("write daily_usage: %w", err)
+	n := len(dirty)
+	apps, days, parts, versions, ats := make([]uint32, n), make([]time.Time, n), make([]int32, n), make([]uint64, n), make([]time.Time, n)
+	var counters [12][]uint64
+	for j := range counters {
+		counters[j] = make([]uint64, n)
+	}
+	for i, k := range dirty {
+		apps[i], days[i], parts[i], versions[i], ats[i] = k.app, k.day.Date(), s.partition, s.next, at
+		for j, v := range s.days[k].c.values() {
+			counters[j][i] = v
 		}
+	}
+	cols := []any{apps, days, parts, versions}
+	for _, c := range counters {
+		cols = append(cols, c)
+	}
+	if err := appendColumns(b, append(cols, ats)...); err != nil {
+		return fmt.Errorf("write daily_usage: %w", err)
 	}
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("write daily_usage: %w", err)
@@ -289,6 +309,17 @@ func (st *store) flushCounters(ctx context.Context, s *partitionState, now time.
 		d := s.days[k]
 		d.dirty = false
 		d.version = s.next
+	}
+	return nil
+}
+
+// appendColumns appends a whole column per slice to b, in the order of the
+// INSERT's columns: much cheaper than a row at a time.
+func appendColumns(b driver.Batch, cols ...any) error {
+	for i, c := range cols {
+		if err := b.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
 	}
 	return nil
 }
