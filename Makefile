@@ -21,7 +21,7 @@ SERVICES = started=; \
 USE_KAFKA = use kafka KAFKA_BROKERS 127.0.0.1:$(KAFKA_PORT)
 USE_CLICKHOUSE = use clickhouse CLICKHOUSE_ADDR 127.0.0.1:$(CLICKHOUSE_PORT)
 
-.PHONY: build test run bench services-up services-down fmt vet clean
+.PHONY: build test run bench bench-accuracy services-up services-down fmt vet clean
 
 build:
 	go build -o bin/immeter ./cmd/immeter
@@ -31,7 +31,12 @@ test:
 	@$(SERVICES) $(USE_KAFKA); $(USE_CLICKHOUSE); \
 	export IMMETER_INTEGRATION=1; \
 	echo "+ go vet ./..."; go vet ./...; \
-	echo "+ go test -count=1 -timeout 15m ./..."; go test -count=1 -timeout 15m ./...
+	mkdir -p .run; \
+	echo "+ go test -count=1 -timeout 15m -v ./... (full log: .run/test.log)"; \
+	rc=0; go test -count=1 -timeout 15m -v ./... > .run/test.log 2>&1 || rc=$$?; \
+	grep -E '^(--- FAIL|FAIL|ok|panic)|^\s+\S+_test\.go:[0-9]+:' .run/test.log || true; \
+	echo "test: $$(grep -c -- '--- PASS' .run/test.log) passed, $$(grep -c -- '--- FAIL' .run/test.log) failed, $$(grep -c -- '--- SKIP' .run/test.log) skipped"; \
+	exit $$rc
 
 # All-in-one pipeline with simulated traffic; uses an embedded Kafka broker unless
 # KAFKA_BROKERS is set. Ctrl-C stops the binary and the ClickHouse it started.
@@ -39,14 +44,25 @@ run: build
 	@$(SERVICES) $(USE_CLICKHOUSE); \
 	bin/immeter run --simulate
 
-# Benchmarks, including the end-to-end one. Compare runs with benchstat
-# (go install golang.org/x/perf/cmd/benchstat@latest; benchstat old.txt .run/bench/latest.txt).
-bench:
+# Benchmarks (BENCHMARKS.md): the Go benchmarks, 5 runs each, into
+# .run/bench/latest.txt (compare runs with benchstat:
+# go install golang.org/x/perf/cmd/benchstat@latest; benchstat old.txt .run/bench/latest.txt),
+# then the end-to-end benchmark (`immeter bench` on private topics and a private
+# database) into .run/bench/e2e-latest.txt. BENCH_E2E_FLAGS passes flags to it,
+# e.g. BENCH_E2E_FLAGS='--sustain 5m' for the 5-minute sustained run.
+BENCH_E2E_FLAGS ?=
+bench: build
 	@mkdir -p .run/bench
 	@$(SERVICES) $(USE_KAFKA); $(USE_CLICKHOUSE); \
 	export IMMETER_INTEGRATION=1; \
-	go test -run '^$$' -bench . -benchmem -count 5 ./... | tee .run/bench/latest.txt
-	@echo "bench: results in .run/bench/latest.txt; compare with: benchstat old.txt .run/bench/latest.txt"
+	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./... | tee .run/bench/latest.txt; \
+	bin/immeter bench --dir .run/bench $(BENCH_E2E_FLAGS) | tee .run/bench/e2e-latest.txt
+	@echo "bench: results in .run/bench/latest.txt and .run/bench/e2e-latest.txt"
+
+# The MAU estimate's accuracy table: 100 seeded trials at 1k to 10M users (about 3 minutes).
+bench-accuracy:
+	@mkdir -p .run/bench
+	IMMETER_ACCURACY=1 go test -run TestMAUAccuracy -v -timeout 30m ./aggregate/ | tee .run/bench/accuracy.txt
 
 services-up:
 	.ci/kafka.sh start

@@ -49,8 +49,15 @@ type Day int32
 
 // DayOf returns the calendar day of t in loc.
 func DayOf(t time.Time, loc *time.Location) Day {
-	y, m, d := t.In(loc).Date()
-	return DayFromDate(y, m, d)
+	// The local date is the date of the instant shifted by loc's offset
+	// then: no calendar arithmetic needed.
+	_, off := t.In(loc).Zone()
+	sec := t.Unix() + int64(off)
+	d := sec / 86400
+	if sec%86400 < 0 {
+		d--
+	}
+	return Day(d)
 }
 
 // DayFromDate returns the Day of a civil date.

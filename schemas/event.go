@@ -108,6 +108,15 @@ type wireEvent struct {
 // DecodeEvent parses one JSON event and checks it against contract v1.
 // Unknown fields are ignored. A contract violation returns an *InvalidError.
 func DecodeEvent(data []byte) (Event, error) {
+	if e, ok := decodeFast(data); ok {
+		return e, nil
+	}
+	return decodeStd(data)
+}
+
+// decodeStd is DecodeEvent with encoding/json: it decides every case and
+// words every error; decodeFast only takes the common valid ones off it.
+func decodeStd(data []byte) (Event, error) {
 	var w wireEvent
 	if err := json.Unmarshal(data, &w); err != nil {
 		return Event{}, &InvalidError{Reason: "malformed JSON: " + jsonReason(err)}

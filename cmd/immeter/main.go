@@ -24,6 +24,7 @@ Commands:
   simulate   publish simulated IM traffic
   usage      print an app's monthly statement
   migrate    apply the ClickHouse migrations
+  bench      end-to-end benchmark on private topics and a private database (BENCHMARKS.md)
 
 Run 'immeter <command> -h' for the flags of a command. Every flag can also be
 set by the environment variable named in its help.
@@ -44,7 +45,10 @@ func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := cmd(ctx, os.Args[2:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+	stopProfiles := startProfiles(os.Args[1])
+	err := cmd(ctx, os.Args[2:])
+	stopProfiles()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "immeter %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}

@@ -1,0 +1,330 @@
+package aggregate
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/axiomhq/hyperloglog"
+	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
+
+	"github.com/immeter/immeter/ingest/loadgen"
+	"github.com/immeter/immeter/schemas"
+)
+
+// benchStreamEvents is the size of the stream the core benchmarks fold.
+const benchStreamEvents = 1_000_000
+
+// encodedStream is a pre-generated stream: event i is
+// data[ends[i-1]:ends[i]], its key keys[keyEnds[i-1]:keyEnds[i]]. It holds
+// no pointers per event, so the collector does not scan it.
+type encodedStream struct {
+	data, keys    []byte
+	ends, keyEnds []int32
+}
+
+func (s *encodedStream) len() int { return len(s.ends) }
+
+func (s *encodedStream) event(i int) []byte { return span(s.data, s.ends, i) }
+func (s *encodedStream) key(i int) []byte   { return span(s.keys, s.keyEnds, i) }
+
+func span(b []byte, ends []int32, i int) []byte {
+	var start int32
+	if i > 0 {
+		start = ends[i-1]
+	}
+	return b[start:ends[i]:ends[i]]
+}
+
+var benchStream = sync.OnceValue(func() *encodedStream {
+	return genStream(loadgen.Config{Seed: 1, Duplicates: 0.001}, benchStreamEvents)
+})
+
+// genStream encodes n events of cfg: by default 100k Zipf-skewed apps,
+// 10M users, Zipf-skewed per app, 60% messages, 35% logins, 5% other.
+func genStream(cfg loadgen.Config, n int) *encodedStream {
+	g, err := loadgen.New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	s := &encodedStream{data: make([]byte, 0, n*160), ends: make([]int32, 0, n),
+		keys: make([]byte, 0, n*10), keyEnds: make([]int32, 0, n)}
+	for range n {
+		var app uint32
+		app, s.data = g.Next(s.data)
+		s.ends = append(s.ends, int32(len(s.data)))
+		s.keys = strconv.AppendUint(s.keys, uint64(app), 10)
+		s.keyEnds = append(s.keyEnds, int32(len(s.keys)))
+	}
+	return s
+}
+
+// benchState returns a partition state that accepts the stream's times.
+func benchState() *partitionState {
+	loc := time.FixedZone(schemas.DefaultTimezone, 8*3600)
+	s := newPartitionState(0, loc)
+	s.minDay = schemas.DayOf(loadgen.DefaultStart, loc) - 62
+	return s
+}
+
+// truncatePending drops the rows a flush would write, without I/O.
+func truncatePending(s *partitionState) {
+	s.pendingUsers = s.pendingUsers[:0]
+	s.pendingIDs = s.pendingIDs[:0]
+	s.pendingPlans = s.pendingPlans[:0]
+	s.pendingDLQ = s.pendingDLQ[:0]
+}
+
+// BenchmarkApply is the aggregation core: decode, validate, time window,
+// dedup, per-day counters, user sets and sketches, no I/O. One op folds the
+// whole stream (1M events) into a fresh partition state, dropping the
+// pending rows every 100k events as a flush would (MaxPending).
+func BenchmarkApply(b *testing.B) {
+	st := benchStream()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(st.data)))
+	var counted int
+	cpu0 := cpuTime()
+	for b.Loop() {
+		s := benchState()
+		counted = 0
+		for i := range st.len() {
+			out, err := s.Apply(int64(i), st.key(i), st.event(i))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if out == Counted {
+				counted++
+			}
+			if i%100_000 == 99_999 {
+				truncatePending(s)
+			}
+		}
+	}
+	if counted < st.len()*99/100 {
+		b.Fatalf("unexpected count of counted events; got %d of %d", counted, st.len())
+	}
+	cpu := cpuTime() - cpu0
+	events := float64(b.N) * float64(st.len())
+	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/events, "ns/event")
+	// On a shared machine the wall clock counts others' work too; the
+	// process's CPU time (GC included) per event is what a core does.
+	b.ReportMetric(events/cpu.Seconds(), "events/cpu-s")
+}
+
+func BenchmarkIDHash(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = idHash(1400012345, "7f3c2a9e41d84b0c9a1e5d2f6b7c8d90")
+	}
+}
+
+// BenchmarkDedup measures the id map at 1M ids: inserting new ids (with the
+// map's growth), and looking up ids already there. bytes/id is the heap the
+// map holds per id.
+func BenchmarkDedup(b *testing.B) {
+	const n = 1 << 20
+	hashes := make([]xxh3.Uint128, n)
+	for i := range hashes {
+		hashes[i] = idHash(1400000001+uint32(i%100000), "id-"+strconv.Itoa(i))
+	}
+	b.Run("insert", func(b *testing.B) {
+		b.ReportAllocs()
+		var m map[xxh3.Uint128]idEntry
+		for b.Loop() {
+			m = map[xxh3.Uint128]idEntry{}
+			for i, h := range hashes {
+				m[h] = idEntry{offset: uint64(i), day: 20000}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/id")
+		m = nil
+		b.ReportMetric(heapPerEntry(n, func() any {
+			m := map[xxh3.Uint128]idEntry{}
+			for i, h := range hashes {
+				m[h] = idEntry{offset: uint64(i), day: 20000}
+			}
+			return m
+		}), "bytes/id")
+	})
+	b.Run("lookup", func(b *testing.B) {
+		m := make(map[xxh3.Uint128]idEntry, n)
+		for i, h := range hashes {
+			m[h] = idEntry{offset: uint64(i), day: 20000}
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, ok := m[hashes[i&(n-1)]]; !ok {
+				b.Fatal("missing id")
+			}
+			i += 7919 // a prime stride: no cache-friendly order
+		}
+	})
+}
+
+// BenchmarkSketch measures the HyperLogLog operations of the aggregator
+// (precision 16, sparse until it grows) and of the rollup.
+func BenchmarkSketch(b *testing.B) {
+	hashes := make([]uint64, 1<<20)
+	for i := range hashes {
+		hashes[i] = xxhash.Sum64String("u" + strconv.Itoa(i))
+	}
+	filled := func(users int) *hyperloglog.Sketch {
+		sk := newSketch()
+		for _, h := range hashes[:users] {
+			sk.InsertHash(h)
+		}
+		return sk
+	}
+	b.Run("insert/sparse", func(b *testing.B) {
+		// A day's sketch of a typical app: up to 1000 users, all new.
+		b.ReportAllocs()
+		var sk *hyperloglog.Sketch
+		i := 0
+		for b.Loop() {
+			if i%1000 == 0 {
+				sk = newSketch()
+			}
+			sk.InsertHash(hashes[i&(1<<20-1)])
+			i++
+		}
+	})
+	b.Run("insert/dense", func(b *testing.B) {
+		sk := filled(200000)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			sk.InsertHash(hashes[i&(1<<20-1)])
+			i++
+		}
+	})
+	b.Run("reinsert/sparse", func(b *testing.B) {
+		// What Apply avoids with the day's user set.
+		sk := filled(500)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			sk.InsertHash(hashes[i%500])
+			i++
+		}
+	})
+	for _, users := range []int{100, 10000, 200000} {
+		src := filled(users)
+		name := strconv.Itoa(users)
+		b.Run("merge/"+name, func(b *testing.B) {
+			dst := filled(users / 2)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := dst.Merge(src); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("marshal/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			var blob []byte
+			for b.Loop() {
+				blob, _ = src.MarshalBinary()
+			}
+			b.ReportMetric(float64(len(blob)), "bytes")
+		})
+		b.Run("unmarshal/"+name, func(b *testing.B) {
+			blob, _ := src.MarshalBinary()
+			b.ReportAllocs()
+			for b.Loop() {
+				var sk hyperloglog.Sketch
+				if err := sk.UnmarshalBinary(blob); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkUserSet measures the day's set of users already written, which
+// keeps repeated logins out of user_days and the sketch.
+func BenchmarkUserSet(b *testing.B) {
+	users := make([]string, 4096)
+	for i := range users {
+		users[i] = "u" + strconv.Itoa(i)
+	}
+	set := map[xxh3.Uint128]struct{}{}
+	for _, u := range users {
+		set[xxh3.HashString128(u)] = struct{}{}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := set[xxh3.HashString128(users[i&4095])]; !ok {
+			b.Fatal("missing user")
+		}
+		i++
+	}
+}
+
+// heapPerEntry returns the live heap that build's result holds, per entry.
+func heapPerEntry(n int, build func() any) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	v := build()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(v)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
+
+// cpuTime returns the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkStateMemory folds the stream into one partition state and
+// reports the live heap it holds once the rows are flushed: the id map per
+// id, and the days (counters, user sets, sketches) per user-day.
+func BenchmarkStateMemory(b *testing.B) {
+	st := benchStream()
+	b.ReportAllocs()
+	var ids, userDays int
+	var idBytes, dayBytes float64
+	for b.Loop() {
+		base := liveHeap()
+		s := benchState()
+		for i := range st.len() {
+			if _, err := s.Apply(int64(i), st.key(i), st.event(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.pendingUsers, s.pendingIDs, s.pendingPlans = nil, nil, nil
+		all := liveHeap() - base
+		ids, userDays = len(s.ids), 0
+		for _, d := range s.days {
+			userDays += len(d.users)
+		}
+		s.ids = nil
+		days := liveHeap() - base
+		idBytes, dayBytes = float64(all-days), float64(days)
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(idBytes/float64(ids), "bytes/id")
+	b.ReportMetric(dayBytes/float64(userDays), "bytes/user-day")
+	b.ReportMetric(float64(userDays), "user-days")
+}
+
+// liveHeap returns the heap in use after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}

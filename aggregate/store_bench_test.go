@@ -1,0 +1,71 @@
+package aggregate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/immeter/immeter/schemas"
+)
+
+// BenchmarkFlush writes what folding n events leaves pending (event ids,
+// user days, sketches, counters, the offset) to a private database of the
+// real ClickHouse server. It needs CLICKHOUSE_ADDR; without it it skips.
+func BenchmarkFlush(b *testing.B) {
+	addr := os.Getenv("CLICKHOUSE_ADDR")
+	if addr == "" {
+		if os.Getenv("IMMETER_INTEGRATION") == "1" {
+			b.Fatal("IMMETER_INTEGRATION=1 but CLICKHOUSE_ADDR is unset")
+		}
+		b.Skip("integration benchmark: set CLICKHOUSE_ADDR (make bench starts ClickHouse)")
+	}
+	var sfx [4]byte
+	_, _ = rand.Read(sfx[:])
+	cfg := schemas.ClickHouseConfig{Addr: addr, Database: "bench_flush_" + hex.EncodeToString(sfx[:]), Username: "default"}
+	ctx := context.Background()
+	conn, err := schemas.OpenClickHouse(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.Database)
+		conn.Close()
+	}()
+	st := &store{conn: conn, group: "bench", topic: "bench.events", writer: "bench"}
+	stream := benchStream()
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(strconv.Itoa(n)+"events", func(b *testing.B) {
+			b.ReportAllocs()
+			var rows int
+			next := 0
+			for b.Loop() {
+				b.StopTimer()
+				s := benchState()
+				s.partition = int32(next)
+				for i := range n {
+					j := (next*n + i) % stream.len()
+					if _, err := s.Apply(int64(j), stream.key(j), stream.event(j)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				next++
+				rows = s.pending()
+				for _, d := range s.days {
+					if d.dirty {
+						rows++
+					}
+				}
+				b.StartTimer()
+				if err := st.flush(ctx, s, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(rows), "rows/op")
+			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
