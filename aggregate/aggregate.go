@@ -151,6 +151,9 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 		Topic:        cfg.DLQTopic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
+		// A transport of its own: the shared default caches topic metadata
+		// for seconds and could miss a topic created just before.
+		Transport:    &kafka.Transport{ClientID: "immeter-aggregate", MetadataTTL: time.Second},
 		BatchTimeout: 5 * time.Millisecond,
 	}
 	return &Aggregator{

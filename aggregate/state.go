@@ -51,7 +51,7 @@ type dayState struct {
 	sketch      *hyperloglog.Sketch
 	sketchGen   int
 	sketchDirty bool
-	touched     schemas.Day // the newest "today" in which an event came
+	used        uint64 // the flush count when an event last touched the day
 }
 
 // idEntry records where an event id was first seen.
@@ -114,6 +114,7 @@ type partitionState struct {
 	load       func(dayKey) (Counters, uint64, error)
 
 	next      uint64 // next offset to read
+	flushes   uint64 // evict calls so far: one per flush
 	sketchSeq int    // numbers this writer's sketches
 	// writer names this state's sketches in user_sketches: unique per
 	// process and opening of the partition, so that the sketches of a
@@ -270,9 +271,10 @@ func newSketch() *hyperloglog.Sketch { return hyperloglog.New16() }
 // day returns the state of an app's day, loading it when it is not in memory.
 func (s *partitionState) day(k dayKey) (*dayState, error) {
 	if st, ok := s.days[k]; ok {
+		st.used = s.flushes
 		return st, nil
 	}
-	st := &dayState{}
+	st := &dayState{used: s.flushes}
 	if k.day < s.loadedFrom && s.load != nil {
 		c, v, err := s.load(k)
 		if err != nil {
@@ -284,13 +286,18 @@ func (s *partitionState) day(k dayKey) (*dayState, error) {
 	return st, nil
 }
 
+// idleFlushes is how many flushes an older day stays in memory after its
+// last event, so that late events for it do not load it again every flush.
+const idleFlushes = 60
+
 // evict drops clean days older than keepFrom, and the user sets and sketches
 // of those days, to bound memory. Their counters are loaded again if a late
 // event needs them.
 func (s *partitionState) evict(keepFrom schemas.Day) {
+	s.flushes++
 	s.loadedFrom = max(s.loadedFrom, keepFrom)
 	for k, st := range s.days {
-		if k.day >= keepFrom || st.dirty || st.sketchDirty {
+		if k.day >= keepFrom || st.dirty || st.sketchDirty || s.flushes-st.used < idleFlushes {
 			continue
 		}
 		delete(s.days, k)

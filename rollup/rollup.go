@@ -116,6 +116,9 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 		Topic:        cfg.Topic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
+		// A transport of its own: the shared default caches topic metadata
+		// for seconds and could miss a topic created just before.
+		Transport:    &kafka.Transport{ClientID: "immeter-rollup", MetadataTTL: time.Second},
 		BatchTimeout: 10 * time.Millisecond,
 		BatchSize:    1000,
 	}}, nil
