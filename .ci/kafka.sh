@@ -35,6 +35,8 @@ apt_install() {
 }
 
 fetch() {
+	# kcat, a third-party client the ingest tests publish with.
+	command -v kcat >/dev/null || apt_install kcat
 	[ -f "$cache/.complete" ] && return
 	if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
 		apt_install openjdk-17-jre-headless maven

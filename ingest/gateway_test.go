@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -445,6 +446,23 @@ func TestSameOnTopicFromEveryPath(t *testing.T) {
 		recs := k.read(t, topic)
 		if len(recs) != 3 {
 			t.Fatalf("unexpected record count; got %d; want 3", len(recs))
+		}
+		// kcat, the usual third-party client, when it is installed (.ci/kafka.sh
+		// installs it). Its default partitioner is not kafka-go's, so it is
+		// told the partition the others chose.
+		if kcat, err := exec.LookPath("kcat"); err == nil {
+			line := "1400000001\t" + `{"id":"via-kcat","type":"call","app":1400000001,"time":"2026-11-25T21:00:00.123+08:00","user":"u-42","media":"video","seconds":125,"call":"call-9"}` + "\n"
+			cmd := exec.Command(kcat, "-P", "-b", strings.Join(k.brokers, ","), "-t", topic, "-K", "\t",
+				"-p", strconv.Itoa(int(recs[0].Partition)), "-X", "acks=all")
+			cmd.Stdin = strings.NewReader(line)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("kcat: %v: %s", err, out)
+			}
+			if recs = k.read(t, topic); len(recs) != 4 {
+				t.Fatalf("unexpected record count after kcat; got %d; want 4", len(recs))
+			}
+		} else {
+			t.Log("kcat not installed: the third-party path is tested with kafka-go's writer only (.ci/kafka.sh start installs kcat)")
 		}
 		var want *schemas.Event
 		var wantFields map[string]any
