@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs a throwaway single-node Kafka (KRaft broker+controller) on loopback for tests.
 #
-#   .ci/kafka.sh start|stop|status
+#   .ci/kafka.sh start|stop|pause|status
 #
 # The Kafka jars come from Maven Central (fetched once with mvn into KAFKA_CACHE_DIR);
 # data, config, pid and log live in $IMMETER_RUN_DIR/kafka and are removed by stop.
+# pause stops the broker but keeps its data; the next start resumes on it (tests of a
+# broker restart).
 set -euo pipefail
 
 version=4.1.1
@@ -127,16 +129,20 @@ start() {
 		say "already running on 127.0.0.1:$port"
 		return
 	fi
-	stop >/dev/null # leftovers of a broker that died or never came up
-	fetch
 	local t0=$SECONDS
-	mkdir -p "$dir/data"
-	write_config
-	# A cluster id is 16 random bytes in URL-safe base64 without padding.
-	local id
-	id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-	tool kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >"$log" 2>&1 ||
-		fail "formatting the log dir failed"
+	if [ -f "$dir/paused" ]; then
+		rm -f "$dir/paused" # resume on the data of a paused broker
+	else
+		stop >/dev/null # leftovers of a broker that died or never came up
+		fetch
+		mkdir -p "$dir/data"
+		write_config
+		# A cluster id is 16 random bytes in URL-safe base64 without padding.
+		local id
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		tool kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >"$log" 2>&1 ||
+			fail "formatting the log dir failed"
+	fi
 	# setsid: keep the broker out of the terminal's process group, so Ctrl-C reaches
 	# the caller (whose trap runs stop) rather than killing the broker underneath it.
 	# shellcheck disable=SC2086 # KAFKA_JAVA_OPTS is a list of JVM flags
@@ -153,6 +159,25 @@ start() {
 	tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null ||
 		fail "broker accepts connections but does not serve metadata"
 	say "started broker 127.0.0.1:$port (pid $(cat "$pidfile")) in $((SECONDS - t0))s; log $log"
+}
+
+halt() {
+	local pid
+	if pid=$(ours); then
+		kill "$pid"
+		for _ in $(seq 60); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -9 "$pid" 2>/dev/null || true
+		say "stopped broker (pid $pid)"
+	fi
+}
+
+pause() {
+	[ -d "$dir/data" ] || fail "nothing to pause: no broker data in $dir"
+	halt
+	touch "$dir/paused"
 }
 
 stop() {
@@ -181,9 +206,9 @@ status() {
 }
 
 case ${1:-} in
-start | stop | status) "$1" ;;
+start | stop | pause | status) "$1" ;;
 *)
-	echo "usage: $0 start|stop|status" >&2
+	echo "usage: $0 start|stop|pause|status" >&2
 	exit 2
 	;;
 esac

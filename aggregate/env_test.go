@@ -608,3 +608,26 @@ func (w *syncWriter) tail(n int) string {
 	lines := strings.Split(strings.TrimRight(w.b.String(), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// privateKafka starts a Kafka broker of the test's own with .ci/kafka.sh,
+// on free ports and in a temporary directory; the returned function runs
+// the script with another command (pause, start).
+func privateKafka(t *testing.T) (addr string, script func(cmd string)) {
+	t.Helper()
+	dir := t.TempDir()
+	port, controller := freePort(t), freePort(t)
+	script = func(cmd string) {
+		t.Helper()
+		c := exec.Command("bash", filepath.Join("..", ".ci", "kafka.sh"), cmd)
+		c.Env = append(os.Environ(), "IMMETER_RUN_DIR="+dir,
+			"KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(controller))
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kafka.sh %s: %v\n%s", cmd, err, out)
+		}
+		t.Logf("%s", bytes.TrimSpace(out))
+	}
+	script("start")
+	t.Cleanup(func() { script("stop") })
+	return "127.0.0.1:" + strconv.Itoa(port), script
+}

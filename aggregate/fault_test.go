@@ -186,6 +186,38 @@ func TestFaultClickHouseRestart(t *testing.T) {
 	env.checkTotals(ctx, t, s)
 }
 
+// Kafka broker restarted mid-stream (a private broker: the shared one
+// serves other tests): the aggregator rides it out, resumes, and the totals
+// are exact.
+func TestFaultKafkaRestart(t *testing.T) {
+	t.Parallel()
+	_, chAddr := services(t)
+	brokerAddr, kafkaScript := privateKafka(t)
+	env := newEnv(t, brokerAddr, chAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := genStream(streamSpec{seed: faultSeed(t), events: 20000, now: time.Now()})
+	logStream(t, s)
+	half := len(s.msgs) / 2
+
+	env.produce(ctx, t, env.events, s.msgs[:half])
+	agg, stop := env.runAggregator(ctx, t, "a", aggregate.Config{FlushInterval: 100 * time.Millisecond}, env.conn)
+	deadline := time.Now().Add(60 * time.Second)
+	for agg.Stats().Counted < 1000 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	kafkaScript("pause")
+	down := time.Now()
+	time.Sleep(8 * time.Second)
+	kafkaScript("start")
+	t.Logf("broker down %v; counted %d before", time.Since(down).Round(time.Millisecond), agg.Stats().Counted)
+	env.produce(ctx, t, env.events, s.msgs[half:])
+	env.waitAggregated(ctx, t)
+	stop()
+	t.Logf("stats: %+v", agg.Stats())
+	env.checkTotals(ctx, t, s)
+}
+
 // (a) Repeated ids, shuffled order and late events, with no other fault:
 // totals exact, every repeat counted as a duplicate.
 func TestFaultRepeatsAndLateEvents(t *testing.T) {
