@@ -195,27 +195,11 @@ func (e *testEnv) produceSlowly(ctx context.Context, t *testing.T, msgs []kafka.
 // endOffsets returns the next offset of every partition of topic.
 func (e *testEnv) endOffsets(ctx context.Context, t *testing.T, topic string) map[int]int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(e.brokers...)}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 {
-		t.Fatalf("metadata of %s: %v", topic, err)
-	}
-	req := map[string][]kafka.OffsetRequest{}
-	for _, p := range md.Topics[0].Partitions {
-		req[topic] = append(req[topic], kafka.LastOffsetOf(p.ID))
-	}
-	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
+	end, err := ingest.EndOffsets(ctx, e.brokers, topic)
 	if err != nil {
-		t.Fatalf("list offsets of %s: %v", topic, err)
+		t.Fatal(err)
 	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("list offsets of %s/%d: %v", topic, p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
-	}
-	return out
+	return end
 }
 
 // readAll reads every message now in topic, each partition in offset order.
@@ -247,22 +231,7 @@ func (e *testEnv) readAll(ctx context.Context, t *testing.T, topic string) []kaf
 // aggregated reports how many messages of the events topic ClickHouse says
 // are aggregated, per partition (the stored next offsets).
 func (e *testEnv) aggregated(ctx context.Context) (map[int]int64, error) {
-	rows, err := e.conn.Query(ctx, `SELECT partition, max(next_offset) FROM consumer_offsets
-		WHERE consumer_group = ? AND topic = ? GROUP BY partition`, e.group, e.events)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[int]int64{}
-	for rows.Next() {
-		var p int32
-		var next uint64
-		if err := rows.Scan(&p, &next); err != nil {
-			return nil, err
-		}
-		out[int(p)] = int64(next)
-	}
-	return out, rows.Err()
+	return aggregate.Progress(ctx, e.conn, e.group, e.events)
 }
 
 // waitAggregated waits until ClickHouse says every message of the events

@@ -323,3 +323,25 @@ func appendColumns(b driver.Batch, cols ...any) error {
 	}
 	return nil
 }
+
+// Progress returns, per partition of topic, the offset up to which the
+// aggregators of group have made events durable in ClickHouse (exclusive):
+// with ingest.EndOffsets, their lag.
+func Progress(ctx context.Context, conn driver.Conn, group, topic string) (map[int]int64, error) {
+	rows, err := conn.Query(ctx, `SELECT partition, max(next_offset) FROM consumer_offsets
+		WHERE consumer_group = ? AND topic = ? GROUP BY partition`, group, topic)
+	if err != nil {
+		return nil, fmt.Errorf("read consumer_offsets: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]int64{}
+	for rows.Next() {
+		var p int32
+		var next uint64
+		if err := rows.Scan(&p, &next); err != nil {
+			return nil, fmt.Errorf("read consumer_offsets: %w", err)
+		}
+		out[int(p)] = int64(next)
+	}
+	return out, rows.Err()
+}

@@ -114,3 +114,33 @@ func topicsNotReady(ctx context.Context, c *kafka.Client, topics []string) strin
 	}
 	return ""
 }
+
+// EndOffsets returns the next offset of every partition of topic: with
+// aggregate.Progress, the consumers' lag.
+func EndOffsets(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
+	// A transport of its own: the shared one's metadata may predate topic.
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{ClientID: "immeter-offsets"}}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return nil, fmt.Errorf("metadata of %s: %+v", topic, md.Topics)
+	}
+	req := map[string][]kafka.OffsetRequest{}
+	for _, p := range md.Topics[0].Partitions {
+		req[topic] = append(req[topic], kafka.LastOffsetOf(p.ID))
+	}
+	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = p.LastOffset
+	}
+	return out, nil
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/schemas"
 )
@@ -89,27 +90,11 @@ func (e *testEnv) produce(ctx context.Context, t *testing.T, topic string, msgs 
 // endOffsets returns the next offset of every partition of topic.
 func (e *testEnv) endOffsets(ctx context.Context, t *testing.T, topic string) map[int]int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: &kafka.Transport{}}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != testPartitions {
-		t.Fatalf("metadata of %s: %v %+v", topic, err, md)
+	end, err := ingest.EndOffsets(ctx, e.brokers, topic)
+	if err != nil || len(end) != testPartitions {
+		t.Fatalf("end offsets of %s: %v %v", topic, end, err)
 	}
-	req := map[string][]kafka.OffsetRequest{}
-	for _, p := range md.Topics[0].Partitions {
-		req[topic] = append(req[topic], kafka.LastOffsetOf(p.ID))
-	}
-	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
-	if err != nil {
-		t.Fatalf("list offsets of %s: %v", topic, err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("list offsets of %s/%d: %v", topic, p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
-	}
-	return out
+	return end
 }
 
 // waitAggregated waits until ClickHouse says every message of topic now on
@@ -118,12 +103,10 @@ func (e *testEnv) waitAggregated(ctx context.Context, t *testing.T, topic string
 	t.Helper()
 	end := e.endOffsets(ctx, t, topic)
 	for {
+		got, err := aggregate.Progress(ctx, e.conn, e.group, topic)
 		done := 0
 		for p, want := range end {
-			var next uint64
-			err := e.conn.QueryRow(ctx, `SELECT max(next_offset) FROM consumer_offsets
-				WHERE consumer_group = ? AND topic = ? AND partition = ?`, e.group, topic, int32(p)).Scan(&next)
-			if err == nil && int64(next) >= want {
+			if err == nil && got[p] >= want {
 				done++
 			}
 		}
@@ -132,7 +115,7 @@ func (e *testEnv) waitAggregated(ctx context.Context, t *testing.T, topic string
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("aggregation did not reach the end offsets %v in time", end)
+			t.Fatalf("aggregation did not reach the end offsets %v in time; got %v (%v)", end, got, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -13,28 +13,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/immeter/immeter/aggregate"
+	"github.com/immeter/immeter/ingest"
 )
 
 // endOffsets returns the next offset of every partition of the events topic.
 func (e *env) endOffsets(ctx context.Context) (map[int]int64, error) {
-	c := &kafka.Client{Addr: kafka.TCP(e.cfg.Brokers...), Transport: &kafka.Transport{}}
-	req := map[string][]kafka.OffsetRequest{}
-	for p := range e.cfg.Partitions {
-		req[e.events] = append(req[e.events], kafka.LastOffsetOf(p))
-	}
-	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
-	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", e.events, err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[e.events] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("list offsets of %s/%d: %w", e.events, p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
-	}
-	return out, nil
+	return ingest.EndOffsets(ctx, e.cfg.Brokers, e.events)
 }
 
 func sum(m map[int]int64) int64 {
@@ -48,22 +33,7 @@ func sum(m map[int]int64) int64 {
 // aggregated returns, per partition, the offset ClickHouse says the
 // aggregator has made durable.
 func (e *env) aggregated(ctx context.Context) (map[int]int64, error) {
-	rows, err := e.conn.Query(ctx, `SELECT partition, max(next_offset) FROM consumer_offsets
-		WHERE consumer_group = ? AND topic = ? GROUP BY partition`, e.group, e.events)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[int]int64{}
-	for rows.Next() {
-		var p int32
-		var n uint64
-		if err := rows.Scan(&p, &n); err != nil {
-			return nil, err
-		}
-		out[int(p)] = int64(n)
-	}
-	return out, rows.Err()
+	return aggregate.Progress(ctx, e.conn, e.group, e.events)
 }
 
 // phaseFigures is what a phase did.
