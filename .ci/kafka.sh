@@ -137,10 +137,11 @@ start() {
 		fetch
 		mkdir -p "$dir/data"
 		write_config
-		# A cluster id is 16 random bytes in URL-safe base64 without padding.
+		# A cluster id is 16 random bytes in URL-safe base64 without padding; it may
+		# start with "-", hence --cluster-id=ID rather than -t ID.
 		local id
 		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-		tool kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" >"$log" 2>&1 ||
+		tool kafka.tools.StorageTool format --standalone --cluster-id="$id" -c "$dir/server.properties" >"$log" 2>&1 ||
 			fail "formatting the log dir failed"
 	fi
 	# setsid: keep the broker out of the terminal's process group, so Ctrl-C reaches
