@@ -157,10 +157,11 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 		BatchTimeout: 5 * time.Millisecond,
 	}
 	return &Aggregator{
-		cfg:   cfg,
-		conn:  conn,
-		dlq:   dlq,
-		store: &store{conn: conn, group: cfg.Group, topic: cfg.Topic, dlq: dlq, writer: hex.EncodeToString(id[:])},
+		cfg:  cfg,
+		conn: conn,
+		dlq:  dlq,
+		store: &store{conn: conn, group: cfg.Group, topic: cfg.Topic, dlq: dlq, writer: hex.EncodeToString(id[:]),
+			inserts: make(chan struct{}, maxSetInserts)},
 	}, nil
 }
 
@@ -240,6 +241,7 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 		}
 		return
 	}
+	defer s.free()
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   a.cfg.Brokers,
 		Topic:     a.cfg.Topic,
@@ -323,12 +325,14 @@ func (a *Aggregator) open(ctx context.Context, partition int32, committed int64)
 	recent := schemas.DayOf(now, a.cfg.Location) - 2
 	if _, err := retry(ctx, a.cfg.Logger, "load state", func() (int, error) {
 		clear(s.days)
-		clear(s.ids)
+		s.ids.Reset()
+		clear(s.replay)
 		s.loadedFrom = recent
 		if err := a.store.loadDays(ctx, s, recent); err != nil {
 			return 0, err
 		}
-		return 0, a.store.loadIDs(ctx, s)
+		// Without a durable position every stored id may be read again.
+		return 0, a.store.loadIDs(ctx, s, uint64(max(next, 0)))
 	}); err != nil {
 		return nil, 0, err
 	}

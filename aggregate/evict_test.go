@@ -11,18 +11,18 @@ import (
 func TestEvictDropsIDsBeforeMinDay(t *testing.T) {
 	s := benchState()
 	day := s.minDay + 10
-	s.ids[xxh3.Uint128{Lo: 1}] = idEntry{offset: 1, day: day}
-	s.ids[xxh3.Uint128{Lo: 2}] = idEntry{offset: 2, day: day + 1}
+	s.ids.Add(xxh3.Uint128{Hi: 1}, day)
+	s.ids.Add(xxh3.Uint128{Hi: 2}, day+1)
 	f := func(minDay, want int) {
 		t.Helper()
 		s.minDay = day + schemas.Day(minDay)
 		s.evict(s.minDay)
-		if len(s.ids) != want {
-			t.Fatalf("unexpected ids after evict with minDay %+d; got %d; want %d", minDay, len(s.ids), want)
+		if s.ids.Len() != want {
+			t.Fatalf("unexpected ids after evict with minDay %+d; got %d; want %d", minDay, s.ids.Len(), want)
 		}
 	}
 	f(0, 2)
-	s.ids[xxh3.Uint128{Lo: 3}] = idEntry{offset: 3, day: day}
+	s.ids.Add(xxh3.Uint128{Hi: 3}, day)
 	f(0, 3) // same minDay: nothing is older
 	f(1, 1)
 	f(1, 1)

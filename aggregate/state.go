@@ -42,22 +42,12 @@ type dayState struct {
 	version uint64
 	dirty   bool
 
-	// users holds the hashes of users already written to user_days for this
-	// day, so that repeated logins do not write again. It is an
-	// optimisation only: dropping it costs writes, never correctness.
-	users map[xxh3.Uint128]struct{}
 	// sketch is this writer's HLL of the day's users; sketchGen numbers the
 	// sketches made for the day, so a new one never overwrites an older row.
 	sketch      *hyperloglog.Sketch
 	sketchGen   int
 	sketchDirty bool
 	used        uint64 // the flush count when an event last touched the day
-}
-
-// idEntry records where an event id was first seen.
-type idEntry struct {
-	offset uint64
-	day    schemas.Day
 }
 
 // userRow is a user_days row to write.
@@ -106,7 +96,17 @@ type partitionState struct {
 	clock     func() time.Time
 
 	days map[dayKey]*dayState
-	ids  map[xxh3.Uint128]idEntry
+	// ids holds every event id of the accepted window with the day it was
+	// first seen on. An id seen again at another offset is a duplicate;
+	// replay holds the first offsets of the ids stored in ClickHouse at or
+	// after the position the partition was opened at, whose events are
+	// read again (replayed), not repeated.
+	ids    *idSet
+	replay map[xxh3.Uint128]uint64
+	// users keeps repeated logins out of user_days and the sketches. It is
+	// an optimisation only: forgetting a user costs a write, never
+	// correctness.
+	users *userCache
 	// days holds every stored day from loadedFrom on; an older day missing
 	// from it is fetched with load.
 	loadedFrom schemas.Day
@@ -133,8 +133,16 @@ func newPartitionState(partition int32, loc *time.Location) *partitionState {
 		partition: partition,
 		loc:       loc,
 		days:      map[dayKey]*dayState{},
-		ids:       map[xxh3.Uint128]idEntry{},
+		ids:       newIDSet(0),
+		replay:    map[xxh3.Uint128]uint64{},
+		users:     newUserCache(userCacheBuckets),
 	}
+}
+
+// free returns the memory of the state's tables; s is not used after.
+func (s *partitionState) free() {
+	s.ids.mem.free()
+	s.users.mem.free()
 }
 
 // idHash is the 128-bit hash of an (app, id): collisions are negligible
@@ -160,8 +168,8 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	}
 	day := schemas.DayOf(e.Time, s.loc)
 	h := idHash(e.App, e.ID)
-	if prev, seen := s.ids[h]; seen && prev.offset != o {
-		st, err := s.day(dayKey{e.App, prev.day})
+	if first, seen := s.ids.Get(h); seen && !s.replayed(h, o) {
+		st, err := s.day(dayKey{e.App, first})
 		if err != nil {
 			return 0, err
 		}
@@ -171,7 +179,7 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 		}
 		return Duplicate, nil
 	} else if !seen {
-		s.ids[h] = idEntry{offset: o, day: day}
+		s.ids.Add(h, day)
 		s.pendingIDs = append(s.pendingIDs, idRow{app: e.App, day: day, id: h, offset: o})
 	}
 	st, err := s.day(dayKey{e.App, day})
@@ -223,6 +231,16 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	return Counted, nil
 }
 
+// replayed reports whether an id already seen was first seen at offset o:
+// the same message, read again after a restart.
+func (s *partitionState) replayed(h xxh3.Uint128, o uint64) bool {
+	if len(s.replay) == 0 {
+		return false
+	}
+	first, ok := s.replay[h]
+	return ok && first == o
+}
+
 func (s *partitionState) checkTime(t time.Time) error {
 	if !s.maxTime.IsZero() && t.After(s.maxTime) && s.clock != nil {
 		s.maxTime = s.clock().Add(s.maxFuture) // the bound may be a flush old
@@ -247,17 +265,12 @@ func (s *partitionState) reject(offset int64, key, value []byte, app uint32, rea
 }
 
 func (s *partitionState) addUser(st *dayState, app uint32, day schemas.Day, user string) {
-	u := xxh3.HashString128(user)
-	if _, ok := st.users[u]; ok {
+	if s.users.Seen(userKey(app, day, user)) {
 		return
 	}
-	if st.users == nil {
-		st.users = map[xxh3.Uint128]struct{}{}
-	}
-	st.users[u] = struct{}{}
 	s.pendingUsers = append(s.pendingUsers, userRow{app: app, day: day, user: user})
 	if st.sketch == nil {
-		st.sketch = newSketch()
+		st.sketch = NewSketch()
 		s.sketchSeq++
 		st.sketchGen = s.sketchSeq
 	}
@@ -265,8 +278,20 @@ func (s *partitionState) addUser(st *dayState, app uint32, day schemas.Day, user
 	st.sketchDirty = true
 }
 
-// newSketch makes the HLL sketch used for DAU and MAU estimates.
-func newSketch() *hyperloglog.Sketch { return hyperloglog.New16() }
+// SketchPrecision is the precision of the HyperLogLog sketches of the day's
+// users: 2^17 registers once dense, a standard error of 0.29% (about 0.74%
+// at p99); below about 100k users a sketch is sparse and near exact.
+const SketchPrecision = 17
+
+// NewSketch makes the HyperLogLog sketch the aggregator stores for DAU and
+// MAU estimates; sketches of other precisions do not merge with it.
+func NewSketch() *hyperloglog.Sketch {
+	sk, err := hyperloglog.NewSketch(SketchPrecision, true)
+	if err != nil {
+		panic(err) // a constant precision within 4…18
+	}
+	return sk
+}
 
 // day returns the state of an app's day, loading it when it is not in memory.
 func (s *partitionState) day(k dayKey) (*dayState, error) {
@@ -290,8 +315,7 @@ func (s *partitionState) day(k dayKey) (*dayState, error) {
 // last event, so that late events for it do not load it again every flush.
 const idleFlushes = 60
 
-// evict drops clean days older than keepFrom, and the user sets and sketches
-// of those days, to bound memory. Their counters are loaded again if a late
+// evict drops clean days older than keepFrom, and the sketches of those days, to bound memory. Their counters are loaded again if a late
 // event needs them.
 func (s *partitionState) evict(keepFrom schemas.Day) {
 	s.flushes++
@@ -309,9 +333,10 @@ func (s *partitionState) evict(keepFrom schemas.Day) {
 		return
 	}
 	s.idsSwept = s.minDay
-	for h, e := range s.ids {
-		if e.day < s.minDay {
-			delete(s.ids, h)
+	s.ids.DropBefore(s.minDay)
+	for h := range s.replay {
+		if _, ok := s.ids.Get(h); !ok {
+			delete(s.replay, h)
 		}
 	}
 }

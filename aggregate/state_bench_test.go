@@ -104,6 +104,7 @@ func BenchmarkApply(b *testing.B) {
 				truncatePending(s)
 			}
 		}
+		s.free()
 	}
 	if counted < st.len()*99/100 {
 		b.Fatalf("unexpected count of counted events; got %d of %d", counted, st.len())
@@ -124,9 +125,9 @@ func BenchmarkIDHash(b *testing.B) {
 	}
 }
 
-// BenchmarkDedup measures the id map at 1M ids: inserting new ids (with the
-// map's growth), and looking up ids already there. bytes/id is the heap the
-// map holds per id.
+// BenchmarkDedup measures the id set at 1M ids: inserting new ids (with the
+// set's growth), and looking up ids already there. bytes/id is the memory the
+// set holds per id.
 func BenchmarkDedup(b *testing.B) {
 	const n = 1 << 20
 	hashes := make([]xxh3.Uint128, n)
@@ -135,32 +136,28 @@ func BenchmarkDedup(b *testing.B) {
 	}
 	b.Run("insert", func(b *testing.B) {
 		b.ReportAllocs()
-		var m map[xxh3.Uint128]idEntry
+		var bytes int
 		for b.Loop() {
-			m = map[xxh3.Uint128]idEntry{}
-			for i, h := range hashes {
-				m[h] = idEntry{offset: uint64(i), day: 20000}
+			m := newIDSet(20000)
+			for _, h := range hashes {
+				m.Add(h, 20000)
 			}
+			bytes = m.Bytes()
+			m.mem.free()
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/id")
-		m = nil
-		b.ReportMetric(heapPerEntry(n, func() any {
-			m := map[xxh3.Uint128]idEntry{}
-			for i, h := range hashes {
-				m[h] = idEntry{offset: uint64(i), day: 20000}
-			}
-			return m
-		}), "bytes/id")
+		b.ReportMetric(float64(bytes)/n, "bytes/id")
 	})
 	b.Run("lookup", func(b *testing.B) {
-		m := make(map[xxh3.Uint128]idEntry, n)
-		for i, h := range hashes {
-			m[h] = idEntry{offset: uint64(i), day: 20000}
+		m := newIDSet(20000)
+		defer m.mem.free()
+		for _, h := range hashes {
+			m.Add(h, 20000)
 		}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if _, ok := m[hashes[i&(n-1)]]; !ok {
+			if _, ok := m.Get(hashes[i&(n-1)]); !ok {
 				b.Fatal("missing id")
 			}
 			i += 7919 // a prime stride: no cache-friendly order
@@ -169,14 +166,14 @@ func BenchmarkDedup(b *testing.B) {
 }
 
 // BenchmarkSketch measures the HyperLogLog operations of the aggregator
-// (precision 16, sparse until it grows) and of the rollup.
+// (precision 17, sparse until it grows) and of the rollup.
 func BenchmarkSketch(b *testing.B) {
 	hashes := make([]uint64, 1<<20)
 	for i := range hashes {
 		hashes[i] = xxhash.Sum64String("u" + strconv.Itoa(i))
 	}
 	filled := func(users int) *hyperloglog.Sketch {
-		sk := newSketch()
+		sk := NewSketch()
 		for _, h := range hashes[:users] {
 			sk.InsertHash(h)
 		}
@@ -189,7 +186,7 @@ func BenchmarkSketch(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			if i%1000 == 0 {
-				sk = newSketch()
+				sk = NewSketch()
 			}
 			sk.InsertHash(hashes[i&(1<<20-1)])
 			i++
@@ -247,37 +244,26 @@ func BenchmarkSketch(b *testing.B) {
 	}
 }
 
-// BenchmarkUserSet measures the day's set of users already written, which
-// keeps repeated logins out of user_days and the sketch.
+// BenchmarkUserSet measures the cache of users already written, which keeps
+// repeated logins out of user_days and the sketch.
 func BenchmarkUserSet(b *testing.B) {
-	users := make([]string, 4096)
-	for i := range users {
-		users[i] = "u" + strconv.Itoa(i)
+	keys := make([]xxh3.Uint128, 4096)
+	for i := range keys {
+		keys[i] = userKey(1400000001, 20000, "u"+strconv.Itoa(i))
 	}
-	set := map[xxh3.Uint128]struct{}{}
-	for _, u := range users {
-		set[xxh3.HashString128(u)] = struct{}{}
+	c := newUserCache(userCacheBuckets)
+	defer c.mem.free()
+	for _, k := range keys {
+		c.Seen(k)
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if _, ok := set[xxh3.HashString128(users[i&4095])]; !ok {
+		if !c.Seen(keys[i&4095]) {
 			b.Fatal("missing user")
 		}
 		i++
 	}
-}
-
-// heapPerEntry returns the live heap that build's result holds, per entry.
-func heapPerEntry(n int, build func() any) float64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	v := build()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(v)
-	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 }
 
 // cpuTime returns the CPU time the process has used, user and system.
@@ -290,8 +276,9 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkStateMemory folds the stream into one partition state and
-// reports the live heap it holds once the rows are flushed: the id map per
-// id, and the days (counters, user sets, sketches) per user-day.
+// reports the memory it holds once the rows are flushed: the id set per id
+// (outside the Go heap), and the days (counters and sketches) per user-day.
+// The user cache is a fixed 16 MiB per partition on top.
 func BenchmarkStateMemory(b *testing.B) {
 	st := benchStream()
 	b.ReportAllocs()
@@ -305,16 +292,11 @@ func BenchmarkStateMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		ids, userDays = s.ids.Len(), len(s.pendingUsers)
 		s.pendingUsers, s.pendingIDs, s.pendingPlans = nil, nil, nil
-		all := liveHeap() - base
-		ids, userDays = len(s.ids), 0
-		for _, d := range s.days {
-			userDays += len(d.users)
-		}
-		s.ids = nil
-		days := liveHeap() - base
-		idBytes, dayBytes = float64(all-days), float64(days)
+		idBytes, dayBytes = float64(s.ids.Bytes()), float64(liveHeap()-base)
 		runtime.KeepAlive(s)
+		s.free()
 	}
 	b.ReportMetric(idBytes/float64(ids), "bytes/id")
 	b.ReportMetric(dayBytes/float64(userDays), "bytes/user-day")

@@ -2,8 +2,10 @@ package aggregate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -20,7 +22,13 @@ type store struct {
 	topic  string
 	dlq    *kafka.Writer
 	writer string // this process's name in user_sketches rows
+	// inserts bounds the set inserts in flight across partitions, to
+	// stay within the connection pool.
+	inserts chan struct{}
 }
+
+// maxSetInserts is how many set inserts an aggregator sends at once.
+const maxSetInserts = 8
 
 const countersCols = `logins, messages_c2c, messages_group, messages_community, messages_live,
 	groups_created, groups_dissolved, calls_audio, calls_video,
@@ -98,8 +106,9 @@ func (st *store) loadDay(ctx context.Context, partition int32, k dayKey) (Counte
 	return c, v, rows.Err()
 }
 
-// loadIDs reads the event ids first seen in the partition from minDay on.
-func (st *store) loadIDs(ctx context.Context, s *partitionState) error {
+// loadIDs reads the event ids first seen in the partition from minDay on;
+// those first seen at or after offset from are read again from Kafka.
+func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) error {
 	rows, err := st.conn.Query(ctx, `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
 		WHERE src_partition = ? AND day >= toDate(?) GROUP BY day, id_hi, id_lo`, s.partition, s.minDay.String())
 	if err != nil {
@@ -108,13 +117,17 @@ func (st *store) loadIDs(ctx context.Context, s *partitionState) error {
 	defer rows.Close()
 	for rows.Next() {
 		var day time.Time
-		var e idEntry
-		var hi, lo uint64
-		if err := rows.Scan(&day, &hi, &lo, &e.offset); err != nil {
+		var hi, lo, offset uint64
+		if err := rows.Scan(&day, &hi, &lo, &offset); err != nil {
 			return fmt.Errorf("load event_ids: %w", err)
 		}
-		e.day = schemas.DayOf(day, time.UTC)
-		s.ids[xxh3.Uint128{Hi: hi, Lo: lo}] = e
+		h := xxh3.Uint128{Hi: hi, Lo: lo}
+		if _, ok := s.ids.Get(h); !ok {
+			s.ids.Add(h, schemas.DayOf(day, time.UTC))
+		}
+		if offset >= from {
+			s.replay[h] = offset
+		}
 	}
 	return rows.Err()
 }
@@ -182,60 +195,95 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 	return nil
 }
 
+// flushSets writes the four sets at once: they are independent of each
+// other, and only the counters and the offset must wait for all of them.
 func (st *store) flushSets(ctx context.Context, s *partitionState) error {
-	if len(s.pendingIDs) > 0 {
-		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO event_ids (src_partition, app, day, id_hi, id_lo, src_offset)`)
-		if err != nil {
-			return fmt.Errorf("write event_ids: %w", err)
-		}
-		n := len(s.pendingIDs)
-		parts, apps, days := make([]int32, n), make([]uint32, n), make([]time.Time, n)
-		his, los, offsets := make([]uint64, n), make([]uint64, n), make([]uint64, n)
-		for i, r := range s.pendingIDs {
-			parts[i], apps[i], days[i], his[i], los[i], offsets[i] = s.partition, r.app, r.day.Date(), r.id.Hi, r.id.Lo, r.offset
-		}
-		if err := appendColumns(b, parts, apps, days, his, los, offsets); err != nil {
-			return fmt.Errorf("write event_ids: %w", err)
-		}
-		if err := b.Send(); err != nil {
-			return fmt.Errorf("write event_ids: %w", err)
-		}
-		s.pendingIDs = s.pendingIDs[:0]
-	}
-	if len(s.pendingUsers) > 0 {
-		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO user_days (app, day, user)`)
-		if err != nil {
-			return fmt.Errorf("write user_days: %w", err)
-		}
-		n := len(s.pendingUsers)
-		apps, days, users := make([]uint32, n), make([]time.Time, n), make([]string, n)
-		for i, r := range s.pendingUsers {
-			apps[i], days[i], users[i] = r.app, r.day.Date(), r.user
-		}
-		if err := appendColumns(b, apps, days, users); err != nil {
-			return fmt.Errorf("write user_days: %w", err)
-		}
-		if err := b.Send(); err != nil {
-			return fmt.Errorf("write user_days: %w", err)
-		}
-		s.pendingUsers = s.pendingUsers[:0]
-	}
-	if len(s.pendingPlans) > 0 {
-		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO plan_changes (app, at, at_nanos, edition, id)`)
-		if err != nil {
-			return fmt.Errorf("write plan_changes: %w", err)
-		}
-		for _, e := range s.pendingPlans {
-			at := e.Time.UTC()
-			if err := b.Append(e.App, at.Truncate(time.Second), uint32(at.Nanosecond()), e.Edition, e.ID); err != nil {
-				return fmt.Errorf("write plan_changes: %w", err)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushSketches} {
+		wg.Go(func() {
+			select {
+			case st.inserts <- struct{}{}:
+				defer func() { <-st.inserts }()
+				errs[i] = f(ctx, s)
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
 			}
-		}
-		if err := b.Send(); err != nil {
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (st *store) flushIDs(ctx context.Context, s *partitionState) error {
+	if len(s.pendingIDs) == 0 {
+		return nil
+	}
+	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO event_ids (src_partition, app, day, id_hi, id_lo, src_offset)`)
+	if err != nil {
+		return fmt.Errorf("write event_ids: %w", err)
+	}
+	n := len(s.pendingIDs)
+	parts, apps, days := make([]int32, n), make([]uint32, n), make([]time.Time, n)
+	his, los, offsets := make([]uint64, n), make([]uint64, n), make([]uint64, n)
+	for i, r := range s.pendingIDs {
+		parts[i], apps[i], days[i], his[i], los[i], offsets[i] = s.partition, r.app, r.day.Date(), r.id.Hi, r.id.Lo, r.offset
+	}
+	if err := appendColumns(b, parts, apps, days, his, los, offsets); err != nil {
+		return fmt.Errorf("write event_ids: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write event_ids: %w", err)
+	}
+	s.pendingIDs = s.pendingIDs[:0]
+	return nil
+}
+
+func (st *store) flushUsers(ctx context.Context, s *partitionState) error {
+	if len(s.pendingUsers) == 0 {
+		return nil
+	}
+	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO user_days (app, day, user)`)
+	if err != nil {
+		return fmt.Errorf("write user_days: %w", err)
+	}
+	n := len(s.pendingUsers)
+	apps, days, users := make([]uint32, n), make([]time.Time, n), make([]string, n)
+	for i, r := range s.pendingUsers {
+		apps[i], days[i], users[i] = r.app, r.day.Date(), r.user
+	}
+	if err := appendColumns(b, apps, days, users); err != nil {
+		return fmt.Errorf("write user_days: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write user_days: %w", err)
+	}
+	s.pendingUsers = s.pendingUsers[:0]
+	return nil
+}
+
+func (st *store) flushPlans(ctx context.Context, s *partitionState) error {
+	if len(s.pendingPlans) == 0 {
+		return nil
+	}
+	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO plan_changes (app, at, at_nanos, edition, id)`)
+	if err != nil {
+		return fmt.Errorf("write plan_changes: %w", err)
+	}
+	for _, e := range s.pendingPlans {
+		at := e.Time.UTC()
+		if err := b.Append(e.App, at.Truncate(time.Second), uint32(at.Nanosecond()), e.Edition, e.ID); err != nil {
 			return fmt.Errorf("write plan_changes: %w", err)
 		}
-		s.pendingPlans = s.pendingPlans[:0]
 	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write plan_changes: %w", err)
+	}
+	s.pendingPlans = s.pendingPlans[:0]
+	return nil
+}
+
+func (st *store) flushSketches(ctx context.Context, s *partitionState) error {
 	var sketches []dayKey
 	for k, d := range s.days {
 		if d.sketchDirty {

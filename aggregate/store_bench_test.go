@@ -35,7 +35,7 @@ func BenchmarkFlush(b *testing.B) {
 		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.Database)
 		conn.Close()
 	}()
-	st := &store{conn: conn, group: "bench", topic: "bench.events", writer: "bench"}
+	st := &store{conn: conn, group: "bench", topic: "bench.events", writer: "bench", inserts: make(chan struct{}, maxSetInserts)}
 	stream := benchStream()
 	for _, n := range []int{10_000, 100_000} {
 		b.Run(strconv.Itoa(n)+"events", func(b *testing.B) {

@@ -70,7 +70,7 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 			Auth:         clickhouse.Auth{Database: db, Username: c.Username, Password: c.Password},
 			DialTimeout:  5 * time.Second,
 			ReadTimeout:  5 * time.Minute,
-			MaxOpenConns: 8,
+			MaxOpenConns: 32,
 			Settings:     settings,
 		})
 	}

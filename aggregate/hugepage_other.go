@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package aggregate
+
+func madviseHuge([]byte) {}
