@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -104,7 +105,11 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 	}
 	rows.Close()
 
-	sketches := map[uint32]*hyperloglog.Sketch{}
+	// An app's sketches of a month merge into one, unless the month holds
+	// sketches of two precisions (written before and after an upgrade of
+	// the aggregator): those cannot merge, and the estimate is then the
+	// larger of the partial ones, a lower bound.
+	sketches := map[uint32][]*hyperloglog.Sketch{}
 	rows, err = conn.Query(ctx, `SELECT app, sketch FROM user_sketches WHERE day >= toDate(?) AND day <= toDate(?)`, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read user_sketches: %w", err)
@@ -116,21 +121,21 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 			rows.Close()
 			return nil, fmt.Errorf("read user_sketches: %w", err)
 		}
-		var sk hyperloglog.Sketch
+		sk := new(hyperloglog.Sketch)
 		if err := sk.UnmarshalBinary([]byte(blob)); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read user_sketches: app %d: %w", app, err)
 		}
-		if sketches[app] == nil {
-			sketches[app] = &sk
-		} else if err := sketches[app].Merge(&sk); err != nil {
+		if err := mergeSketch(sketches, app, sk); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("merge sketches of app %d: %w", app, err)
+			return nil, err
 		}
 	}
 	rows.Close()
-	for app, sk := range sketches {
-		get(app).Usage.MAUEstimate = sk.Estimate()
+	for app, sks := range sketches {
+		for _, sk := range sks {
+			get(app).Usage.MAUEstimate = max(get(app).Usage.MAUEstimate, sk.Estimate())
+		}
 	}
 
 	plans, err := readPlans(ctx, conn, m.End(loc))
@@ -237,4 +242,20 @@ func planNotes(changes []planChange, m schemas.Month, loc *time.Location) []stri
 		notes = append(notes, fmt.Sprintf("%d plan changes in the month; at most one is allowed", n))
 	}
 	return notes
+}
+
+// mergeSketch merges sk into the app's sketch of the same precision, or keeps
+// it apart when there is none.
+func mergeSketch(sketches map[uint32][]*hyperloglog.Sketch, app uint32, sk *hyperloglog.Sketch) error {
+	for _, into := range sketches[app] {
+		err := into.Merge(sk)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, hyperloglog.ErrorPrecisionMismatch) {
+			return fmt.Errorf("merge sketches of app %d: %w", app, err)
+		}
+	}
+	sketches[app] = append(sketches[app], sk)
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/axiomhq/hyperloglog"
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
 )
@@ -95,7 +96,7 @@ func (e *env) syntheticMonth(ctx context.Context, apps, users int) (*monthFigure
 				userCol = append(userCol, name)
 				sk := sketches[a]
 				if sk == nil {
-					sk = hyperloglog.New16()
+					sk = aggregate.NewSketch()
 					sketches[a] = sk
 				}
 				sk.InsertHash(xxhash.Sum64String(name))
