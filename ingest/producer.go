@@ -49,8 +49,6 @@ type ProducerConfig struct {
 	// Block makes Publish wait for room in a full buffer (until ctx is done)
 	// instead of returning ErrBufferFull.
 	Block bool
-	// MaxInFlight is how many writes to Kafka run at once. Default 4.
-	MaxInFlight int
 	// WriteTimeout bounds one produce request. Default 10s.
 	WriteTimeout time.Duration
 	// OnError receives every event accepted by Publish that Kafka did not
@@ -68,7 +66,6 @@ func DefaultProducerConfig() ProducerConfig {
 		Linger:       5 * time.Millisecond,
 		BatchSize:    1000,
 		BufferSize:   10000,
-		MaxInFlight:  4,
 		WriteTimeout: 10 * time.Second,
 	}
 }
@@ -86,9 +83,6 @@ func (c *ProducerConfig) setDefaults() {
 	}
 	if c.BufferSize == 0 {
 		c.BufferSize = d.BufferSize
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = d.MaxInFlight
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = d.WriteTimeout
@@ -108,8 +102,6 @@ func (c ProducerConfig) Validate() error {
 		return fmt.Errorf("ingest: ProducerConfig.BatchSize: must be >= 1; got %d", c.BatchSize)
 	case c.BufferSize < 1:
 		return fmt.Errorf("ingest: ProducerConfig.BufferSize: must be >= 1; got %d", c.BufferSize)
-	case c.MaxInFlight < 1:
-		return fmt.Errorf("ingest: ProducerConfig.MaxInFlight: must be >= 1; got %d", c.MaxInFlight)
 	case c.WriteTimeout <= 0:
 		return fmt.Errorf("ingest: ProducerConfig.WriteTimeout: must be > 0; got %s", c.WriteTimeout)
 	}
@@ -129,21 +121,34 @@ type ProducerStats struct {
 // once; PublishSync waits for Kafka's acknowledgement. The message key is the
 // app id in decimal, so all events of an app land on one partition (chosen by
 // kafka-go's Hash balancer: FNV-1a of the key, as Sarama does); the value is
-// the event's JSON. Events of one app keep their order except when a write is
-// retried. A Producer is safe for concurrent use.
+// the event's JSON. Events go to Kafka in the order they were accepted and
+// are pipelined: a partition's next batches fill while its current one waits
+// for the acknowledgement. Events of one app keep their order except when a
+// write is retried. A Producer is safe for concurrent use.
 type Producer struct {
 	cfg     ProducerConfig
 	w       *kafka.Writer
 	tr      *kafka.Transport
 	sem     chan struct{} // one token per accepted event not yet settled
-	queue   chan item     // accepted events waiting for a sender
+	queue   chan item     // accepted events waiting for the sender
 	closing chan struct{} // closed by Close: no more intake
-	done    chan struct{} // closed when all senders returned
+	drained chan struct{} // closed when Close was called and every accepted event is settled
+	done    chan struct{} // closed when the sender and the retrier returned
 	ctx     context.Context
 	cancel  context.CancelFunc // second stage of Close
 
-	mu     sync.RWMutex // guards closed against sends on queue
-	closed bool
+	mu        sync.RWMutex // guards closed against sends on queue
+	closed    bool
+	closedNow atomic.Bool  // closed, for settle
+	unsettled atomic.Int64 // accepted events not yet settled
+	drainOnce sync.Once
+
+	flightMu sync.Mutex
+	inFlight map[*chunk]struct{} // chunks with events not yet settled
+
+	retryMu   sync.Mutex
+	retryList []*pending    // events to write again after a pause
+	retryWake chan struct{} // a token when retryList got events
 
 	closeOnce   sync.Once
 	writerOnce  sync.Once
@@ -165,6 +170,21 @@ type item struct {
 	i   int
 }
 
+// pending is an item handed to the Kafka writer, which carries a pointer to
+// it in the message's WriterData to its Completion.
+type pending struct {
+	item
+	settled atomic.Bool
+	chunk   *chunk
+}
+
+// chunk is what the sender took from the queue at once: its events stay in
+// Producer.inFlight until all are settled, so Close can find those left.
+type chunk struct {
+	items []pending
+	left  atomic.Int64
+}
+
 // NewProducer checks cfg and starts a producer. It does not contact Kafka:
 // use EnsureTopics first to fail fast on a wrong broker address.
 func NewProducer(cfg ProducerConfig) (*Producer, error) {
@@ -179,32 +199,38 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	tr := &kafka.Transport{ClientID: "immeter-ingest"}
 	p := &Producer{
-		cfg: cfg,
-		tr:  tr,
-		w: &kafka.Writer{
-			Addr:            kafka.TCP(cfg.Brokers...),
-			Topic:           cfg.Topic,
-			Balancer:        &kafka.Hash{},
-			RequiredAcks:    kafka.RequireAll,
-			BatchTimeout:    cfg.Linger,
-			BatchSize:       cfg.BatchSize,
-			WriteTimeout:    cfg.WriteTimeout,
-			MaxAttempts:     3, // the senders retry on top of this
-			WriteBackoffMin: 50 * time.Millisecond,
-			WriteBackoffMax: 500 * time.Millisecond,
-			Transport:       tr,
-		},
-		sem:     make(chan struct{}, cfg.BufferSize),
-		queue:   make(chan item, cfg.BufferSize),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:       cfg,
+		tr:        tr,
+		sem:       make(chan struct{}, cfg.BufferSize),
+		queue:     make(chan item, cfg.BufferSize),
+		closing:   make(chan struct{}),
+		drained:   make(chan struct{}),
+		done:      make(chan struct{}),
+		inFlight:  map[*chunk]struct{}{},
+		retryWake: make(chan struct{}, 1),
+	}
+	p.w = &kafka.Writer{
+		Addr:            kafka.TCP(cfg.Brokers...),
+		Topic:           cfg.Topic,
+		Balancer:        &kafka.Hash{},
+		RequiredAcks:    kafka.RequireAll,
+		BatchTimeout:    cfg.Linger,
+		BatchSize:       cfg.BatchSize,
+		WriteTimeout:    cfg.WriteTimeout,
+		MaxAttempts:     3, // the producer retries on top of this
+		WriteBackoffMin: 50 * time.Millisecond,
+		WriteBackoffMax: 500 * time.Millisecond,
+		Transport:       tr,
+		// WriteMessages returns once the events are in the writer's batches;
+		// each batch's outcome comes to completed.
+		Async:      true,
+		Completion: p.completed,
 	}
 	p.lastWriteOK.Store(true)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for range cfg.MaxInFlight {
-		wg.Go(p.send)
-	}
+	wg.Go(p.send)
+	wg.Go(p.retry)
 	go func() { wg.Wait(); close(p.done) }()
 	return p, nil
 }
@@ -346,20 +372,18 @@ func (p *Producer) message(e *schemas.Event, check bool) (kafka.Message, error) 
 	if check && e.ID == "" {
 		e.ID = NewID()
 	}
-	value, err := e.MarshalJSON()
-	if err != nil {
-		return kafka.Message{}, err
-	}
+	// Key and value share one allocation (a long event moves both to a
+	// larger one).
+	b := strconv.AppendUint(make([]byte, 0, 208), uint64(e.App), 10)
+	n := len(b)
+	b = e.AppendJSON(b)
+	key, value := b[:n:n], b[n:]
 	if check {
 		if _, err := schemas.DecodeEvent(value); err != nil {
 			return kafka.Message{}, err
 		}
 	}
-	return kafka.Message{
-		Key:   strconv.AppendUint(make([]byte, 0, 10), uint64(e.App), 10),
-		Value: value,
-		Time:  time.Now(),
-	}, nil
+	return kafka.Message{Key: key, Value: value, Time: time.Now()}, nil
 }
 
 // enqueue takes a buffer slot for it and hands it to the senders.
@@ -389,107 +413,178 @@ func (p *Producer) enqueue(ctx context.Context, it item, block bool) error {
 		<-p.sem
 		return ErrClosed
 	}
+	p.unsettled.Add(1)
 	p.queue <- it // never blocks: the queue holds as many items as sem has tokens
 	p.accepted.Add(1)
 	return nil
 }
 
-// send is one sender: it takes what is queued, up to BatchSize events, and
-// writes it, until Close closed the queue and it is empty.
+// send takes what is queued, up to BatchSize events at a time, and hands it
+// to the Kafka writer without waiting for the outcome, until Close closed the
+// queue and it is empty.
 func (p *Producer) send() {
-	batch := make([]item, 0, p.cfg.BatchSize)
-	msgs := make([]kafka.Message, 0, p.cfg.BatchSize)
+	var (
+		ptrs []*pending
+		msgs []kafka.Message
+	)
 	for {
 		it, ok := <-p.queue
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], it)
+		c := &chunk{items: make([]pending, 1, min(p.cfg.BatchSize, 1+len(p.queue)))}
+		c.items[0].item = it
 	fill:
-		for len(batch) < p.cfg.BatchSize {
+		for len(c.items) < cap(c.items) {
 			select {
 			case it, ok := <-p.queue:
 				if !ok {
 					break fill
 				}
-				batch = append(batch, it)
+				c.items = append(c.items, pending{item: it})
 			default:
 				break fill
 			}
 		}
-		msgs = p.deliver(batch, msgs[:0])
+		c.left.Store(int64(len(c.items)))
+		ptrs = ptrs[:0]
+		for i := range c.items {
+			c.items[i].chunk = c
+			ptrs = append(ptrs, &c.items[i])
+		}
+		p.flightMu.Lock()
+		p.inFlight[c] = struct{}{}
+		p.flightMu.Unlock()
+		msgs = p.write(ptrs, msgs)
 	}
 }
 
-// deliver writes batch until every event is acknowledged, refused for good,
-// or Close's second stage cancels the producer; it settles each event.
-// msgs is scratch space, returned for reuse.
-func (p *Producer) deliver(batch []item, msgs []kafka.Message) []kafka.Message {
-	pending := batch
-	backoff := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		if err := p.ctx.Err(); err != nil {
-			p.abandoned.Add(int64(len(pending)))
-			cause := fmt.Errorf("%w: Close gave up", ErrUndelivered)
-			if last := p.lastErr.Load(); last != nil && !p.lastWriteOK.Load() {
-				cause = fmt.Errorf("%w: Close gave up; last error: %w", ErrUndelivered, *last)
-			}
-			for _, it := range pending {
-				p.settle(it, cause)
-			}
-			return msgs
+// write hands events to the Kafka writer, which reports their outcome to
+// completed; when the writer refuses them at once, write settles them or
+// schedules them for a retry itself. msgs is scratch space, returned for
+// reuse.
+func (p *Producer) write(events []*pending, msgs []kafka.Message) []kafka.Message {
+	if p.ctx.Err() != nil {
+		p.abandon(events)
+		return msgs
+	}
+	msgs = msgs[:0]
+	for _, pd := range events {
+		m := pd.msg
+		m.WriterData = pd
+		msgs = append(msgs, m)
+	}
+	// An error here (no metadata for the topic, a message too large, the
+	// writer closed) means none of msgs was taken.
+	if err := p.w.WriteMessages(p.ctx, msgs...); err != nil {
+		p.writeFailed(events, err)
+	}
+	clear(msgs) // drop the references to the events for the collector
+	return msgs
+}
+
+// completed is the writer's Completion: it settles the events of one batch,
+// or schedules them for a retry.
+func (p *Producer) completed(msgs []kafka.Message, err error) {
+	if err == nil {
+		p.lastWriteOK.Store(true)
+		for i := range msgs {
+			p.settle(msgs[i].WriterData.(*pending), nil)
 		}
-		if attempt > 0 {
-			p.retries.Add(int64(len(pending)))
+		return
+	}
+	events := make([]*pending, len(msgs))
+	for i := range msgs {
+		events[i] = msgs[i].WriterData.(*pending)
+	}
+	p.writeFailed(events, err)
+}
+
+// writeFailed handles a write of events that failed with err: it settles them
+// when err is final, else schedules them for a retry.
+func (p *Producer) writeFailed(events []*pending, err error) {
+	err = summarize(err)
+	p.lastErr.Store(&err)
+	wasOK := p.lastWriteOK.Swap(false)
+	if !retryable(err) {
+		for _, pd := range events {
+			p.settle(pd, fmt.Errorf("%w: %w", ErrUndelivered, err))
 		}
-		msgs = msgs[:0]
-		for _, it := range pending {
-			msgs = append(msgs, it.msg)
+		return
+	}
+	if wasOK {
+		slog.Warn("ingest: kafka write failed; retrying", "events", len(events), "err", err)
+	}
+	p.retryMu.Lock()
+	p.retryList = append(p.retryList, events...)
+	p.retryMu.Unlock()
+	select {
+	case p.retryWake <- struct{}{}:
+	default:
+	}
+}
+
+// retry writes again, after a pause, the events of failed writes, until
+// Close's second stage cancels the producer. The pause grows from 100 ms to
+// maxBackoff while no write succeeds.
+func (p *Producer) retry() {
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
+	var msgs []kafka.Message
+	for round := 0; ; round++ {
+		select {
+		case <-p.retryWake:
+		case <-p.ctx.Done():
+			return
 		}
-		err := p.w.WriteMessages(p.ctx, msgs...)
-		if err == nil {
-			p.lastWriteOK.Store(true)
-			for _, it := range pending {
-				p.settle(it, nil)
-			}
-			return msgs
-		}
-		if p.ctx.Err() != nil {
-			continue // abandoned above
-		}
-		err = summarize(err)
-		p.lastErr.Store(&err)
-		p.lastWriteOK.Store(false)
-		var werrs kafka.WriteErrors
-		perMessage := errors.As(err, &werrs) && len(werrs) == len(pending)
-		retry := pending[:0:0]
-		for i, it := range pending {
-			e := err
-			if perMessage {
-				e = werrs[i]
-			}
-			switch {
-			case e == nil:
-				p.settle(it, nil)
-			case retryable(e):
-				retry = append(retry, it)
-			default:
-				p.settle(it, fmt.Errorf("%w: %w", ErrUndelivered, e))
-			}
-		}
-		if len(retry) == 0 {
-			return msgs
-		}
-		pending = retry
-		if attempt == 0 || backoff == maxBackoff && attempt%10 == 0 {
-			slog.Warn("ingest: kafka write failed; retrying", "events", len(pending), "attempt", attempt+1, "err", err)
+		if p.lastWriteOK.Load() {
+			backoff, round = minBackoff, 0
 		}
 		select {
 		case <-time.After(backoff):
 		case <-p.ctx.Done():
+			return // Close settles what is left
 		}
+		p.retryMu.Lock()
+		events := p.retryList
+		p.retryList = nil
+		p.retryMu.Unlock()
+		if backoff == maxBackoff && round%10 == 0 {
+			if last := p.lastErr.Load(); last != nil {
+				slog.Warn("ingest: kafka write still failing; retrying", "events", len(events), "round", round+1, "err", *last)
+			}
+		}
+		p.retries.Add(int64(len(events)))
+		msgs = p.write(events, msgs)
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// abandon settles events that Close gave up on.
+func (p *Producer) abandon(events []*pending) {
+	cause := fmt.Errorf("%w: Close gave up", ErrUndelivered)
+	if last := p.lastErr.Load(); last != nil && !p.lastWriteOK.Load() {
+		cause = fmt.Errorf("%w: Close gave up; last error: %w", ErrUndelivered, *last)
+	}
+	for _, pd := range events {
+		if p.settle(pd, cause) {
+			p.abandoned.Add(1)
+		}
+	}
+}
+
+// abandonInFlight settles every event handed to the writer and not yet
+// settled.
+func (p *Producer) abandonInFlight() {
+	p.flightMu.Lock()
+	var events []*pending
+	for c := range p.inFlight {
+		for i := range c.items {
+			events = append(events, &c.items[i])
+		}
+	}
+	p.flightMu.Unlock()
+	p.abandon(events)
 }
 
 // maxBackoff is the longest pause between two writes of a failed batch.
@@ -533,23 +628,37 @@ func retryable(err error) bool {
 	return !errors.As(err, &tooLarge)
 }
 
-// settle records the outcome of one event and frees its buffer slot.
-func (p *Producer) settle(it item, err error) {
+// settle records the outcome of one event and frees its buffer slot, unless
+// the event was settled already (a late outcome of an event Close gave up
+// on); it says whether it did.
+func (p *Producer) settle(pd *pending, err error) bool {
+	if !pd.settled.CompareAndSwap(false, true) {
+		return false
+	}
 	if err == nil {
 		p.delivered.Add(1)
 	} else {
 		p.failed.Add(1)
 	}
-	if it.w != nil {
-		it.w.settle(it.i, err)
+	if pd.w != nil {
+		pd.w.settle(pd.i, err)
 	} else if err != nil {
-		e, derr := schemas.DecodeEvent(it.msg.Value)
+		e, derr := schemas.DecodeEvent(pd.msg.Value)
 		if derr != nil { // cannot happen: the value was checked on the way in
-			e = schemas.Event{App: 0, ID: string(it.msg.Value)}
+			e = schemas.Event{App: 0, ID: string(pd.msg.Value)}
 		}
 		p.cfg.OnError(e, err)
 	}
+	if c := pd.chunk; c.left.Add(-1) == 0 {
+		p.flightMu.Lock()
+		delete(p.inFlight, c)
+		p.flightMu.Unlock()
+	}
 	<-p.sem
+	if p.unsettled.Add(-1) == 0 && p.closedNow.Load() {
+		p.drainOnce.Do(func() { close(p.drained) })
+	}
+	return true
 }
 
 // Close stops intake (Publish returns ErrClosed from now on) and flushes
@@ -561,26 +670,30 @@ func (p *Producer) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
 		p.closed = true
+		p.closedNow.Store(true)
 		close(p.closing)
 		close(p.queue)
 		p.mu.Unlock()
+		if p.unsettled.Load() == 0 {
+			p.drainOnce.Do(func() { close(p.drained) })
+		}
 	})
 	select {
-	case <-p.done:
+	case <-p.drained:
 	case <-ctx.Done():
-		p.cancel()
-		<-p.done
 	}
+	p.cancel() // stops the retrier; with events left, the sender abandons the queued ones
+	<-p.done
 	p.writerOnce.Do(func() {
-		if p.ctx.Err() == nil {
+		p.abandonInFlight()
+		if p.abandoned.Load() == 0 {
 			p.w.Close() // nothing left to flush; returns at once
 			p.tr.CloseIdleConnections()
 		} else {
-			// The writer may still retry batches whose callers were
-			// cancelled; let it finish in the background.
+			// The writer may still retry batches Close gave up on; let it
+			// finish in the background (their late outcomes are ignored).
 			go func() { p.w.Close(); p.tr.CloseIdleConnections() }()
 		}
-		p.cancel()
 		if n := p.abandoned.Load(); n > 0 {
 			cause := ctx.Err()
 			if last := p.lastErr.Load(); last != nil && !p.lastWriteOK.Load() {

@@ -37,7 +37,6 @@ func TestProducerConfigValidate(t *testing.T) {
 	f(func(c *ProducerConfig) { c.Linger = -1 }, "ProducerConfig.Linger")
 	f(func(c *ProducerConfig) { c.BatchSize = -1 }, "ProducerConfig.BatchSize")
 	f(func(c *ProducerConfig) { c.BufferSize = -5 }, "ProducerConfig.BufferSize")
-	f(func(c *ProducerConfig) { c.MaxInFlight = -1 }, "ProducerConfig.MaxInFlight")
 	f(func(c *ProducerConfig) { c.WriteTimeout = -time.Second }, "ProducerConfig.WriteTimeout")
 
 	// Zero fields take the defaults.
@@ -196,6 +195,63 @@ func TestCloseFlushesEverything(t *testing.T) {
 		}
 		if err := p.Publish(context.Background(), NewPlan(1, "premium", at)); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Publish after Close; got %v; want ErrClosed", err)
+		}
+	})
+}
+
+// TestPublishKeepsOrderPerApp publishes numbered events of a few apps from
+// one goroutine through a small buffer and small batches, so many batches
+// are in flight at once, and finds each app's events on the topic in the
+// order they were published.
+func TestPublishKeepsOrderPerApp(t *testing.T) {
+	const n, apps = 6000, 5
+	onBrokers(t, func(t *testing.T, k *testKafka) {
+		topic := k.topic(t)
+		p := k.producer(t, topic, func(c *ProducerConfig) {
+			c.Block = true
+			c.BufferSize = 1500
+			c.BatchSize = 100
+		})
+		for i := range n {
+			e := NewMessage(1400000001+uint32(i%apps), "u1", "c2c", 1, at)
+			e.ID = "order-" + strconv.Itoa(i)
+			if err := p.Publish(context.Background(), e); err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if st := p.Stats(); st.Delivered != n || st.Retries != 0 {
+			t.Fatalf("unexpected stats %+v; want %d delivered without retries", st, n)
+		}
+		last := map[uint32]int{}
+		for _, r := range k.read(t, topic) {
+			e, err := schemas.DecodeEvent(r.Value)
+			if err != nil {
+				t.Fatalf("record %s: %v", r.Value, err)
+			}
+			i, err := strconv.Atoi(strings.TrimPrefix(e.ID, "order-"))
+			if err != nil {
+				t.Fatalf("unexpected id %q", e.ID)
+			}
+			if prev, ok := last[e.App]; ok && i != prev+apps {
+				t.Fatalf("app %d: event %d follows event %d on the topic; want %d", e.App, i, prev, prev+apps)
+			}
+			if _, ok := last[e.App]; !ok && i >= apps {
+				t.Fatalf("app %d: first event on the topic is %d", e.App, i)
+			}
+			last[e.App] = i
+		}
+		if len(last) != apps {
+			t.Fatalf("unexpected apps on the topic; got %d; want %d", len(last), apps)
+		}
+		for app, i := range last {
+			if i < n-apps {
+				t.Fatalf("app %d: last event on the topic is %d; want one of the last %d", app, i, apps)
+			}
 		}
 	})
 }

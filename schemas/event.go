@@ -219,8 +219,13 @@ func (e *Event) Validate() error {
 // MarshalJSON writes the event in its wire form: only the fields of its type,
 // time in RFC 3339 with nanoseconds as needed.
 func (e Event) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 160)
-	b = append(b, `{"id":`...)
+	return e.AppendJSON(make([]byte, 0, 192)), nil
+}
+
+// AppendJSON appends the event's wire form, as MarshalJSON writes it, to dst
+// and returns the extended slice.
+func (e *Event) AppendJSON(dst []byte) []byte {
+	b := append(dst, `{"id":`...)
 	b = appendJSONString(b, e.ID)
 	b = append(b, `,"type":`...)
 	b = appendJSONString(b, string(e.Type))
@@ -229,43 +234,58 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	str := func(name, v string) {
-		if v != "" {
-			b = append(b, `,"`...)
-			b = append(b, name...)
-			b = append(b, `":`...)
-			b = appendJSONString(b, v)
-		}
-	}
-	str("user", e.User)
+	b = appendJSONField(b, `,"user":`, e.User)
 	switch e.Type {
 	case Login:
-		str("platform", e.Platform)
+		b = appendJSONField(b, `,"platform":`, e.Platform)
 	case Message:
-		str("channel", e.Channel)
+		b = appendJSONField(b, `,"channel":`, e.Channel)
 		if e.Count != 0 {
 			b = append(b, `,"count":`...)
 			b = strconv.AppendInt(b, e.Count, 10)
 		}
 	case Group:
-		str("op", e.Op)
-		str("group", e.Group)
-		str("group_type", e.GroupType)
+		b = appendJSONField(b, `,"op":`, e.Op)
+		b = appendJSONField(b, `,"group":`, e.Group)
+		b = appendJSONField(b, `,"group_type":`, e.GroupType)
 	case Call:
-		str("media", e.Media)
+		b = appendJSONField(b, `,"media":`, e.Media)
 		b = append(b, `,"seconds":`...)
 		b = strconv.AppendInt(b, e.Seconds, 10)
-		str("call", e.CallID)
+		b = appendJSONField(b, `,"call":`, e.CallID)
 	case Plan:
-		str("edition", e.Edition)
+		b = appendJSONField(b, `,"edition":`, e.Edition)
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
-func appendJSONString(b []byte, s string) []byte {
-	enc, _ := json.Marshal(s) // a string always marshals
-	return append(b, enc...)
+// appendJSONField appends prefix (`,"name":`) and v as a JSON string, unless
+// v is empty.
+func appendJSONField(b []byte, prefix, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return appendJSONString(append(b, prefix...), v)
 }
+
+// appendJSONString appends s as encoding/json writes it. Strings of ASCII
+// from the space on, without '"', '\\', '<', '>' and '&', are copied as they
+// are; the others go through encoding/json, which escapes them.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || needsEscape[c] {
+			enc, _ := json.Marshal(s) // a string always marshals
+			return append(b, enc...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// needsEscape marks the ASCII characters encoding/json escapes besides the
+// control characters.
+var needsEscape = [0x80]bool{'"': true, '\\': true, '<': true, '>': true, '&': true}
 
 func requireString(field string, v *string, max int) (string, error) {
 	if v == nil || *v == "" {

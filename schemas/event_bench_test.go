@@ -76,3 +76,27 @@ func reportCPU(b *testing.B) func() {
 	start := cpu()
 	return func() { b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op") }
 }
+
+// marshalSink keeps BenchmarkMarshalJSON's result on the heap, as a Kafka
+// message's value is.
+var marshalSink []byte
+
+// BenchmarkMarshalJSON is the cost of encoding an event for Kafka.
+func BenchmarkMarshalJSON(b *testing.B) {
+	for _, ev := range benchEvents[:5] {
+		e, err := DecodeEvent([]byte(ev.json))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(ev.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				v, err := e.MarshalJSON()
+				if err != nil {
+					b.Fatal(err)
+				}
+				marshalSink = v
+			}
+		})
+	}
+}

@@ -1,9 +1,11 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 )
 
 // FuzzDecodeEvent checks that DecodeEvent never panics, refuses only with an
@@ -54,6 +56,26 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if err := e.Validate(); err != nil {
 			t.Fatalf("accepted event does not Validate: %v", err)
+		}
+	})
+}
+
+// FuzzAppendJSON checks that AppendJSON writes the bytes of the encoder it
+// replaced (referenceJSON) for any strings, times and numbers.
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("e1", "u1", "group", uint8(1), int64(1764075600123456789), 3600*8, int64(3))
+	f.Add("a\"b", "\u2028<&>", "\xff\x00", uint8(3), int64(0), 0, int64(-1))
+	f.Add("日本", "u\t", "Work", uint8(2), int64(-9e18), -19800, int64(0))
+	f.Fuzz(func(t *testing.T, id, user, other string, typ uint8, nanos int64, offset int, n int64) {
+		types := []EventType{Login, Message, Group, Call, Plan, EventType(other)}
+		e := Event{
+			ID: id, Type: types[int(typ)%len(types)], App: uint32(n), User: user,
+			Time:     time.Unix(0, nanos).In(time.FixedZone("", offset%(24*3600))),
+			Platform: other, Channel: other, Count: n, Op: other, Group: id, GroupType: user,
+			Media: other, Seconds: n, CallID: user, Edition: other,
+		}
+		if got, want := e.AppendJSON(nil), referenceJSON(e); !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSON wrote %s; want %s", got, want)
 		}
 	})
 }

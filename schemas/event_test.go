@@ -1,7 +1,11 @@
 package schemas
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +136,96 @@ func TestMarshalJSONEscapes(t *testing.T) {
 		if got.ID != s || got.User != s {
 			t.Fatalf("unexpected round trip of %q; got id %q user %q", s, got.ID, got.User)
 		}
+	}
+}
+
+// referenceJSON is MarshalJSON as it was before AppendJSON: every string
+// through encoding/json. AppendJSON must write the same bytes.
+func referenceJSON(e Event) []byte {
+	str := func(s string) []byte {
+		enc, _ := json.Marshal(s)
+		return enc
+	}
+	b := []byte(`{"id":`)
+	b = append(b, str(e.ID)...)
+	b = append(b, `,"type":`...)
+	b = append(b, str(string(e.Type))...)
+	b = append(b, `,"app":`...)
+	b = strconv.AppendUint(b, uint64(e.App), 10)
+	b = append(b, `,"time":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	field := func(name, v string) {
+		if v != "" {
+			b = append(b, `,"`+name+`":`...)
+			b = append(b, str(v)...)
+		}
+	}
+	field("user", e.User)
+	switch e.Type {
+	case Login:
+		field("platform", e.Platform)
+	case Message:
+		field("channel", e.Channel)
+		if e.Count != 0 {
+			b = append(b, `,"count":`...)
+			b = strconv.AppendInt(b, e.Count, 10)
+		}
+	case Group:
+		field("op", e.Op)
+		field("group", e.Group)
+		field("group_type", e.GroupType)
+	case Call:
+		field("media", e.Media)
+		b = append(b, `,"seconds":`...)
+		b = strconv.AppendInt(b, e.Seconds, 10)
+		field("call", e.CallID)
+	case Plan:
+		field("edition", e.Edition)
+	}
+	return append(b, '}')
+}
+
+// encodeStrings are the strings TestAppendJSONMatchesReference draws from:
+// plain ones and every kind encoding/json escapes.
+var encodeStrings = []string{
+	"", "u1", "7f3c2a9e41d84b0c9a1e5d2f6b7c8d90", "sim-7-12345", "Public", "a b~", "del\x7f",
+	"quote\"", "back\\slash", "tab\there", "nl\n", "cr\r", "bell\a", "\b\f", "nul\x00", "\x1f",
+	"<script>", "a&b", "x>y", "日本語", "émile", "\u2028", "\u2029", "\ud7ff", "\U0001F600",
+	"bad\xffutf8", "\xc3", "\xed\xa0\x80", "mixed 用户\"<\x01>",
+}
+
+func TestAppendJSONMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	s := func() string { return encodeStrings[r.IntN(len(encodeStrings))] }
+	zones := []*time.Location{time.UTC, time.FixedZone("CST", 8*3600), time.FixedZone("", -(5*3600 + 30*60))}
+	types := []EventType{Login, Message, Group, Call, Plan, "", "other\"type"}
+	for i := range 20000 {
+		e := Event{
+			ID: s(), Type: types[r.IntN(len(types))], App: r.Uint32(),
+			Time: time.Unix(r.Int64N(4e9), r.Int64N(1e9)*int64(r.IntN(2))).In(zones[r.IntN(len(zones))]),
+			User: s(), Platform: s(), Channel: s(), Count: r.Int64N(3) - 1,
+			Op: s(), Group: s(), GroupType: s(), Media: s(), Seconds: r.Int64N(8000) - 1, CallID: s(), Edition: s(),
+		}
+		want := referenceJSON(e)
+		got, err := e.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("event %d: MarshalJSON wrote\n%s\nwant\n%s", i, got, want)
+		}
+		// AppendJSON appends: what dst held stays in front.
+		if got := e.AppendJSON([]byte("prefix")); string(got) != "prefix"+string(want) {
+			t.Fatalf("event %d: AppendJSON onto a prefix wrote %s", i, got)
+		}
+	}
+}
+
+func TestAppendJSONEscapes(t *testing.T) {
+	e := Event{ID: "a\"<&>\u2028\x01", Type: Plan, App: 1, Time: time.Date(2026, 11, 25, 21, 0, 0, 5e8, time.FixedZone("", 8*3600)), Edition: "premium"}
+	want := `{"id":"a\"\u003c\u0026\u003e\u2028\u0001","type":"plan","app":1,"time":"2026-11-25T21:00:00.5+08:00","edition":"premium"}`
+	if got := string(e.AppendJSON(nil)); got != want {
+		t.Fatalf("unexpected encoding; got %s; want %s", got, want)
 	}
 }

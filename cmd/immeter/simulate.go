@@ -71,6 +71,11 @@ func runSimulate(ctx context.Context, args []string) error {
 	}
 	pcfg := ingest.DefaultProducerConfig()
 	pcfg.Brokers, pcfg.Topic, pcfg.Block = bs, *topic, true
+	// Throughput over latency: larger batches, and a buffer of about a
+	// quarter second of traffic, so a slow acknowledgement does not hold
+	// the generator back.
+	pcfg.Linger, pcfg.BatchSize = 10*time.Millisecond, 2000
+	pcfg.BufferSize = int(min(max(cfg.Rate/4, 10000), 100000))
 	p, err := ingest.NewProducer(pcfg)
 	if err != nil {
 		return err
