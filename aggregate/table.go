@@ -144,11 +144,20 @@ func (s *idSet) rebuild(buckets uint64, keep func(slot) bool) {
 	if old == nil {
 		return
 	}
-	for _, k := range old.s {
-		if k.lo != 0 && keep(k) {
-			s.put(k)
-			s.n++
+	// A slot's bucket grows with its hash in both tables, so copying the
+	// old table in order fills the new one in order too: returning each
+	// copied stretch of the old table at once keeps the peak near the new
+	// table's size, instead of the sum of both.
+	const stretch = 1 << 17 // slots: 2 MiB
+	for from := 0; from < len(old.s); from += stretch {
+		to := min(from+stretch, len(old.s))
+		for _, k := range old.s[from:to] {
+			if k.lo != 0 && keep(k) {
+				s.put(k)
+				s.n++
+			}
 		}
+		old.release(from, to)
 	}
 	old.free()
 }

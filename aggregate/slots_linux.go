@@ -1,5 +1,3 @@
-//go:build unix
-
 package aggregate
 
 import (
@@ -39,4 +37,29 @@ func (m *slots) free() {
 	m.cleanup.Stop()
 	_ = syscall.Munmap(m.mapped)
 	m.s, m.mapped = nil, nil
+}
+
+// release returns the memory of slots [from, to) to the system; they read
+// as empty after.
+func (m *slots) release(from, to int) {
+	if m.mapped == nil {
+		return
+	}
+	const size = int(unsafe.Sizeof(slot{}))
+	page := syscall.Getpagesize()
+	lo, hi := (from*size+page-1)/page*page, to*size/page*page
+	if to == len(m.s) {
+		hi = len(m.mapped)
+	}
+	if lo < hi {
+		_ = syscall.Madvise(m.mapped[lo:hi], syscall.MADV_DONTNEED)
+	}
+}
+
+// madviseHuge asks for transparent huge pages for a large table, which turn
+// most of its lookups' TLB misses into hits.
+func madviseHuge(b []byte) {
+	if len(b) >= 4<<20 {
+		_ = syscall.Madvise(b, 14) // MADV_HUGEPAGE
+	}
 }

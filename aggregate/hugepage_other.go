@@ -1,5 +1,0 @@
-//go:build unix && !linux
-
-package aggregate
-
-func madviseHuge([]byte) {}
