@@ -31,7 +31,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ProbeEvery, "probe-every", d.ProbeEvery, "interval of the latency probes")
 	fs.BoolVar(&cfg.Simulate, "simulate", false, "offer the load with `immeter simulate` instead of the in-process generator")
 	skip := fs.String("skip", "", "phases to skip, comma-separated: sustain, latency, peer, close, month")
-	aggEnv := fs.String("aggregate-env", "", "extra environment of the aggregator, comma-separated, e.g. GOMEMLIMIT=900MiB")
+	aggEnv := fs.String("aggregate-env", "GOMEMLIMIT=256MiB", "environment of the aggregator, comma-separated; the default is docker-compose.yml's")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the private database and topics")
 	fs.StringVar(&cfg.Dir, "dir", env("IMMETER_RUN_DIR", ""), "where the child processes' logs go (IMMETER_RUN_DIR)")
 	if err := fs.Parse(args); err != nil {

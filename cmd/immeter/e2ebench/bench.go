@@ -58,7 +58,7 @@ type Config struct {
 	// "month".
 	Skip map[string]bool
 	// AggregateEnv is added to the environment of `immeter aggregate`, e.g.
-	// GOMEMLIMIT=900MiB.
+	// GOMEMLIMIT=256MiB.
 	AggregateEnv []string
 	// Keep leaves the private database and topics in place.
 	Keep bool
