@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -127,8 +128,9 @@ type Aggregator struct {
 	dlq   *kafka.Writer
 	store *store
 
+	stats Stats // updated atomically
+
 	mu    sync.Mutex
-	stats Stats
 	opens int // partitions opened, to name their sketch writers
 }
 
@@ -167,9 +169,13 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 
 // Stats returns a snapshot of the counters.
 func (a *Aggregator) Stats() Stats {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.stats
+	return Stats{
+		Counted:    atomic.LoadUint64(&a.stats.Counted),
+		Replayed:   atomic.LoadUint64(&a.stats.Replayed),
+		Duplicates: atomic.LoadUint64(&a.stats.Duplicates),
+		Rejected:   atomic.LoadUint64(&a.stats.Rejected),
+		Flushes:    atomic.LoadUint64(&a.stats.Flushes),
+	}
 }
 
 // Run consumes until ctx is done, then flushes what it folded and returns.
@@ -242,22 +248,8 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 		return
 	}
 	defer s.free()
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   a.cfg.Brokers,
-		Topic:     a.cfg.Topic,
-		Partition: p.ID,
-		MinBytes:  1,
-		MaxBytes:  16 << 20,
-		MaxWait:   100 * time.Millisecond,
-		// Room for whole fetches: the default 100 messages make the
-		// fetching goroutine and this one hand over almost per message.
-		QueueCapacity: 10000,
-	})
-	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
-		log.Error("aggregate: seek", "offset", start, "err", err)
-		return
-	}
+	f := newFetcher(a.cfg.Brokers, a.cfg.Topic, p.ID, log)
+	go f.run(work, start)
 	log.Info("aggregate: consuming", "from", start)
 
 	// One deadline per flush interval, not per message: a timer per
@@ -270,20 +262,29 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 		rctx, rcancel = context.WithTimeout(work, a.cfg.FlushInterval)
 	}
 	nextWindow()
+	var cur *batch // the batch being folded, up to message i
+	i := 0
 	for {
 		if rctx.Err() == nil && s.pending() < a.cfg.MaxPending {
-			m, err := r.FetchMessage(rctx)
-			if err == nil {
-				if err := a.apply(work, s, m); err != nil {
-					log.Error("aggregate: apply", "offset", m.Offset, "err", err)
-					return
+			if cur == nil || i == cur.len() {
+				if cur != nil {
+					f.recycle(cur)
+					cur = nil
+				}
+				select {
+				case cur = <-f.batches:
+					i = 0
+				case <-rctx.Done():
 				}
 				continue
 			}
-			if work.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-				log.Warn("aggregate: fetch", "err", err)
-				continue
+			offset, key, value := cur.message(i)
+			i++
+			if err := a.apply(work, s, offset, key, value); err != nil {
+				log.Error("aggregate: apply", "offset", offset, "err", err)
+				return
 			}
+			continue
 		}
 		if genCtx.Err() != nil && ctx.Err() == nil {
 			log.Info("aggregate: partition revoked; dropping unflushed state", "next", s.next)
@@ -352,29 +353,27 @@ func (a *Aggregator) window(s *partitionState, now time.Time) {
 	s.maxTime = now.Add(a.cfg.MaxFuture)
 }
 
-func (a *Aggregator) apply(ctx context.Context, s *partitionState, m kafka.Message) error {
-	out, err := s.Apply(m.Offset, m.Key, m.Value)
+func (a *Aggregator) apply(ctx context.Context, s *partitionState, offset int64, key, value []byte) error {
+	out, err := s.Apply(offset, key, value)
 	for err != nil && ctx.Err() == nil {
 		// Only loading an evicted day can fail: ClickHouse is away.
 		a.cfg.Logger.Warn("aggregate: load day; retrying", "err", err)
 		time.Sleep(time.Second)
-		out, err = s.Apply(m.Offset, m.Key, m.Value)
+		out, err = s.Apply(offset, key, value)
 	}
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
 	switch out {
 	case Counted:
-		a.stats.Counted++
+		atomic.AddUint64(&a.stats.Counted, 1)
 	case Replayed:
-		a.stats.Replayed++
+		atomic.AddUint64(&a.stats.Replayed, 1)
 	case Duplicate:
-		a.stats.Duplicates++
+		atomic.AddUint64(&a.stats.Duplicates, 1)
 	case Rejected:
-		a.stats.Rejected++
+		atomic.AddUint64(&a.stats.Rejected, 1)
 	}
-	a.mu.Unlock()
 	return nil
 }
 
@@ -386,9 +385,7 @@ func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Ge
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	a.stats.Flushes++
-	a.mu.Unlock()
+	atomic.AddUint64(&a.stats.Flushes, 1)
 	// Kafka's committed offset is informational (lag monitoring): the
 	// durable position is in ClickHouse, written above.
 	if err := gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {int(s.partition): int64(s.next)}}); err != nil {

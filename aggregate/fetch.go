@@ -1,0 +1,176 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+)
+
+// batch is the messages of one fetch, keys and values copied into one
+// buffer: handing over a batch instead of a message at a time saves the
+// consumer most of the cost of kafka-go's Reader (a channel operation and
+// two allocations per message). Batches are reused: the aggregator keeps
+// nothing of a message's bytes once it is applied.
+type batch struct {
+	offsets []int64
+	ends    []int32 // message i's key is data[ends[2i-1]:ends[2i]], its value data[ends[2i]:ends[2i+1]]
+	data    []byte
+}
+
+func (b *batch) len() int { return len(b.offsets) }
+
+func (b *batch) message(i int) (offset int64, key, value []byte) {
+	start := int32(0)
+	if i > 0 {
+		start = b.ends[2*i-1]
+	}
+	k, v := b.ends[2*i], b.ends[2*i+1]
+	return b.offsets[i], b.data[start:k:k], b.data[k:v:v]
+}
+
+// fetcher reads one partition from an offset on, a fetch request at a time,
+// one fetch ahead of its consumer.
+type fetcher struct {
+	client    *kafka.Client
+	topic     string
+	partition int
+	log       *slog.Logger
+	batches   chan *batch // fetched, in order
+	free      chan *batch // folded, to reuse
+}
+
+func newFetcher(brokers []string, topic string, partition int, log *slog.Logger) *fetcher {
+	return &fetcher{
+		client: &kafka.Client{
+			Addr: kafka.TCP(brokers...),
+			// Its own connections and metadata: a fetch waits up to
+			// fetchWait at the broker, and must not queue behind others.
+			Transport: &kafka.Transport{MetadataTTL: 2 * time.Second},
+		},
+		topic:     topic,
+		partition: partition,
+		log:       log,
+		batches:   make(chan *batch, 1),
+		free:      make(chan *batch, 3),
+	}
+}
+
+// recycle gives a folded batch back for reuse.
+func (f *fetcher) recycle(b *batch) {
+	select {
+	case f.free <- b:
+	default:
+	}
+}
+
+const (
+	fetchBytes = 2 << 20
+	fetchWait  = 100 * time.Millisecond
+)
+
+// run fetches from offset on into f.batches until ctx ends. A failing fetch
+// is retried with backoff (100 ms to 5 s), never skipped: an offset out of
+// range (events deleted by retention before they were aggregated) is logged
+// at level error at every retry.
+func (f *fetcher) run(ctx context.Context, offset int64) {
+	defer f.client.Transport.(*kafka.Transport).CloseIdleConnections()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		b, next, err := f.fetch(ctx, offset)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			level := slog.LevelWarn
+			if errors.Is(err, kafka.OffsetOutOfRange) {
+				level = slog.LevelError
+			}
+			f.log.Log(ctx, level, "aggregate: fetch; retrying", "offset", offset, "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		offset = next
+		if b.len() == 0 {
+			continue
+		}
+		select {
+		case f.batches <- b:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// fetch reads the messages from offset on that one fetch returns, and the
+// offset to fetch next.
+func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error) {
+	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{
+		Topic: f.topic, Partition: f.partition, Offset: offset,
+		MinBytes: 1, MaxBytes: fetchBytes, MaxWait: fetchWait,
+	})
+	if err != nil {
+		return nil, offset, err
+	}
+	if res.Error != nil {
+		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w (log start %d, end %d)", f.topic, f.partition, offset, res.Error, res.LogStartOffset, res.HighWatermark)
+	}
+	var b *batch
+	select {
+	case b = <-f.free:
+		b.offsets, b.ends, b.data = b.offsets[:0], b.ends[:0], b.data[:0]
+	default:
+		b = &batch{data: make([]byte, 0, fetchBytes+fetchBytes/4)}
+	}
+	for {
+		r, err := res.Records.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return b, offset, nil
+		}
+		if err != nil {
+			// A truncated last batch ends a fetch: what was read is good.
+			if b.len() > 0 && errors.Is(err, io.ErrUnexpectedEOF) {
+				return b, offset, nil
+			}
+			return nil, offset, fmt.Errorf("read records of %s/%d at %d: %w", f.topic, f.partition, offset, err)
+		}
+		// A fetch returns whole record batches, which may start before
+		// the offset asked for.
+		if r.Offset < offset {
+			continue
+		}
+		if b.data, err = appendBytes(b.data, r.Key); err == nil {
+			b.ends = append(b.ends, int32(len(b.data)))
+			b.data, err = appendBytes(b.data, r.Value)
+		}
+		if err != nil {
+			return nil, offset, fmt.Errorf("read record %s/%d at %d: %w", f.topic, f.partition, r.Offset, err)
+		}
+		b.ends = append(b.ends, int32(len(b.data)))
+		b.offsets = append(b.offsets, r.Offset)
+		offset = r.Offset + 1
+	}
+}
+
+// appendBytes appends the content of a record's key or value to dst.
+func appendBytes(dst []byte, src protocol.Bytes) ([]byte, error) {
+	if src == nil {
+		return dst, nil
+	}
+	defer src.Close()
+	n := src.Len()
+	dst = append(dst, make([]byte, n)...)
+	_, err := io.ReadFull(src, dst[len(dst)-n:])
+	return dst, err
+}
