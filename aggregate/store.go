@@ -135,21 +135,20 @@ func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) er
 // flush makes everything folded so far durable, in an order that keeps a
 // crash at any point harmless (see README, "Exactly once"):
 //  1. dead letters to the DLQ topic and table;
-//  2. the sets (event ids, user days, sketches, plan changes): writing
-//     them twice changes nothing;
-//  3. the absolute counters of dirty days, each row versioned with the
-//     offset it is complete up to;
-//  4. the partition's next offset.
+//  2. at once: the sets (event ids, user days, sketches, plan changes),
+//     which writing twice changes nothing, and the absolute counters of
+//     dirty days, each row versioned with the offset it is complete up to;
+//  3. the partition's next offset, once all of 2 landed.
 //
-// It returns the offset to commit to Kafka.
+// The counters need not wait for the sets: until the offset lands, a crash
+// replays the partition from the previous offset, and a replayed event adds
+// its id, user and sketch entry again even where the stored counters
+// already hold it.
 func (st *store) flush(ctx context.Context, s *partitionState, now time.Time) error {
 	if err := st.flushDLQ(ctx, s, now); err != nil {
 		return err
 	}
-	if err := st.flushSets(ctx, s); err != nil {
-		return err
-	}
-	if err := st.flushCounters(ctx, s, now); err != nil {
+	if err := st.flushRows(ctx, s, now); err != nil {
 		return err
 	}
 	err := schemas.InsertRow(ctx, st.conn, `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)`,
@@ -195,11 +194,12 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 	return nil
 }
 
-// flushSets writes the four sets at once: they are independent of each
-// other, and only the counters and the offset must wait for all of them.
-func (st *store) flushSets(ctx context.Context, s *partitionState) error {
+// flushRows writes the four sets and the counters at once: they are
+// independent of each other, and only the offset must wait for all of them.
+func (st *store) flushRows(ctx context.Context, s *partitionState, now time.Time) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 4)
+	errs := make([]error, 5)
+	wg.Go(func() { errs[4] = st.flushCounters(ctx, s, now) })
 	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushSketches} {
 		wg.Go(func() {
 			select {
