@@ -257,11 +257,18 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 	var rctx context.Context
 	rcancel := context.CancelFunc(func() {})
 	defer func() { rcancel() }()
-	nextWindow := func() {
+	// Flushes start every FlushInterval, counted from the start of the
+	// previous one, so that an event waits at most about one interval
+	// plus a flush; a slow flush still leaves a quarter interval to fold.
+	nextWindow := func(from time.Time) {
 		rcancel()
-		rctx, rcancel = context.WithTimeout(work, a.cfg.FlushInterval)
+		deadline := from.Add(a.cfg.FlushInterval)
+		if least := time.Now().Add(a.cfg.FlushInterval / 4); deadline.Before(least) {
+			deadline = least
+		}
+		rctx, rcancel = context.WithDeadline(work, deadline)
 	}
-	nextWindow()
+	nextWindow(time.Now())
 	var cur *batch // the batch being folded, up to message i
 	i := 0
 	for {
@@ -297,10 +304,11 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 			flushCtx, c = context.WithTimeout(context.Background(), 15*time.Second)
 			defer c()
 		}
+		started := time.Now()
 		if err := a.flush(flushCtx, s, gen, log); err != nil {
 			return
 		}
-		nextWindow()
+		nextWindow(started)
 		if ctx.Err() != nil {
 			log.Info("aggregate: stopped", "next", s.next)
 			return
