@@ -240,7 +240,7 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 		}
 	}()
 
-	s, start, err := a.open(work, int32(p.ID), p.Offset)
+	s, start, err := a.open(work, int32(p.ID))
 	if err != nil {
 		if work.Err() == nil {
 			log.Error("aggregate: open partition", "err", err)
@@ -317,7 +317,7 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 }
 
 // open loads a partition's state and returns where to read from.
-func (a *Aggregator) open(ctx context.Context, partition int32, committed int64) (*partitionState, int64, error) {
+func (a *Aggregator) open(ctx context.Context, partition int32) (*partitionState, int64, error) {
 	s := newPartitionState(partition, a.cfg.Location)
 	s.clock, s.maxFuture = a.cfg.Now, a.cfg.MaxFuture
 	a.mu.Lock()
@@ -345,9 +345,13 @@ func (a *Aggregator) open(ctx context.Context, partition int32, committed int64)
 	}); err != nil {
 		return nil, 0, err
 	}
-	start := committed
+	// ClickHouse, not Kafka, says what is durable: a partition it has no
+	// position for is read from its first retained offset, whatever the
+	// group committed on Kafka (a committed offset without a stored one
+	// would skip events that were never aggregated).
+	start := int64(kafka.FirstOffset)
 	if next >= 0 {
-		start = next // ClickHouse, not Kafka, says what is durable
+		start = next
 	}
 	if start >= 0 {
 		s.next = uint64(start)
