@@ -38,6 +38,7 @@ func (b *batch) message(i int) (offset int64, key, value []byte) {
 // one fetch ahead of its consumer.
 type fetcher struct {
 	client    *kafka.Client
+	transport *kafka.Transport // the client's
 	topic     string
 	partition int
 	log       *slog.Logger
@@ -46,13 +47,12 @@ type fetcher struct {
 }
 
 func newFetcher(brokers []string, topic string, partition int, log *slog.Logger) *fetcher {
+	// Its own connections and metadata: a fetch waits up to fetchWait at
+	// the broker, and must not queue behind others.
+	tr := &kafka.Transport{MetadataTTL: 2 * time.Second}
 	return &fetcher{
-		client: &kafka.Client{
-			Addr: kafka.TCP(brokers...),
-			// Its own connections and metadata: a fetch waits up to
-			// fetchWait at the broker, and must not queue behind others.
-			Transport: &kafka.Transport{MetadataTTL: 2 * time.Second},
-		},
+		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr},
+		transport: tr,
 		topic:     topic,
 		partition: partition,
 		log:       log,
@@ -79,7 +79,7 @@ const (
 // range (events deleted by retention before they were aggregated) is logged
 // at level error at every retry.
 func (f *fetcher) run(ctx context.Context, offset int64) {
-	defer f.client.Transport.(*kafka.Transport).CloseIdleConnections()
+	defer f.transport.CloseIdleConnections()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		b, next, err := f.fetch(ctx, offset)

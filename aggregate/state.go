@@ -147,11 +147,20 @@ func (s *partitionState) free() {
 
 // idHash is the 128-bit hash of an (app, id): collisions are negligible
 // (about 1.5e-25 for 10M ids).
-func idHash(app uint32, id string) xxh3.Uint128 {
-	var buf [132]byte
-	binary.LittleEndian.PutUint32(buf[:4], app)
-	n := copy(buf[4:], id)
-	return xxh3.Hash128(buf[:4+n])
+func idHash(app uint32, id string) xxh3.Uint128 { return prefixHash(uint64(app), 4, id) }
+
+// userKey is the hash of an app's user on a day, for the user cache.
+func userKey(app uint32, day schemas.Day, user string) xxh3.Uint128 {
+	return prefixHash(uint64(app)|uint64(uint32(day))<<32, 8, user)
+}
+
+// prefixHash hashes the first n bytes of prefix (little-endian) followed by
+// s, which the contract bounds (schemas.MaxIDBytes, schemas.MaxUserBytes).
+func prefixHash(prefix uint64, n int, s string) xxh3.Uint128 {
+	var buf [8 + max(schemas.MaxIDBytes, schemas.MaxUserBytes)]byte
+	binary.LittleEndian.PutUint64(buf[:8], prefix)
+	m := copy(buf[n:], s)
+	return xxh3.Hash128(buf[:n+m])
 }
 
 // Apply folds one message at offset of the partition into the state.

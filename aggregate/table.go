@@ -195,15 +195,3 @@ func (c *userCache) Seen(h xxh3.Uint128) bool {
 	t[b+k.hi&(bucketSlots-1)] = k // evict one at random
 	return false
 }
-
-// userKey is the cache key of an app's user on a day.
-func userKey(app uint32, day schemas.Day, user string) xxh3.Uint128 {
-	var buf [136]byte
-	buf[0], buf[1], buf[2], buf[3] = byte(app), byte(app>>8), byte(app>>16), byte(app>>24)
-	buf[4], buf[5], buf[6], buf[7] = byte(day), byte(day>>8), byte(day>>16), byte(day>>24)
-	if len(user) <= len(buf)-8 {
-		n := copy(buf[8:], user)
-		return xxh3.Hash128(buf[:8+n])
-	}
-	return xxh3.Hash128(append(buf[:8:8], user...))
-}

@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/zeebo/xxh3"
@@ -116,9 +117,25 @@ func TestUserCacheNeverClaimsUnseen(t *testing.T) {
 	}
 }
 
-func TestUserKeyLongUsers(t *testing.T) {
-	long := string(make([]byte, 300))
-	if userKey(1, 2, long) == userKey(1, 2, long[:299]) || userKey(1, 2, "u") == userKey(1, 3, "u") || userKey(1, 2, "u") == userKey(2, 2, "u") {
-		t.Fatal("distinct keys hash alike")
+func TestUserKeyDistinct(t *testing.T) {
+	long := strings.Repeat("u", schemas.MaxUserBytes)
+	keys := []xxh3.Uint128{userKey(1, 2, long), userKey(1, 2, long[1:]), userKey(1, 2, "u"), userKey(1, 3, "u"), userKey(2, 2, "u"), idHash(1, "u")}
+	seen := map[xxh3.Uint128]int{}
+	for i, k := range keys {
+		if j, ok := seen[k]; ok {
+			t.Fatalf("keys %d and %d hash alike", j, i)
+		}
+		seen[k] = i
+	}
+}
+
+// TestIDHashUnchanged pins idHash: event_ids rows written by earlier
+// versions must keep matching.
+func TestIDHashUnchanged(t *testing.T) {
+	var buf []byte
+	buf = append(buf, 0x01, 0x00, 0x00, 0x00) // app 1, little-endian
+	buf = append(buf, "abc"...)
+	if got, want := idHash(1, "abc"), xxh3.Hash128(buf); got != want {
+		t.Fatalf("unexpected idHash; got %x; want %x", got, want)
 	}
 }
