@@ -116,27 +116,31 @@ func (s *idSet) put(k slot) {
 
 // DropBefore removes the ids first seen before day.
 func (s *idSet) DropBefore(day schemas.Day) {
-	s.rebuild(s.buckets, func(k slot) bool { return k.day(s.near) >= day })
+	keep := func(k slot) bool { return k.day(s.near) >= day }
+	kept := 0
+	for _, k := range s.mem.s {
+		if k.lo != 0 && keep(k) {
+			kept++
+		}
+	}
+	s.rebuild(s.buckets, keep, kept)
 	s.near = day
 }
 
 // Reset empties the set.
-func (s *idSet) Reset() { s.rebuild(1024, func(slot) bool { return false }) }
+func (s *idSet) Reset() {
+	s.mem.free()
+	s.mem = nil
+	s.rebuild(1024, nil, 0)
+}
 
-func (s *idSet) resize(buckets uint64) { s.rebuild(buckets, func(slot) bool { return true }) }
+func (s *idSet) resize(buckets uint64) { s.rebuild(buckets, func(slot) bool { return true }, s.n) }
 
-// rebuild copies the slots that keep accepts into a table of at least
-// buckets buckets, shrinking it when they would fill less than a third.
-func (s *idSet) rebuild(buckets uint64, keep func(slot) bool) {
+// rebuild copies the slots that keep accepts, kept of them, into a table of
+// at least buckets buckets, shrinking it when they would fill less than a
+// third.
+func (s *idSet) rebuild(buckets uint64, keep func(slot) bool, kept int) {
 	old := s.mem
-	kept := 0
-	if old != nil {
-		for _, k := range old.s {
-			if k.lo != 0 && keep(k) {
-				kept++
-			}
-		}
-	}
 	if need := uint64(float64(kept)/maxLoad/bucketSlots) + 1; buckets < need || buckets > 3*need && buckets > 1024 {
 		buckets = max(need+need/2, 1024)
 	}
