@@ -17,35 +17,43 @@ import (
 	"github.com/immeter/immeter/schemas"
 )
 
-// Config configures an Aggregator. Zero fields take the defaults of
-// DefaultConfig.
+// Config configures an Aggregator. Start from DefaultConfig: a zero field
+// means zero, not the default (only a nil Location, Now or Logger takes the
+// default), and New rejects values that make no sense, naming the setting.
 type Config struct {
 	Brokers  []string       // Kafka bootstrap brokers (KAFKA_BROKERS); required
-	Topic    string         // events topic; default im.usage.events
-	DLQTopic string         // dead-letter topic; default im.usage.dlq
-	Group    string         // consumer group id; default immeter-aggregate
+	Topic    string         // events topic (EVENTS_TOPIC); default im.usage.events
+	DLQTopic string         // dead-letter topic (DLQ_TOPIC); default im.usage.dlq
+	Group    string         // consumer group id (AGGREGATE_GROUP); default immeter-aggregate
 	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
 
-	// FlushInterval bounds how long folded events wait before they are
-	// written to ClickHouse (and so the event-to-visible latency).
-	FlushInterval time.Duration // default 1s
+	// FlushInterval is the time between the starts of two flushes
+	// (FLUSH_INTERVAL): it bounds how long folded events wait before they
+	// are written to ClickHouse (and so the event-to-visible latency).
+	// Default 1s; must be > 0.
+	FlushInterval time.Duration
 	// MaxPending forces a flush when this many rows wait; it bounds memory.
-	MaxPending int // default 100000
+	// Default 100000; must be >= 1.
+	MaxPending int
 
 	// MaxPast and MaxFuture bound event times against the clock: an event
-	// older than MaxPast days before today, or later than MaxFuture from now,
+	// of a day before the one MaxPast ago, or later than MaxFuture from now,
 	// goes to the dead-letter topic. MaxPast is also how far back event ids
 	// are remembered for deduplication.
-	MaxPast   time.Duration // default 62 days: the open month and the one before
-	MaxFuture time.Duration // default 10 minutes
+	MaxPast   time.Duration // MAX_EVENT_AGE; default 62 days (the open month and the one before); must be > 0
+	MaxFuture time.Duration // MAX_EVENT_FUTURE; default 10 minutes; 0: no event dated after now
 
 	// SessionTimeout is how long the group waits for a silent member (a
 	// killed process) before giving its partitions to others.
-	SessionTimeout time.Duration // default 10s
+	SessionTimeout time.Duration // AGGREGATE_SESSION_TIMEOUT; default 10s; at least MinSessionTimeout
 
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger     // default slog.Default()
 }
+
+// MinSessionTimeout is the shortest session timeout a Kafka broker accepts
+// by default (group.min.session.timeout.ms).
+const MinSessionTimeout = 6 * time.Second
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -64,34 +72,11 @@ func DefaultConfig() Config {
 	}
 }
 
+// fill sets the nil fields to their defaults; zero values stay as given.
 func (c *Config) fill() {
 	d := DefaultConfig()
-	if c.Topic == "" {
-		c.Topic = d.Topic
-	}
-	if c.DLQTopic == "" {
-		c.DLQTopic = d.DLQTopic
-	}
-	if c.Group == "" {
-		c.Group = d.Group
-	}
 	if c.Location == nil {
 		c.Location = d.Location
-	}
-	if c.FlushInterval == 0 {
-		c.FlushInterval = d.FlushInterval
-	}
-	if c.MaxPending == 0 {
-		c.MaxPending = d.MaxPending
-	}
-	if c.MaxPast == 0 {
-		c.MaxPast = d.MaxPast
-	}
-	if c.MaxFuture == 0 {
-		c.MaxFuture = d.MaxFuture
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = d.SessionTimeout
 	}
 	if c.Now == nil {
 		c.Now = d.Now
@@ -101,21 +86,29 @@ func (c *Config) fill() {
 	}
 }
 
-// Validate reports the first bad field.
+// Validate reports the first bad field by the name of its setting.
 func (c *Config) Validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return errors.New("KAFKA_BROKERS: required")
-	case c.FlushInterval < 0:
-		return errors.New("FlushInterval: must be positive")
-	case c.MaxPending < 0:
-		return errors.New("MaxPending: must be positive")
-	case c.SessionTimeout < 6*time.Second:
-		return errors.New("SessionTimeout: at least 6s (the broker's group.min.session.timeout.ms)")
-	case c.MaxPast < 0 || c.MaxFuture < 0:
-		return errors.New("MaxPast, MaxFuture: must be positive")
-	case c.Topic == c.DLQTopic && c.Topic != "":
+	case c.Topic == "":
+		return errors.New("EVENTS_TOPIC: must not be empty")
+	case c.DLQTopic == "":
+		return errors.New("DLQ_TOPIC: must not be empty")
+	case c.Topic == c.DLQTopic:
 		return errors.New("DLQ_TOPIC: must differ from EVENTS_TOPIC")
+	case c.Group == "":
+		return errors.New("AGGREGATE_GROUP: must not be empty")
+	case c.FlushInterval <= 0:
+		return fmt.Errorf("FLUSH_INTERVAL: must be > 0; got %s", c.FlushInterval)
+	case c.MaxPending < 1:
+		return fmt.Errorf("MaxPending: must be >= 1; got %d", c.MaxPending)
+	case c.SessionTimeout < MinSessionTimeout:
+		return fmt.Errorf("AGGREGATE_SESSION_TIMEOUT: must be >= %s (the broker's group.min.session.timeout.ms); got %s", MinSessionTimeout, c.SessionTimeout)
+	case c.MaxPast <= 0:
+		return fmt.Errorf("MAX_EVENT_AGE: must be > 0; got %s", c.MaxPast)
+	case c.MaxFuture < 0:
+		return fmt.Errorf("MAX_EVENT_FUTURE: must not be negative; got %s", c.MaxFuture)
 	}
 	return nil
 }

@@ -527,6 +527,19 @@ const maxPast = 100 * 24 * time.Hour
 func (e *testEnv) runAggregator(ctx context.Context, t *testing.T, name string, cfg aggregate.Config, conn driver.Conn) (*aggregate.Aggregator, func()) {
 	t.Helper()
 	log := &syncWriter{}
+	// The test sets FlushInterval and MaxPending when it cares; the rest is
+	// the defaults, with the env's topics and group.
+	d := aggregate.DefaultConfig()
+	if cfg.FlushInterval != 0 {
+		d.FlushInterval = cfg.FlushInterval
+	}
+	if cfg.MaxPending != 0 {
+		d.MaxPending = cfg.MaxPending
+	}
+	if cfg.Now != nil {
+		d.Now = cfg.Now
+	}
+	cfg = d
 	cfg.Brokers, cfg.Topic, cfg.DLQTopic, cfg.Group = e.brokers, e.events, e.dlq, e.group
 	cfg.MaxPast = maxPast
 	cfg.SessionTimeout = 6 * time.Second

@@ -38,10 +38,12 @@ func Sign(secret []byte, timestamp string, body []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// GatewayConfig configures the HTTP gateway. Zero fields take the defaults
-// of DefaultGatewayConfig.
+// GatewayConfig configures the HTTP gateway. Start from
+// DefaultGatewayConfig: a zero field means zero, not the default (a zero
+// ReadTimeout, WriteTimeout or ShutdownTimeout means none); only a nil Now
+// takes the default.
 type GatewayConfig struct {
-	// Addr is where ListenAndServe listens. Default ":8080".
+	// Addr is where ListenAndServe listens (required by it). Default ":8080".
 	Addr string
 	// MaxBodyBytes bounds a request body; a larger one gets 413. Default 4 MiB.
 	MaxBodyBytes int64
@@ -86,33 +88,8 @@ func DefaultGatewayConfig() GatewayConfig {
 }
 
 func (c *GatewayConfig) setDefaults() {
-	d := DefaultGatewayConfig()
-	if c.Addr == "" {
-		c.Addr = d.Addr
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = d.MaxBodyBytes
-	}
-	if c.MaxEventBytes == 0 {
-		c.MaxEventBytes = d.MaxEventBytes
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = d.ReadTimeout
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = d.WriteTimeout
-	}
-	if c.PublishTimeout == 0 {
-		c.PublishTimeout = d.PublishTimeout
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = d.ShutdownTimeout
-	}
-	if c.MaxClockSkew == 0 {
-		c.MaxClockSkew = d.MaxClockSkew
-	}
 	if c.Now == nil {
-		c.Now = d.Now
+		c.Now = time.Now
 	}
 }
 
@@ -210,6 +187,9 @@ func (g *Gateway) Handler() http.Handler {
 
 // ListenAndServe listens on cfg.Addr and calls Serve.
 func (g *Gateway) ListenAndServe(ctx context.Context) error {
+	if g.cfg.Addr == "" {
+		return errors.New("ingest: GatewayConfig.Addr: required to listen")
+	}
 	ln, err := net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ingest: gateway: %w", err)

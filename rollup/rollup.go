@@ -19,23 +19,31 @@ import (
 	"github.com/immeter/immeter/schemas"
 )
 
-// Config configures a Rollup. Zero fields take the defaults of DefaultConfig.
+// Config configures a Rollup. Start from DefaultConfig: a zero field means
+// zero, not the default (only a nil Location, Prices, Now or Logger takes
+// the default), and New rejects values that make no sense, naming the
+// setting.
 type Config struct {
 	Brokers  []string       // KAFKA_BROKERS; required
-	Topic    string         // billing topic; default im.billing.monthly
-	Location *time.Location // billing time zone; default +08:00
-	Prices   *PriceBook     // default DefaultPriceBook()
+	Topic    string         // billing topic (BILLING_TOPIC); default im.billing.monthly
+	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
+	Prices   *PriceBook     // PLANS_FILE; default DefaultPriceBook()
 
 	// Interval is how often provisional records are published for the open
-	// month (only for apps whose figures changed).
-	Interval time.Duration // default 1h
+	// month, only for apps whose figures changed (ROLLUP_INTERVAL). Default
+	// 1h; must be > 0.
+	Interval time.Duration
 	// SettleAfter is how long after a month ends (in the billing time zone)
-	// its final records are published. Late events before then are simply
-	// counted; after it, they produce corrections.
-	SettleAfter time.Duration // default 24h
+	// its final records are published (SETTLE_AFTER): 0 publishes them as
+	// soon as the month has ended. Late events before then are simply
+	// counted; after it, they produce corrections. Default 24h; shorter than
+	// CorrectionMonths × 28 days, or the month would be out of sight before
+	// it settles.
+	SettleAfter time.Duration
 	// CorrectionMonths is how many months before the open one are checked
-	// for late usage on every pass.
-	CorrectionMonths int // default 2
+	// for late usage, and for final records due, on every pass. Default 2;
+	// at least 1, or no month would ever get its final record.
+	CorrectionMonths int
 
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger     // default slog.Default()
@@ -54,25 +62,14 @@ func DefaultConfig() Config {
 	}
 }
 
+// fill sets the nil fields to their defaults; zero values stay as given.
 func (c *Config) fill() {
 	d := DefaultConfig()
-	if c.Topic == "" {
-		c.Topic = d.Topic
-	}
 	if c.Location == nil {
 		c.Location = d.Location
 	}
 	if c.Prices == nil {
 		c.Prices = DefaultPriceBook()
-	}
-	if c.Interval == 0 {
-		c.Interval = d.Interval
-	}
-	if c.SettleAfter == 0 {
-		c.SettleAfter = d.SettleAfter
-	}
-	if c.CorrectionMonths == 0 {
-		c.CorrectionMonths = d.CorrectionMonths
 	}
 	if c.Now == nil {
 		c.Now = d.Now
@@ -82,17 +79,21 @@ func (c *Config) fill() {
 	}
 }
 
-// Validate reports the first bad field.
+// Validate reports the first bad field by the name of its setting.
 func (c *Config) Validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return errors.New("KAFKA_BROKERS: required")
-	case c.Interval < 0:
-		return errors.New("ROLLUP_INTERVAL: must be positive")
+	case c.Topic == "":
+		return errors.New("BILLING_TOPIC: must not be empty")
+	case c.Interval <= 0:
+		return fmt.Errorf("ROLLUP_INTERVAL: must be > 0; got %s", c.Interval)
+	case c.CorrectionMonths < 1:
+		return fmt.Errorf("CorrectionMonths: must be >= 1 (a month that has ended must still be checked to get its final record); got %d", c.CorrectionMonths)
 	case c.SettleAfter < 0:
-		return errors.New("SETTLE_AFTER: must be positive")
-	case c.CorrectionMonths < 0:
-		return errors.New("CORRECTION_MONTHS: must be positive")
+		return fmt.Errorf("SETTLE_AFTER: must not be negative; got %s", c.SettleAfter)
+	case c.SettleAfter >= time.Duration(c.CorrectionMonths)*28*24*time.Hour:
+		return fmt.Errorf("SETTLE_AFTER: must be shorter than %d days (the months checked after a month ends); got %s", c.CorrectionMonths*28, c.SettleAfter)
 	}
 	return nil
 }

@@ -14,40 +14,61 @@ func init() {
 	commands["migrate"] = runMigrate
 }
 
-func aggregateFlags(fs *flag.FlagSet, cfg *aggregate.Config) {
-	d := aggregate.DefaultConfig()
-	fs.StringVar(&cfg.Group, "group", env("AGGREGATE_GROUP", d.Group), "consumer group id (AGGREGATE_GROUP)")
-	fs.DurationVar(&cfg.FlushInterval, "flush-interval", envDuration("FLUSH_INTERVAL", d.FlushInterval), "longest wait before folded events are written (FLUSH_INTERVAL)")
-	fs.DurationVar(&cfg.MaxPast, "max-past", envDuration("MAX_EVENT_AGE", d.MaxPast), "oldest accepted event, before now (MAX_EVENT_AGE)")
-	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", envDuration("AGGREGATE_SESSION_TIMEOUT", d.SessionTimeout), "consumer group session timeout (AGGREGATE_SESSION_TIMEOUT)")
-	fs.DurationVar(&cfg.MaxFuture, "max-future", envDuration("MAX_EVENT_FUTURE", d.MaxFuture), "latest accepted event, after now (MAX_EVENT_FUTURE)")
+// aggregateFlags registers the aggregator's settings into cfg, which holds
+// the defaults.
+func aggregateFlags(r *settings, cfg *aggregate.Config) {
+	r.str(&cfg.Group, "group", "AGGREGATE_GROUP", true, "consumer group id")
+	r.duration(&cfg.FlushInterval, "flush-interval", "FLUSH_INTERVAL", positiveDuration, "time between the starts of two flushes")
+	r.duration(&cfg.MaxPast, "max-past", "MAX_EVENT_AGE", positiveDuration, "oldest accepted event, before now; also how long ids are remembered")
+	r.duration(&cfg.MaxFuture, "max-future", "MAX_EVENT_FUTURE", anyDuration, "latest accepted event, after now; 0 accepts none dated after now")
+	r.duration(&cfg.SessionTimeout, "session-timeout", "AGGREGATE_SESSION_TIMEOUT", aggregate.MinSessionTimeout, "how long the group waits for a dead member")
+}
+
+// aggregateOptions is what `immeter aggregate` runs with.
+type aggregateOptions struct {
+	common
+	cfg aggregate.Config
+}
+
+// parseAggregate reads the settings of `immeter aggregate`.
+func parseAggregate(args []string) (*aggregateOptions, error) {
+	fs := flag.NewFlagSet("aggregate", flag.ContinueOnError)
+	r := newSettings(fs)
+	o := &aggregateOptions{cfg: aggregate.DefaultConfig()}
+	o.register(r)
+	aggregateFlags(r, &o.cfg)
+	if err := r.parse(args); err != nil {
+		return nil, err
+	}
+	if err := o.validate(true, true); err != nil {
+		return nil, err
+	}
+	o.cfg = aggregateConfig(&o.common, o.cfg)
+	return o, o.cfg.Validate()
+}
+
+// aggregateConfig completes cfg with the shared settings.
+func aggregateConfig(c *common, cfg aggregate.Config) aggregate.Config {
+	cfg.Brokers = brokers(c.kafka)
+	cfg.Topic, cfg.DLQTopic, cfg.Location = c.events, c.dlq, c.loc
+	return cfg
 }
 
 func runAggregate(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("aggregate", flag.ContinueOnError)
-	var c common
-	c.register(fs)
-	var cfg aggregate.Config
-	aggregateFlags(fs, &cfg)
-	if err := fs.Parse(args); err != nil {
+	o, err := parseAggregate(args)
+	if err != nil {
 		return err
 	}
-	if err := c.validate(true, true); err != nil {
-		return err
-	}
-	a, err := newAggregator(ctx, &c, cfg)
+	a, err := newAggregator(ctx, &o.common, o.cfg)
 	if err != nil {
 		return err
 	}
 	return a.Run(ctx)
 }
 
+// newAggregator creates the topics and returns an aggregator for cfg, which
+// aggregateConfig completed.
 func newAggregator(ctx context.Context, c *common, cfg aggregate.Config) (*aggregate.Aggregator, error) {
-	if cfg.FlushInterval < 0 || cfg.MaxPast < 0 || cfg.MaxFuture < 0 {
-		return nil, fmt.Errorf("FLUSH_INTERVAL, MAX_EVENT_AGE, MAX_EVENT_FUTURE: want durations like 1s or 1488h")
-	}
-	cfg.Brokers = brokers(c.kafka)
-	cfg.Topic, cfg.DLQTopic, cfg.Location = c.events, c.dlq, c.loc
 	if err := ingest.EnsureTopics(ctx, cfg.Brokers, c.partitions, 1, c.events, c.dlq); err != nil {
 		return nil, err
 	}
@@ -60,9 +81,10 @@ func newAggregator(ctx context.Context, c *common, cfg aggregate.Config) (*aggre
 
 func runMigrate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	r := newSettings(fs)
 	var c common
-	c.register(fs)
-	if err := fs.Parse(args); err != nil {
+	c.register(r)
+	if err := r.parse(args); err != nil {
 		return err
 	}
 	if err := c.validate(false, true); err != nil {

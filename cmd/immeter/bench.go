@@ -19,8 +19,9 @@ func init() { commands["bench"] = runBench }
 func runBench(ctx context.Context, args []string) error {
 	d := e2ebench.DefaultConfig()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	r := newSettings(fs)
 	var c common
-	c.register(fs)
+	c.register(r)
 	cfg := d
 	fs.IntVar(&cfg.Apps, "apps", d.Apps, "apps in the load")
 	fs.IntVar(&cfg.Users, "users", d.Users, "distinct users (MAU) of the load and of the synthetic month")
@@ -33,8 +34,8 @@ func runBench(ctx context.Context, args []string) error {
 	skip := fs.String("skip", "", "phases to skip, comma-separated: sustain, latency, peer, close, month")
 	aggEnv := fs.String("aggregate-env", "GOMEMLIMIT=256MiB", "environment of the aggregator, comma-separated; the default is docker-compose.yml's")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the private database and topics")
-	fs.StringVar(&cfg.Dir, "dir", env("IMMETER_RUN_DIR", ""), "where the child processes' logs go (IMMETER_RUN_DIR)")
-	if err := fs.Parse(args); err != nil {
+	r.str(&cfg.Dir, "dir", "IMMETER_RUN_DIR", false, "where the child processes' logs go")
+	if err := r.parse(args); err != nil {
 		return err
 	}
 	c.ch.Database = "bench" // a private one is made per run

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
 	"strconv"
 	"time"
 
@@ -11,6 +14,140 @@ import (
 
 	"github.com/immeter/immeter/schemas"
 )
+
+// settings maps flags and their environment variables onto configuration
+// fields. A field keeps the value it holds (the package's default) unless
+// the user set the flag or the variable; a value the user set is then
+// honoured or rejected, never replaced: parse checks each one and names the
+// first bad one as typed, e.g. `FLUSH_INTERVAL: "0s": must be > 0`.
+type settings struct {
+	fs       *flag.FlagSet
+	all      []*setting
+	logLevel slog.Level
+}
+
+// setting is one flag with its environment variable.
+type setting struct {
+	flag, env string
+	def       string             // the default, shown by -h
+	typed     string             // the value as the user typed it
+	from      string             // the variable or -flag that gave typed; "" when unset
+	parse     func(string) error // parses and checks typed into the field
+}
+
+func (s *setting) String() string { return s.def }
+
+// Set records a flag's value; parse checks it after all flags are read.
+func (s *setting) Set(v string) error {
+	s.typed, s.from = v, "-"+s.flag
+	return nil
+}
+
+// newSettings returns the settings of a command's flag set, with the
+// LOG_LEVEL every command has.
+func newSettings(fs *flag.FlagSet) *settings {
+	r := &settings{fs: fs, logLevel: slog.LevelInfo}
+	r.add(&setting{flag: "log-level", env: "LOG_LEVEL", def: "info", parse: func(v string) error {
+		if err := r.logLevel.UnmarshalText([]byte(v)); err != nil {
+			return errors.New("want debug, info, warn or error")
+		}
+		return nil
+	}}, "log level: debug, info, warn or error")
+	return r
+}
+
+// add registers s as a flag whose value, unless given on the command line,
+// comes from the environment variable s.env when that is set.
+func (r *settings) add(s *setting, usage string) {
+	if v, ok := os.LookupEnv(s.env); ok {
+		s.typed, s.from = v, s.env
+	}
+	r.fs.Var(s, s.flag, usage+" ("+s.env+")")
+	r.all = append(r.all, s)
+}
+
+// parse parses args, checks every value the user set and applies the log
+// level.
+func (r *settings) parse(args []string) error {
+	if err := r.fs.Parse(args); err != nil {
+		return err
+	}
+	for _, s := range r.all {
+		if s.from == "" {
+			continue
+		}
+		if err := s.parse(s.typed); err != nil {
+			return fmt.Errorf("%s: %q: %w", s.from, s.typed, err)
+		}
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: r.logLevel})))
+	return nil
+}
+
+// str registers a string setting; required rejects an empty value.
+func (r *settings) str(p *string, flag, env string, required bool, usage string) {
+	r.add(&setting{flag: flag, env: env, def: *p, parse: func(v string) error {
+		if required && v == "" {
+			return errors.New("must not be empty")
+		}
+		*p = v
+		return nil
+	}}, usage)
+}
+
+// secret registers a string setting whose default is not shown.
+func (r *settings) secret(p *string, flag, env, usage string) {
+	r.add(&setting{flag: flag, env: env, parse: func(v string) error { *p = v; return nil }}, usage)
+}
+
+// integer registers an integer setting of at least least.
+func integer[T ~int | ~int64](r *settings, p *T, flag, env string, least T, usage string) {
+	r.add(&setting{flag: flag, env: env, def: strconv.FormatInt(int64(*p), 10), parse: func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || T(n) < least || int64(T(n)) != n {
+			return fmt.Errorf("want an integer >= %d", least)
+		}
+		*p = T(n)
+		return nil
+	}}, usage)
+}
+
+// float registers a number setting greater than 0.
+func (r *settings) float(p *float64, flag, env, usage string) {
+	r.add(&setting{flag: flag, env: env, def: strconv.FormatFloat(*p, 'g', -1, 64), parse: func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0) {
+			return errors.New("want a number > 0")
+		}
+		*p = f
+		return nil
+	}}, usage)
+}
+
+// Lower bounds of duration settings.
+const (
+	anyDuration      time.Duration = 0 // 0 is meaningful
+	positiveDuration time.Duration = 1 // 0 is rejected
+)
+
+// duration registers a duration setting of at least least.
+func (r *settings) duration(p *time.Duration, flag, env string, least time.Duration, usage string) {
+	r.add(&setting{flag: flag, env: env, def: p.String(), parse: func(v string) error {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			return errors.New("want a duration like 90s, 5m or 24h")
+		case d < 0:
+			return errors.New("must not be negative")
+		case d < least && least == positiveDuration:
+			return errors.New("must be > 0")
+		case d < least:
+			return fmt.Errorf("must be >= %s", least)
+		}
+		*p = d
+		return nil
+	}}, usage)
+}
 
 // common holds the settings every command shares.
 type common struct {
@@ -24,18 +161,22 @@ type common struct {
 	billing    string
 }
 
-// register adds the shared flags to fs, with defaults from the environment.
-func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.kafka, "kafka", env("KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (KAFKA_BROKERS)")
-	fs.IntVar(&c.partitions, "partitions", envInt("KAFKA_PARTITIONS", 4), "partitions of topics immeter creates (KAFKA_PARTITIONS)")
-	fs.StringVar(&c.ch.Addr, "clickhouse", env("CLICKHOUSE_ADDR", ""), "ClickHouse native protocol host:port (CLICKHOUSE_ADDR)")
-	fs.StringVar(&c.ch.Database, "database", env("CLICKHOUSE_DATABASE", "immeter"), "ClickHouse database (CLICKHOUSE_DATABASE)")
-	fs.StringVar(&c.ch.Username, "clickhouse-user", env("CLICKHOUSE_USER", "default"), "ClickHouse user (CLICKHOUSE_USER)")
-	c.ch.Password = env("CLICKHOUSE_PASSWORD", "")
-	fs.StringVar(&c.tz, "tz", env("BILLING_TZ", schemas.DefaultTimezone), "billing time zone: +08:00 or an IANA name (BILLING_TZ)")
-	fs.StringVar(&c.events, "events-topic", env("EVENTS_TOPIC", schemas.EventsTopic), "usage events topic (EVENTS_TOPIC)")
-	fs.StringVar(&c.dlq, "dlq-topic", env("DLQ_TOPIC", schemas.DLQTopic), "dead-letter topic (DLQ_TOPIC)")
-	fs.StringVar(&c.billing, "billing-topic", env("BILLING_TOPIC", schemas.BillingTopic), "billing records topic (BILLING_TOPIC)")
+// register adds the shared settings with their defaults.
+func (c *common) register(r *settings) {
+	c.partitions = 4
+	c.ch.Database, c.ch.Username = "immeter", "default"
+	c.tz = schemas.DefaultTimezone
+	c.events, c.dlq, c.billing = schemas.EventsTopic, schemas.DLQTopic, schemas.BillingTopic
+	r.str(&c.kafka, "kafka", "KAFKA_BROKERS", false, "Kafka brokers, comma-separated")
+	integer(r, &c.partitions, "partitions", "KAFKA_PARTITIONS", 1, "partitions of topics immeter creates")
+	r.str(&c.ch.Addr, "clickhouse", "CLICKHOUSE_ADDR", false, "ClickHouse native protocol host:port")
+	r.str(&c.ch.Database, "database", "CLICKHOUSE_DATABASE", true, "ClickHouse database")
+	r.str(&c.ch.Username, "clickhouse-user", "CLICKHOUSE_USER", true, "ClickHouse user")
+	r.secret(&c.ch.Password, "clickhouse-password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	r.str(&c.tz, "tz", "BILLING_TZ", true, "billing time zone: +08:00 or an IANA name")
+	r.str(&c.events, "events-topic", "EVENTS_TOPIC", true, "usage events topic")
+	r.str(&c.dlq, "dlq-topic", "DLQ_TOPIC", true, "dead-letter topic")
+	r.str(&c.billing, "billing-topic", "BILLING_TOPIC", true, "billing records topic")
 }
 
 // validate checks the shared settings; needKafka and needCH say which
@@ -43,9 +184,6 @@ func (c *common) register(fs *flag.FlagSet) {
 func (c *common) validate(needKafka, needCH bool) error {
 	if needKafka && len(brokers(c.kafka)) == 0 {
 		return fmt.Errorf("KAFKA_BROKERS: required (e.g. 127.0.0.1:9092)")
-	}
-	if c.partitions < 1 {
-		return fmt.Errorf("KAFKA_PARTITIONS: must be >= 1; got %d", c.partitions)
 	}
 	if needCH {
 		if err := c.ch.Validate(); err != nil {
@@ -57,11 +195,6 @@ func (c *common) validate(needKafka, needCH bool) error {
 		return fmt.Errorf("BILLING_TZ: %w", err)
 	}
 	c.loc = loc
-	for name, t := range map[string]string{"EVENTS_TOPIC": c.events, "DLQ_TOPIC": c.dlq, "BILLING_TOPIC": c.billing} {
-		if t == "" {
-			return fmt.Errorf("%s: must not be empty", name)
-		}
-	}
 	if c.events == c.dlq {
 		return fmt.Errorf("DLQ_TOPIC: must differ from EVENTS_TOPIC (%s)", c.events)
 	}
@@ -70,24 +203,4 @@ func (c *common) validate(needKafka, needCH bool) error {
 
 func (c *common) clickhouse(ctx context.Context) (driver.Conn, error) {
 	return schemas.OpenClickHouse(ctx, c.ch)
-}
-
-func envInt(name string, def int) int {
-	if v := env(name, ""); v != "" {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-		return -1 // reported by validate as the named setting
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v := env(name, ""); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-		return -1
-	}
-	return def
 }

@@ -203,10 +203,11 @@ func TestEndToEndTwoMonths(t *testing.T) {
 	// The clock stands in late November 2026, so October is settled and the
 	// stream is inside the accepted window whatever the real date.
 	clock := shiftedClock(time.Date(2026, 11, 25, 12, 0, 0, 0, loc))
-	agg, err := aggregate.New(aggregate.Config{
-		Brokers: env.brokers, Topic: env.events, DLQTopic: env.dlq, Group: env.group,
-		Location: loc, FlushInterval: 200 * time.Millisecond, Now: clock,
-	}, env.conn)
+	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
+		c.Location = loc
+		c.FlushInterval = 200 * time.Millisecond
+		c.Now = clock
+	}), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestEndToEndTwoMonths(t *testing.T) {
 		t.Fatalf("aggregate: %v", err)
 	}
 
-	r, err := rollup.New(rollup.Config{Brokers: env.brokers, Topic: env.billing, Location: loc, Now: clock}, env.conn)
+	r, err := rollup.New(testRollupConfig(env, func(c *rollup.Config) { c.Location = loc; c.Now = clock }), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -159,4 +160,22 @@ func (e *testEnv) readAll(ctx context.Context, t *testing.T, topic string, n int
 func shiftedClock(base time.Time) func() time.Time {
 	start := time.Now()
 	return func() time.Time { return base.Add(time.Since(start)) }
+}
+
+// testAggregateConfig returns the aggregator defaults on the env's topics
+// and group, changed by set.
+func testAggregateConfig(e *testEnv, set func(*aggregate.Config)) aggregate.Config {
+	c := aggregate.DefaultConfig()
+	c.Brokers, c.Topic, c.DLQTopic, c.Group = e.brokers, e.events, e.dlq, e.group
+	set(&c)
+	return c
+}
+
+// testRollupConfig returns the rollup defaults on the env's billing topic,
+// changed by set.
+func testRollupConfig(e *testEnv, set func(*rollup.Config)) rollup.Config {
+	c := rollup.DefaultConfig()
+	c.Brokers, c.Topic = e.brokers, e.billing
+	set(&c)
+	return c
 }

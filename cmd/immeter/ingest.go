@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/immeter/immeter/ingest"
@@ -15,59 +14,77 @@ import (
 
 func init() { commands["ingest"] = runIngest }
 
-// runIngest serves the HTTP gateway (POST /v1/events) until ctx ends.
-func runIngest(ctx context.Context, args []string) error {
+// gatewayFlags registers the gateway's limits into cfg, which holds the
+// defaults.
+func gatewayFlags(r *settings, cfg *ingest.GatewayConfig) {
+	integer(r, &cfg.MaxBodyBytes, "max-body-bytes", "INGEST_MAX_BODY_BYTES", 1, "largest request body")
+	integer(r, &cfg.MaxEventBytes, "max-event-bytes", "INGEST_MAX_EVENT_BYTES", 1, "largest event in a body")
+	r.duration(&cfg.MaxClockSkew, "max-clock-skew", "INGEST_MAX_CLOCK_SKEW", positiveDuration, "accepted X-Immeter-Timestamp distance from now")
+	r.duration(&cfg.PublishTimeout, "publish-timeout", "INGEST_PUBLISH_TIMEOUT", positiveDuration, "wait for Kafka before answering 503")
+}
+
+// gatewayConfig loads the secrets file into cfg and checks it.
+func gatewayConfig(cfg ingest.GatewayConfig, secrets string) (ingest.GatewayConfig, error) {
+	cfg.WriteTimeout = max(cfg.WriteTimeout, cfg.PublishTimeout+5*time.Second)
+	var err error
+	if cfg.Secrets, err = ingest.LoadSecrets(secrets); err != nil {
+		return cfg, fmt.Errorf("IMMETER_SECRETS_FILE: %w", err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// ingestOptions is what `immeter ingest` runs with.
+type ingestOptions struct {
+	brokers     []string
+	topic       string
+	partitions  int
+	replication int
+	gw          ingest.GatewayConfig
+}
+
+// parseIngest reads the settings of `immeter ingest`.
+func parseIngest(args []string) (*ingestOptions, error) {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
-	var (
-		brokerList  = fs.String("brokers", env("KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (KAFKA_BROKERS, required)")
-		topic       = fs.String("topic", env("EVENTS_TOPIC", schemas.EventsTopic), "events topic (EVENTS_TOPIC)")
-		partitions  = fs.String("partitions", env("KAFKA_PARTITIONS", "4"), "partitions of a topic this command creates (KAFKA_PARTITIONS)")
-		replication = fs.String("replication", env("KAFKA_REPLICATION", "1"), "replication factor of a topic this command creates (KAFKA_REPLICATION)")
-		addr        = fs.String("addr", env("INGEST_ADDR", ":8080"), "listen address (INGEST_ADDR)")
-		secrets     = fs.String("secrets", env("IMMETER_SECRETS_FILE", ""), "file of app=secret lines (IMMETER_SECRETS_FILE, required)")
-		maxBody     = fs.String("max-body-bytes", env("INGEST_MAX_BODY_BYTES", "4194304"), "largest request body (INGEST_MAX_BODY_BYTES)")
-		maxEvent    = fs.String("max-event-bytes", env("INGEST_MAX_EVENT_BYTES", "16384"), "largest event in a body (INGEST_MAX_EVENT_BYTES)")
-		skew        = fs.String("max-clock-skew", env("INGEST_MAX_CLOCK_SKEW", "5m"), "accepted X-Immeter-Timestamp distance from now (INGEST_MAX_CLOCK_SKEW)")
-		pubTimeout  = fs.String("publish-timeout", env("INGEST_PUBLISH_TIMEOUT", "10s"), "wait for Kafka before answering 503 (INGEST_PUBLISH_TIMEOUT)")
-	)
-	if err := fs.Parse(args); err != nil {
-		return err
+	r := newSettings(fs)
+	o := &ingestOptions{topic: schemas.EventsTopic, partitions: 4, replication: 1, gw: ingest.DefaultGatewayConfig()}
+	var brokerList, secrets string
+	r.str(&brokerList, "brokers", "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
+	r.str(&o.topic, "topic", "EVENTS_TOPIC", true, "events topic")
+	integer(r, &o.partitions, "partitions", "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
+	integer(r, &o.replication, "replication", "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
+	r.str(&o.gw.Addr, "addr", "INGEST_ADDR", true, "listen address")
+	r.str(&secrets, "secrets", "IMMETER_SECRETS_FILE", true, "file of app=secret lines (required)")
+	gatewayFlags(r, &o.gw)
+	if err := r.parse(args); err != nil {
+		return nil, err
 	}
-	bs := brokers(*brokerList)
-	if len(bs) == 0 {
-		return errors.New("KAFKA_BROKERS: required")
+	if o.brokers = brokers(brokerList); len(o.brokers) == 0 {
+		return nil, errors.New("KAFKA_BROKERS: required")
 	}
-	if *secrets == "" {
-		return errors.New("IMMETER_SECRETS_FILE: required")
-	}
-	var s settingParser
-	gcfg := ingest.DefaultGatewayConfig()
-	gcfg.Addr = *addr
-	gcfg.MaxBodyBytes = int64(s.int("INGEST_MAX_BODY_BYTES", *maxBody, 1))
-	gcfg.MaxEventBytes = s.int("INGEST_MAX_EVENT_BYTES", *maxEvent, 1)
-	gcfg.MaxClockSkew = s.duration("INGEST_MAX_CLOCK_SKEW", *skew)
-	gcfg.PublishTimeout = s.duration("INGEST_PUBLISH_TIMEOUT", *pubTimeout)
-	gcfg.WriteTimeout = max(gcfg.WriteTimeout, gcfg.PublishTimeout+5*time.Second)
-	nParts := s.int("KAFKA_PARTITIONS", *partitions, 1)
-	nRepl := s.int("KAFKA_REPLICATION", *replication, 1)
-	if s.err != nil {
-		return s.err
+	if secrets == "" {
+		return nil, errors.New("IMMETER_SECRETS_FILE: required")
 	}
 	var err error
-	if gcfg.Secrets, err = ingest.LoadSecrets(*secrets); err != nil {
-		return fmt.Errorf("IMMETER_SECRETS_FILE: %w", err)
-	}
+	o.gw, err = gatewayConfig(o.gw, secrets)
+	return o, err
+}
 
-	if err := prepareTopics(ctx, bs, nParts, nRepl, *topic); err != nil {
+// runIngest serves the HTTP gateway (POST /v1/events) until ctx ends.
+func runIngest(ctx context.Context, args []string) error {
+	o, err := parseIngest(args)
+	if err != nil {
+		return err
+	}
+	if err := prepareTopics(ctx, o.brokers, o.partitions, o.replication, o.topic); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic = bs, *topic
+	pcfg.Brokers, pcfg.Topic = o.brokers, o.topic
 	p, err := ingest.NewProducer(pcfg)
 	if err != nil {
 		return err
 	}
-	g, err := ingest.NewGateway(gcfg, p)
+	g, err := ingest.NewGateway(o.gw, p)
 	if err != nil {
 		p.Close(ctx)
 		return err
@@ -94,38 +111,4 @@ func flushProducer(p *ingest.Producer) error {
 	st := p.Stats()
 	slog.Info("ingest: producer closed", "accepted", st.Accepted, "delivered", st.Delivered, "failed", st.Failed)
 	return err
-}
-
-// settingParser parses setting values, keeping the first error, which names the
-// environment variable (the flag of the same meaning is in the help).
-type settingParser struct{ err error }
-
-func (s *settingParser) fail(name, format string, args ...any) {
-	if s.err == nil {
-		s.err = fmt.Errorf("%s: "+format, append([]any{name}, args...)...)
-	}
-}
-
-func (s *settingParser) int(name, v string, min int) int {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < min {
-		s.fail(name, "must be an integer >= %d; got %q", min, v)
-	}
-	return n
-}
-
-func (s *settingParser) float(name, v string) float64 {
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || !(f > 0) {
-		s.fail(name, "must be a number > 0; got %q", v)
-	}
-	return f
-}
-
-func (s *settingParser) duration(name, v string) time.Duration {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		s.fail(name, "must be a duration like 90s or 5m; got %q", v)
-	}
-	return d
 }

@@ -48,10 +48,11 @@ func TestRecordLifecycle(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
 	const app = 1400000042
 
-	agg, err := aggregate.New(aggregate.Config{
-		Brokers: env.brokers, Topic: env.events, DLQTopic: env.dlq, Group: env.group,
-		Location: loc, FlushInterval: 100 * time.Millisecond, Now: clock.Now,
-	}, env.conn)
+	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
+		c.Location = loc
+		c.FlushInterval = 100 * time.Millisecond
+		c.Now = clock.Now
+	}), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestRecordLifecycle(t *testing.T) {
 	go func() { done <- agg.Run(aggCtx) }()
 	defer func() { stopAgg(); <-done }()
 
-	r, err := rollup.New(rollup.Config{Brokers: env.brokers, Topic: env.billing, Location: loc, Now: clock.Now}, env.conn)
+	r, err := rollup.New(testRollupConfig(env, func(c *rollup.Config) { c.Location = loc; c.Now = clock.Now }), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,10 +202,11 @@ func TestRollupDaemon(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
 	const app = 1400000077
 
-	agg, err := aggregate.New(aggregate.Config{
-		Brokers: env.brokers, Topic: env.events, DLQTopic: env.dlq, Group: env.group,
-		Location: loc, FlushInterval: 50 * time.Millisecond, Now: clock.Now,
-	}, env.conn)
+	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
+		c.Location = loc
+		c.FlushInterval = 50 * time.Millisecond
+		c.Now = clock.Now
+	}), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestRollupDaemon(t *testing.T) {
 	}
 
 	login(3)
-	r, err := rollup.New(rollup.Config{Brokers: env.brokers, Topic: env.billing, Location: loc, Now: clock.Now, Interval: time.Hour}, env.conn)
+	r, err := rollup.New(testRollupConfig(env, func(c *rollup.Config) { c.Location = loc; c.Now = clock.Now; c.Interval = time.Hour }), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}

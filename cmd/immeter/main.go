@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -42,7 +41,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "immeter: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stopProfiles := startProfiles(os.Args[1])
@@ -52,22 +50,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "immeter %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
-}
-
-func logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
-		return slog.LevelInfo
-	}
-	return l
-}
-
-// env returns the environment variable name, or def when it is unset.
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
 }
 
 // brokers splits a comma-separated broker list.

@@ -32,24 +32,19 @@ type rollupSettings struct {
 	final bool
 }
 
-func (s *rollupSettings) register(fs *flag.FlagSet) {
-	d := rollup.DefaultConfig()
-	fs.StringVar(&s.plans, "plans", env("PLANS_FILE", ""), "price book YAML; default the built-in one (PLANS_FILE)")
-	fs.DurationVar(&s.cfg.Interval, "interval", envDuration("ROLLUP_INTERVAL", d.Interval), "provisional record interval (ROLLUP_INTERVAL)")
-	fs.DurationVar(&s.cfg.SettleAfter, "settle-after", envDuration("SETTLE_AFTER", d.SettleAfter), "final records this long after the month ends (SETTLE_AFTER)")
-	fs.DurationVar(&s.tick, "tick", envDuration("ROLLUP_TICK", time.Minute), "how often settlement and corrections are checked (ROLLUP_TICK)")
+// register adds the rollup settings with the defaults of rollup.DefaultConfig.
+func (s *rollupSettings) register(r *settings) {
+	s.cfg = rollup.DefaultConfig()
+	s.tick = time.Minute
+	r.str(&s.plans, "plans", "PLANS_FILE", false, "price book YAML; default the built-in one")
+	r.duration(&s.cfg.Interval, "interval", "ROLLUP_INTERVAL", positiveDuration, "provisional record interval")
+	r.duration(&s.cfg.SettleAfter, "settle-after", "SETTLE_AFTER", anyDuration, "final records this long after the month ends; 0 right at its end")
+	r.duration(&s.tick, "tick", "ROLLUP_TICK", positiveDuration, "how often settlement and corrections are checked")
 }
 
+// build completes the rollup configuration with the shared settings and
+// checks it.
 func (s *rollupSettings) build(c *common) error {
-	if s.cfg.Interval <= 0 {
-		return errors.New("ROLLUP_INTERVAL: want a positive duration like 1h")
-	}
-	if s.cfg.SettleAfter < 0 {
-		return errors.New("SETTLE_AFTER: want a duration like 24h")
-	}
-	if s.tick <= 0 {
-		return errors.New("ROLLUP_TICK: want a positive duration like 1m")
-	}
 	if s.plans != "" {
 		pb, err := rollup.LoadPriceBook(s.plans)
 		if err != nil {
@@ -59,29 +54,35 @@ func (s *rollupSettings) build(c *common) error {
 	}
 	s.cfg.Brokers = brokers(c.kafka)
 	s.cfg.Topic, s.cfg.Location = c.billing, c.loc
-	return nil
+	return s.cfg.Validate()
+}
+
+// parseRollup reads the settings of `immeter rollup`.
+func parseRollup(args []string) (*common, *rollupSettings, error) {
+	fs := flag.NewFlagSet("rollup", flag.ContinueOnError)
+	r := newSettings(fs)
+	var c common
+	c.register(r)
+	var s rollupSettings
+	s.register(r)
+	fs.StringVar(&s.month, "month", "", "roll up this month (YYYY-MM) once and exit")
+	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed)")
+	if err := r.parse(args); err != nil {
+		return nil, nil, err
+	}
+	if err := c.validate(true, true); err != nil {
+		return nil, nil, err
+	}
+	return &c, &s, s.build(&c)
 }
 
 func runRollup(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("rollup", flag.ContinueOnError)
-	var c common
-	c.register(fs)
-	var s rollupSettings
-	s.register(fs)
-	fs.StringVar(&s.month, "month", "", "roll up this month (YYYY-MM) once and exit")
-	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := c.validate(true, true); err != nil {
-		return err
-	}
-	if err := s.build(&c); err != nil {
+	c, s, err := parseRollup(args)
+	if err != nil {
 		return err
 	}
 	var month schemas.Month
 	if s.month != "" {
-		var err error
 		if month, err = schemas.ParseMonth(s.month); err != nil {
 			return fmt.Errorf("--month: %w", err)
 		}
@@ -122,12 +123,13 @@ func runRollup(ctx context.Context, args []string) error {
 
 func runUsage(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
+	r := newSettings(fs)
 	var c common
-	c.register(fs)
+	c.register(r)
 	app := fs.Uint("app", 0, "SDKAppID")
 	monthFlag := fs.String("month", "", "month YYYY-MM; default the current one")
 	format := fs.String("format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
+	if err := r.parse(args); err != nil {
 		return err
 	}
 	if err := c.validate(false, true); err != nil {

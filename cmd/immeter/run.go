@@ -24,33 +24,75 @@ import (
 
 func init() { commands["run"] = runAll }
 
+// runOptions is what `immeter run` runs with.
+type runOptions struct {
+	common
+	agg      aggregate.Config
+	roll     rollupSettings
+	gw       ingest.GatewayConfig
+	secrets  string // no gateway when empty
+	simulate bool
+	simRate  float64
+	simApps  int
+	every    time.Duration
+}
+
+// parseRun reads the settings of `immeter run`. With KAFKA_BROKERS unset,
+// the shared settings are checked once run has started its embedded broker:
+// see check.
+func parseRun(args []string) (*runOptions, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	r := newSettings(fs)
+	o := &runOptions{agg: aggregate.DefaultConfig(), gw: ingest.DefaultGatewayConfig(), simRate: 2000, simApps: 8, every: 5 * time.Second}
+	o.register(r)
+	aggregateFlags(r, &o.agg)
+	o.roll.register(r)
+	o.gw.Addr = "127.0.0.1:8080"
+	r.str(&o.gw.Addr, "ingest-addr", "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
+	r.str(&o.secrets, "secrets", "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
+	gatewayFlags(r, &o.gw)
+	fs.BoolVar(&o.simulate, "simulate", os.Getenv("SIMULATE") == "1", "publish simulated IM traffic (SIMULATE=1)")
+	r.float(&o.simRate, "sim-rate", "SIM_RATE", "simulated events per second")
+	integer(r, &o.simApps, "sim-apps", "SIM_APPS", 1, "simulated apps")
+	r.duration(&o.every, "status-every", "STATUS_EVERY", positiveDuration, "how often the status table is printed")
+	if err := r.parse(args); err != nil {
+		return nil, err
+	}
+	if o.secrets != "" {
+		var err error
+		if o.gw, err = gatewayConfig(o.gw, o.secrets); err != nil {
+			return nil, err
+		}
+	}
+	if o.kafka == "" {
+		return o, nil // checked by check once the embedded broker runs
+	}
+	return o, o.check()
+}
+
+// check completes and checks the settings that need the Kafka brokers.
+func (o *runOptions) check() error {
+	if err := o.validate(true, true); err != nil {
+		return err
+	}
+	o.agg = aggregateConfig(&o.common, o.agg)
+	if err := o.agg.Validate(); err != nil {
+		return err
+	}
+	return o.roll.build(&o.common)
+}
+
 // runAll runs the whole pipeline in one process: an embedded Kafka broker
 // when KAFKA_BROKERS is unset, the gateway when secrets are configured, the
 // aggregator, the rollup daemon and, with --simulate, simulated traffic; it
-// prints the current month per app every few seconds.
+// prints the current month per app every few seconds. A component that
+// fails stops the others, and runAll returns its error.
 func runAll(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var c common
-	c.register(fs)
-	var acfg aggregate.Config
-	aggregateFlags(fs, &acfg)
-	var rs rollupSettings
-	rs.register(fs)
-	simulate := fs.Bool("simulate", env("SIMULATE", "") == "1", "publish simulated IM traffic (SIMULATE=1)")
-	simRate := fs.Float64("sim-rate", 2000, "simulated events per second")
-	simApps := fs.Int("sim-apps", 8, "simulated apps")
-	every := fs.Duration("status-every", envDuration("STATUS_EVERY", 5*time.Second), "how often the status table is printed (STATUS_EVERY)")
-	gatewayAddr := fs.String("ingest-addr", env("INGEST_ADDR", "127.0.0.1:8080"), "gateway listen address, used when IMMETER_SECRETS_FILE is set (INGEST_ADDR)")
-	secrets := fs.String("secrets", env("IMMETER_SECRETS_FILE", ""), "gateway secrets file; no gateway without it (IMMETER_SECRETS_FILE)")
-	if err := fs.Parse(args); err != nil {
+	o, err := parseRun(args)
+	if err != nil {
 		return err
 	}
-	if *every <= 0 {
-		return errors.New("STATUS_EVERY: want a positive duration like 5s")
-	}
-	if *simRate <= 0 || *simApps < 1 {
-		return errors.New("--sim-rate, --sim-apps: must be positive")
-	}
+	c := &o.common
 	if c.kafka == "" {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.partitions), c.events, c.dlq, c.billing))
 		if err != nil {
@@ -59,15 +101,13 @@ func runAll(ctx context.Context, args []string) error {
 		defer cluster.Close()
 		c.kafka = cluster.ListenAddrs()[0]
 		slog.Info("run: embedded Kafka broker (KAFKA_BROKERS unset); events are lost when it stops", "addr", c.kafka)
+		if err := o.check(); err != nil {
+			return err
+		}
 	}
-	if err := c.validate(true, true); err != nil {
-		return err
-	}
-	if err := rs.build(&c); err != nil {
-		return err
-	}
+	rs := &o.roll
 
-	agg, err := newAggregator(ctx, &c, acfg)
+	agg, err := newAggregator(ctx, c, o.agg)
 	if err != nil {
 		return err
 	}
@@ -92,13 +132,8 @@ func runAll(ctx context.Context, args []string) error {
 		return err
 	}
 	var gw *ingest.Gateway
-	if *secrets != "" {
-		gcfg := ingest.DefaultGatewayConfig()
-		gcfg.Addr = *gatewayAddr
-		if gcfg.Secrets, err = ingest.LoadSecrets(*secrets); err != nil {
-			return fmt.Errorf("IMMETER_SECRETS_FILE: %w", err)
-		}
-		if gw, err = ingest.NewGateway(gcfg, producer); err != nil {
+	if o.secrets != "" {
+		if gw, err = ingest.NewGateway(o.gw, producer); err != nil {
 			return err
 		}
 	}
@@ -125,27 +160,26 @@ func runAll(ctx context.Context, args []string) error {
 	goRun(&wg, "rollup", func() error { return roll.Run(pipeline, rs.tick) })
 	if gw != nil {
 		goRun(&intakeWG, "ingest", func() error { return gw.ListenAndServe(intake) })
-		slog.Info("run: gateway listening", "addr", *gatewayAddr)
 	}
-	if *simulate {
+	if o.simulate {
 		scfg := ingest.DefaultSimulateConfig()
-		scfg.Rate, scfg.Apps, scfg.Seed = *simRate, *simApps, uint64(time.Now().UnixNano())
+		scfg.Rate, scfg.Apps, scfg.Seed = o.simRate, o.simApps, uint64(time.Now().UnixNano())
 		goRun(&intakeWG, "simulate", func() error {
 			_, err := ingest.Simulate(intake, scfg, producer.Publish)
 			return err
 		})
 	}
 
-	t := time.NewTicker(*every)
+	t := time.NewTicker(o.every)
 	defer t.Stop()
+	var failed error // the first component that failed
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
-		case err := <-errs:
-			slog.Error("run: component failed; stopping", "err", err)
-			stopIntake()
+		case failed = <-errs:
+			slog.Error("run: component failed; stopping", "err", failed)
 			break loop
 		case <-t.C:
 			if err := printStatus(ctx, os.Stdout, conn, roll, c.loc, agg.Stats()); err != nil {
@@ -156,13 +190,20 @@ loop:
 	slog.Info("run: stopping: intake first, then the pipeline")
 	stopIntake()
 	intakeWG.Wait()
-	if err := flushProducer(producer); err != nil {
-		slog.Error("run: producer flush", "err", err)
+	flushErr := flushProducer(producer)
+	if flushErr != nil {
+		flushErr = fmt.Errorf("producer flush: %w", flushErr)
 	}
 	stopPipeline()
 	wg.Wait()
+	close(errs)
+	// Every failure counts, also one that came while stopping.
+	all := []error{failed, flushErr}
+	for err := range errs {
+		all = append(all, err)
+	}
 	slog.Info("run: stopped")
-	return nil
+	return errors.Join(all...)
 }
 
 // printStatus writes the current month per app: edition, MAU, logins,

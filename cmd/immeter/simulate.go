@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -18,59 +19,49 @@ func init() { commands["simulate"] = runSimulate }
 func runSimulate(ctx context.Context, args []string) error {
 	d := ingest.DefaultSimulateConfig()
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	var (
-		brokerList  = fs.String("brokers", env("KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (KAFKA_BROKERS, required)")
-		topic       = fs.String("topic", env("EVENTS_TOPIC", schemas.EventsTopic), "events topic (EVENTS_TOPIC)")
-		partitions  = fs.String("partitions", env("KAFKA_PARTITIONS", "4"), "partitions of a topic this command creates (KAFKA_PARTITIONS)")
-		replication = fs.String("replication", env("KAFKA_REPLICATION", "1"), "replication factor of a topic this command creates (KAFKA_REPLICATION)")
-		apps        = fs.String("apps", env("SIM_APPS", strconv.Itoa(d.Apps)), "number of apps (SIM_APPS)")
-		firstApp    = fs.String("first-app", env("SIM_FIRST_APP", strconv.FormatUint(uint64(d.FirstApp), 10)), "first app id (SIM_FIRST_APP)")
-		users       = fs.String("users", env("SIM_USERS", strconv.Itoa(d.UsersPerApp)), "users per app (SIM_USERS)")
-		rate        = fs.String("rate", env("SIM_RATE", strconv.FormatFloat(d.Rate, 'g', -1, 64)), "events per second (SIM_RATE)")
-		duration    = fs.String("duration", env("SIM_DURATION", "0s"), "how long to run; 0 until interrupted (SIM_DURATION)")
-		events      = fs.String("events", env("SIM_EVENTS", "0"), "stop after this many events; 0 no limit (SIM_EVENTS)")
-		seed        = fs.String("seed", env("SIM_SEED", ""), "seed; the same seed publishes the same events; default from the clock (SIM_SEED)")
-	)
-	if err := fs.Parse(args); err != nil {
+	r := newSettings(fs)
+	cfg := d
+	var brokerList, seed string
+	topic, nParts, nRepl := schemas.EventsTopic, 4, 1
+	firstApp := int64(d.FirstApp)
+	r.str(&brokerList, "brokers", "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
+	r.str(&topic, "topic", "EVENTS_TOPIC", true, "events topic")
+	integer(r, &nParts, "partitions", "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
+	integer(r, &nRepl, "replication", "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
+	integer(r, &cfg.Apps, "apps", "SIM_APPS", 1, "number of apps")
+	integer(r, &firstApp, "first-app", "SIM_FIRST_APP", 1, "first app id")
+	integer(r, &cfg.UsersPerApp, "users", "SIM_USERS", 1, "users per app")
+	r.float(&cfg.Rate, "rate", "SIM_RATE", "events per second")
+	r.duration(&cfg.Duration, "duration", "SIM_DURATION", anyDuration, "how long to run; 0 until interrupted")
+	integer(r, &cfg.Events, "events", "SIM_EVENTS", 0, "stop after this many events; 0 no limit")
+	r.str(&seed, "seed", "SIM_SEED", false, "seed; the same seed publishes the same events; default from the clock")
+	if err := r.parse(args); err != nil {
 		return err
 	}
-	bs := brokers(*brokerList)
+	bs := brokers(brokerList)
 	if len(bs) == 0 {
 		return errors.New("KAFKA_BROKERS: required")
 	}
-	var s settingParser
-	cfg := d
-	cfg.Apps = s.int("SIM_APPS", *apps, 1)
-	if n := s.int("SIM_FIRST_APP", *firstApp, 1); n <= schemas.MaxAppID {
-		cfg.FirstApp = uint32(n)
-	} else {
-		s.fail("SIM_FIRST_APP", "must be an app id <= %d; got %d", uint64(schemas.MaxAppID), n)
+	if firstApp > schemas.MaxAppID {
+		return fmt.Errorf("SIM_FIRST_APP: must be an app id <= %d; got %d", uint64(schemas.MaxAppID), firstApp)
 	}
-	cfg.UsersPerApp = s.int("SIM_USERS", *users, 1)
-	cfg.Rate = s.float("SIM_RATE", *rate)
-	cfg.Duration = s.duration("SIM_DURATION", *duration)
-	cfg.Events = int64(s.int("SIM_EVENTS", *events, 0))
-	if *seed == "" {
+	cfg.FirstApp = uint32(firstApp)
+	if seed == "" {
 		cfg.Seed = uint64(time.Now().UnixNano())
-	} else if n, err := strconv.ParseUint(*seed, 10, 64); err == nil {
+	} else if n, err := strconv.ParseUint(seed, 10, 64); err == nil {
 		cfg.Seed = n
 	} else {
-		s.fail("SIM_SEED", "must be an unsigned integer; got %q", *seed)
-	}
-	nParts := s.int("KAFKA_PARTITIONS", *partitions, 1)
-	nRepl := s.int("KAFKA_REPLICATION", *replication, 1)
-	if s.err != nil {
-		return s.err
+		return fmt.Errorf("SIM_SEED: %q: want an unsigned integer", seed)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 
-	if err := prepareTopics(ctx, bs, nParts, nRepl, *topic); err != nil {
+	if err := prepareTopics(ctx, bs, nParts, nRepl, topic); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic, pcfg.Block = bs, *topic, true
+	pcfg.Brokers, pcfg.Topic, pcfg.Block = bs, topic, true
 	// Throughput over latency: larger batches, and a buffer of about a
 	// quarter second of traffic, so a slow acknowledgement does not hold
 	// the generator back.
@@ -80,7 +71,7 @@ func runSimulate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	slog.Info("simulate: publishing", "topic", *topic, "apps", cfg.Apps, "users_per_app", cfg.UsersPerApp,
+	slog.Info("simulate: publishing", "topic", topic, "apps", cfg.Apps, "users_per_app", cfg.UsersPerApp,
 		"rate", cfg.Rate, "duration", cfg.Duration, "events", cfg.Events, "seed", cfg.Seed)
 	st, simErr := ingest.Simulate(ctx, cfg, p.Publish)
 	closeErr := flushProducer(p)

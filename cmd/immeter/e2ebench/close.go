@@ -19,7 +19,9 @@ type closeFigures struct {
 // `immeter rollup --month M --final` does, and times it.
 func (e *env) monthClose(ctx context.Context) (*closeFigures, error) {
 	loc := time.FixedZone(schemas.DefaultTimezone, 8*3600)
-	r, err := rollup.New(rollup.Config{Brokers: e.cfg.Brokers, Topic: e.billing, Location: loc, Logger: e.log}, e.conn)
+	rcfg := rollup.DefaultConfig()
+	rcfg.Brokers, rcfg.Topic, rcfg.Location, rcfg.Logger = e.cfg.Brokers, e.billing, loc, e.log
+	r, err := rollup.New(rcfg, e.conn)
 	if err != nil {
 		return nil, err
 	}

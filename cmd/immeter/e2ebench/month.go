@@ -146,7 +146,9 @@ func (e *env) syntheticMonth(ctx context.Context, apps, users int) (*monthFigure
 	for _, u := range usage {
 		f.mauTotal += int(u.Usage.MAU)
 	}
-	r, err := rollup.New(rollup.Config{Brokers: e.cfg.Brokers, Topic: e.billing, Location: loc, Logger: e.log}, e.conn)
+	rcfg := rollup.DefaultConfig()
+	rcfg.Brokers, rcfg.Topic, rcfg.Location, rcfg.Logger = e.cfg.Brokers, e.billing, loc, e.log
+	r, err := rollup.New(rcfg, e.conn)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// settingVars are the environment variables the commands read; each case
+// starts with all of them unset but the ones it sets.
+var settingVars = []string{
+	"KAFKA_BROKERS", "KAFKA_PARTITIONS", "KAFKA_REPLICATION", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE",
+	"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "BILLING_TZ", "EVENTS_TOPIC", "DLQ_TOPIC", "BILLING_TOPIC",
+	"AGGREGATE_GROUP", "FLUSH_INTERVAL", "MAX_EVENT_AGE", "MAX_EVENT_FUTURE", "AGGREGATE_SESSION_TIMEOUT",
+	"PLANS_FILE", "ROLLUP_INTERVAL", "SETTLE_AFTER", "ROLLUP_TICK", "IMMETER_SECRETS_FILE", "INGEST_ADDR",
+	"INGEST_MAX_BODY_BYTES", "INGEST_MAX_EVENT_BYTES", "INGEST_MAX_CLOCK_SKEW", "INGEST_PUBLISH_TIMEOUT",
+	"LOG_LEVEL", "STATUS_EVERY", "SIM_RATE", "SIM_APPS", "SIMULATE",
+}
+
+// setEnv sets exactly the variables of kv ("NAME=value") for the test.
+func setEnv(t *testing.T, kv []string) {
+	t.Helper()
+	for _, name := range settingVars {
+		t.Setenv(name, "")
+		os.Unsetenv(name)
+	}
+	for _, s := range kv {
+		name, v, _ := strings.Cut(s, "=")
+		t.Setenv(name, v)
+	}
+}
+
+// services are the settings every command that talks to both needs.
+var services = []string{"KAFKA_BROKERS=127.0.0.1:9", "CLICKHOUSE_ADDR=127.0.0.1:9"}
+
+func checkErr(t *testing.T, err error, wantErr string) bool {
+	t.Helper()
+	if wantErr == "" {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return true
+	}
+	if err == nil || err.Error() != wantErr && !strings.HasPrefix(err.Error(), wantErr) {
+		t.Fatalf("unexpected error; got %v; want %q", err, wantErr)
+	}
+	return false
+}
+
+// TestAggregateSettings checks that every value typed for the aggregator is
+// honoured or rejected by its name, as typed.
+func TestAggregateSettings(t *testing.T) {
+	f := func(env, args []string, wantErr string, check func(o *aggregateOptions)) {
+		t.Helper()
+		setEnv(t, append(append([]string{}, services...), env...))
+		o, err := parseAggregate(args)
+		if checkErr(t, err, wantErr) && check != nil {
+			check(o)
+		}
+	}
+	f(nil, nil, "", func(o *aggregateOptions) {
+		if o.cfg.Group != "immeter-aggregate" || o.cfg.FlushInterval != time.Second || o.cfg.MaxPast != 62*24*time.Hour ||
+			o.cfg.MaxFuture != 10*time.Minute || o.cfg.SessionTimeout != 10*time.Second || o.partitions != 4 {
+			t.Fatalf("unexpected defaults; got %+v", o.cfg)
+		}
+	})
+	f([]string{"MAX_EVENT_FUTURE=0"}, nil, "", func(o *aggregateOptions) {
+		if o.cfg.MaxFuture != 0 {
+			t.Fatalf("MAX_EVENT_FUTURE=0 not honoured; got %s", o.cfg.MaxFuture)
+		}
+	})
+	f([]string{"MAX_EVENT_AGE=720h", "FLUSH_INTERVAL=250ms", "AGGREGATE_SESSION_TIMEOUT=6s", "AGGREGATE_GROUP=g2"}, nil, "", func(o *aggregateOptions) {
+		if o.cfg.MaxPast != 720*time.Hour || o.cfg.FlushInterval != 250*time.Millisecond || o.cfg.SessionTimeout != 6*time.Second || o.cfg.Group != "g2" {
+			t.Fatalf("values not honoured; got %+v", o.cfg)
+		}
+	})
+	f([]string{"MAX_EVENT_AGE=0"}, nil, `MAX_EVENT_AGE: "0": must be > 0`, nil)
+	f([]string{"MAX_EVENT_FUTURE=-1m"}, nil, `MAX_EVENT_FUTURE: "-1m": must not be negative`, nil)
+	f([]string{"FLUSH_INTERVAL=0"}, nil, `FLUSH_INTERVAL: "0": must be > 0`, nil)
+	f([]string{"FLUSH_INTERVAL=soon"}, nil, `FLUSH_INTERVAL: "soon": want a duration`, nil)
+	f([]string{"AGGREGATE_SESSION_TIMEOUT=0"}, nil, `AGGREGATE_SESSION_TIMEOUT: "0": must be >= 6s`, nil)
+	f([]string{"AGGREGATE_SESSION_TIMEOUT=ten"}, nil, `AGGREGATE_SESSION_TIMEOUT: "ten": want a duration`, nil)
+	f([]string{"AGGREGATE_GROUP="}, nil, `AGGREGATE_GROUP: "": must not be empty`, nil)
+	f([]string{"KAFKA_PARTITIONS=four"}, nil, `KAFKA_PARTITIONS: "four": want an integer >= 1`, nil)
+	f([]string{"KAFKA_PARTITIONS=0"}, nil, `KAFKA_PARTITIONS: "0": want an integer >= 1`, nil)
+	f([]string{"LOG_LEVEL=verbose"}, nil, `LOG_LEVEL: "verbose": want debug, info, warn or error`, nil)
+	f([]string{"DLQ_TOPIC=im.usage.events"}, nil, "DLQ_TOPIC: must differ from EVENTS_TOPIC", nil)
+	f([]string{"BILLING_TZ=+8"}, nil, "BILLING_TZ: ", nil)
+	// A flag wins over its variable, and is named as typed when bad.
+	f([]string{"FLUSH_INTERVAL=soon"}, []string{"-flush-interval", "2s"}, "", func(o *aggregateOptions) {
+		if o.cfg.FlushInterval != 2*time.Second {
+			t.Fatalf("-flush-interval not honoured; got %s", o.cfg.FlushInterval)
+		}
+	})
+	f(nil, []string{"-max-future=0", "-clickhouse-password=s3cret", "-log-level=debug"}, "", func(o *aggregateOptions) {
+		if o.cfg.MaxFuture != 0 || o.ch.Password != "s3cret" {
+			t.Fatalf("flags not honoured; got %s %q", o.cfg.MaxFuture, o.ch.Password)
+		}
+	})
+	f(nil, []string{"-session-timeout=1s"}, `-session-timeout: "1s": must be >= 6s`, nil)
+	f([]string{"CLICKHOUSE_PASSWORD=pw"}, nil, "", func(o *aggregateOptions) {
+		if o.ch.Password != "pw" {
+			t.Fatalf("CLICKHOUSE_PASSWORD not honoured; got %q", o.ch.Password)
+		}
+	})
+}
+
+// TestRollupSettings: SETTLE_AFTER=0 means final records right at the end
+// of the month; what cannot work is rejected by name.
+func TestRollupSettings(t *testing.T) {
+	f := func(env []string, wantErr string, check func(s *rollupSettings)) {
+		t.Helper()
+		setEnv(t, append(append([]string{}, services...), env...))
+		_, s, err := parseRollup(nil)
+		if checkErr(t, err, wantErr) && check != nil {
+			check(s)
+		}
+	}
+	f(nil, "", func(s *rollupSettings) {
+		if s.cfg.SettleAfter != 24*time.Hour || s.cfg.Interval != time.Hour || s.cfg.CorrectionMonths != 2 || s.tick != time.Minute {
+			t.Fatalf("unexpected defaults; got %+v tick %s", s.cfg, s.tick)
+		}
+	})
+	f([]string{"SETTLE_AFTER=0"}, "", func(s *rollupSettings) {
+		if s.cfg.SettleAfter != 0 {
+			t.Fatalf("SETTLE_AFTER=0 not honoured; got %s", s.cfg.SettleAfter)
+		}
+	})
+	f([]string{"SETTLE_AFTER=72h"}, "", func(s *rollupSettings) {
+		if s.cfg.SettleAfter != 72*time.Hour {
+			t.Fatalf("SETTLE_AFTER not honoured; got %s", s.cfg.SettleAfter)
+		}
+	})
+	f([]string{"SETTLE_AFTER=-1h"}, `SETTLE_AFTER: "-1h": must not be negative`, nil)
+	f([]string{"SETTLE_AFTER=2000h"}, "SETTLE_AFTER: must be shorter than 56 days", nil)
+	f([]string{"ROLLUP_INTERVAL=0"}, `ROLLUP_INTERVAL: "0": must be > 0`, nil)
+	f([]string{"ROLLUP_TICK=x"}, `ROLLUP_TICK: "x": want a duration`, nil)
+	f([]string{"PLANS_FILE=/nonexistent/plans.yaml"}, "PLANS_FILE: ", nil)
+}
+
+// writeSecrets writes a gateway secrets file and returns its path.
+func writeSecrets(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(p, []byte("1400000001=s3cret-s3cret-s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestIngestSettings: the gateway limits are honoured or rejected by name.
+func TestIngestSettings(t *testing.T) {
+	secrets := "IMMETER_SECRETS_FILE=" + writeSecrets(t)
+	f := func(env []string, wantErr string, check func(o *ingestOptions)) {
+		t.Helper()
+		setEnv(t, append([]string{"KAFKA_BROKERS=127.0.0.1:9", secrets}, env...))
+		o, err := parseIngest(nil)
+		if checkErr(t, err, wantErr) && check != nil {
+			check(o)
+		}
+	}
+	f(nil, "", func(o *ingestOptions) {
+		if o.gw.MaxBodyBytes != 4<<20 || o.gw.MaxEventBytes != 16<<10 || o.gw.MaxClockSkew != 5*time.Minute || o.gw.Addr != ":8080" {
+			t.Fatalf("unexpected defaults; got %+v", o.gw)
+		}
+	})
+	f([]string{"INGEST_MAX_BODY_BYTES=100", "INGEST_MAX_EVENT_BYTES=50", "INGEST_MAX_CLOCK_SKEW=30s"}, "", func(o *ingestOptions) {
+		if o.gw.MaxBodyBytes != 100 || o.gw.MaxEventBytes != 50 || o.gw.MaxClockSkew != 30*time.Second {
+			t.Fatalf("limits not honoured; got %+v", o.gw)
+		}
+	})
+	f([]string{"INGEST_MAX_CLOCK_SKEW=0"}, `INGEST_MAX_CLOCK_SKEW: "0": must be > 0`, nil)
+	f([]string{"INGEST_MAX_BODY_BYTES=-1"}, `INGEST_MAX_BODY_BYTES: "-1": want an integer >= 1`, nil)
+	f([]string{"INGEST_MAX_EVENT_BYTES=16k"}, `INGEST_MAX_EVENT_BYTES: "16k": want an integer >= 1`, nil)
+	f([]string{"KAFKA_REPLICATION=0"}, `KAFKA_REPLICATION: "0": want an integer >= 1`, nil)
+	f([]string{"IMMETER_SECRETS_FILE="}, `IMMETER_SECRETS_FILE: "": must not be empty`, nil)
+	f([]string{"LOG_LEVEL=loud"}, `LOG_LEVEL: "loud": want debug, info, warn or error`, nil)
+}
+
+// TestRunSettings: `immeter run` honours the same settings as the commands
+// it combines, the gateway limits among them.
+func TestRunSettings(t *testing.T) {
+	secrets := "IMMETER_SECRETS_FILE=" + writeSecrets(t)
+	f := func(env []string, wantErr string, check func(o *runOptions)) {
+		t.Helper()
+		setEnv(t, append(append([]string{secrets}, services...), env...))
+		o, err := parseRun(nil)
+		if checkErr(t, err, wantErr) && check != nil {
+			check(o)
+		}
+	}
+	f([]string{"INGEST_MAX_BODY_BYTES=100", "INGEST_MAX_EVENT_BYTES=50", "INGEST_MAX_CLOCK_SKEW=30s", "INGEST_ADDR=127.0.0.1:18080"}, "", func(o *runOptions) {
+		if o.gw.MaxBodyBytes != 100 || o.gw.MaxEventBytes != 50 || o.gw.MaxClockSkew != 30*time.Second || o.gw.Addr != "127.0.0.1:18080" {
+			t.Fatalf("gateway settings not honoured; got %+v", o.gw)
+		}
+	})
+	f([]string{"SETTLE_AFTER=0", "MAX_EVENT_FUTURE=0"}, "", func(o *runOptions) {
+		if o.roll.cfg.SettleAfter != 0 || o.agg.MaxFuture != 0 {
+			t.Fatalf("zeros not honoured; got SETTLE_AFTER %s MAX_EVENT_FUTURE %s", o.roll.cfg.SettleAfter, o.agg.MaxFuture)
+		}
+	})
+	f([]string{"INGEST_MAX_CLOCK_SKEW=0"}, `INGEST_MAX_CLOCK_SKEW: "0": must be > 0`, nil)
+	f([]string{"AGGREGATE_SESSION_TIMEOUT=0"}, `AGGREGATE_SESSION_TIMEOUT: "0": must be >= 6s`, nil)
+	f([]string{"STATUS_EVERY=0"}, `STATUS_EVERY: "0": must be > 0`, nil)
+	f([]string{"SIM_APPS=0"}, `SIM_APPS: "0": want an integer >= 1`, nil)
+	// Without KAFKA_BROKERS run embeds a broker; the rest is checked then.
+	setEnv(t, []string{"CLICKHOUSE_ADDR=127.0.0.1:9", "DLQ_TOPIC=im.usage.events"})
+	o, err := parseRun(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.kafka = "127.0.0.1:9"
+	if err := o.check(); err == nil || !strings.HasPrefix(err.Error(), "DLQ_TOPIC: ") {
+		t.Fatalf("unexpected error; got %v; want DLQ_TOPIC", err)
+	}
+}
