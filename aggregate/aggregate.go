@@ -144,7 +144,7 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 	dlq := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.DLQTopic,
-		Balancer:     &kafka.Hash{},
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
 		// A transport of its own: the shared default caches topic metadata
 		// for seconds and could miss a topic created just before.

@@ -139,7 +139,7 @@ func (e *testEnv) produce(ctx context.Context, t *testing.T, topic string, msgs 
 	// than the test's topics.
 	tr := &kafka.Transport{MetadataTTL: 500 * time.Millisecond}
 	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000, Transport: tr}
 	defer w.Close()
 	for attempt := 1; ; attempt++ {

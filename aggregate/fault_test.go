@@ -375,7 +375,7 @@ func testApps(perPartition int) []uint32 {
 	var apps []uint32
 	n := map[int]int{}
 	for app := uint32(1400000001); len(apps) < perPartition*testPartitions; app++ {
-		p := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(strconv.FormatUint(uint64(app), 10))}, 0, 1, 2, 3)
+		p := (&kafka.Murmur2Balancer{Consistent: true}).Balance(kafka.Message{Key: []byte(strconv.FormatUint(uint64(app), 10))}, 0, 1, 2, 3)
 		if n[p] < perPartition {
 			n[p]++
 			apps = append(apps, app)

@@ -435,7 +435,7 @@ func TestSameOnTopicFromEveryPath(t *testing.T) {
 			t.Fatalf("gateway: %d %s", a.status, a.raw)
 		}
 
-		w := &kafka.Writer{Addr: kafka.TCP(k.brokers...), Topic: topic, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Hash{},
+		w := &kafka.Writer{Addr: kafka.TCP(k.brokers...), Topic: topic, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{Consistent: true},
 			BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 		raw := `{"id":"via-raw-writer","type":"call","app":1400000001,"time":"2026-11-25T13:00:00.123Z","user":"u-42","media":"video","seconds":125,"call":"call-9"}`
 		if err := w.WriteMessages(context.Background(), kafka.Message{Key: []byte("1400000001"), Value: []byte(raw)}); err != nil {

@@ -119,9 +119,11 @@ type ProducerStats struct {
 
 // Producer publishes usage events to Kafka. Publish buffers and returns at
 // once; PublishSync waits for Kafka's acknowledgement. The message key is the
-// app id in decimal, so all events of an app land on one partition (chosen by
-// kafka-go's Hash balancer: FNV-1a of the key, as Sarama does); the value is
-// the event's JSON. Events go to Kafka in the order they were accepted and
+// app id in decimal, so all events of an app land on one partition, chosen
+// as the Java client's default partitioner does for a keyed record:
+// murmur2(key) & 0x7fffffff modulo the partition count (kafka-go's
+// Murmur2Balancer; librdkafka and kcat need partitioner=murmur2_random for
+// the same); the value is the event's JSON. Events go to Kafka in the order they were accepted and
 // are pipelined: a partition's next batches fill while its current one waits
 // for the acknowledgement. Events of one app keep their order except when a
 // write is retried. A Producer is safe for concurrent use.
@@ -212,7 +214,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	p.w = &kafka.Writer{
 		Addr:            kafka.TCP(cfg.Brokers...),
 		Topic:           cfg.Topic,
-		Balancer:        &kafka.Hash{},
+		Balancer:        &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks:    kafka.RequireAll,
 		BatchTimeout:    cfg.Linger,
 		BatchSize:       cfg.BatchSize,

@@ -115,7 +115,7 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 	return &Rollup{cfg: cfg, conn: conn, w: &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
-		Balancer:     &kafka.Hash{},
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
 		// A transport of its own: the shared default caches topic metadata
 		// for seconds and could miss a topic created just before.

@@ -79,7 +79,7 @@ func integration(t *testing.T) *testEnv {
 // produce writes msgs to topic, keyed as given, acknowledged by all replicas.
 func (e *testEnv) produce(ctx context.Context, t *testing.T, topic string, msgs []kafka.Message) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000,
 		Transport: &kafka.Transport{}} // its own metadata cache: the topic is new
 	defer w.Close()

@@ -39,7 +39,7 @@ func (e *env) produce(ctx context.Context, gen *loadgen.Stream, max int64, perSe
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(e.cfg.Brokers...),
 		Topic:        e.events,
-		Balancer:     &kafka.Hash{},
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll, // as the ingest producer
 		BatchSize:    batchSize,
 		BatchBytes:   16 << 20,

@@ -113,7 +113,7 @@ func (e *env) startProbes(ctx context.Context, every time.Duration) *prober {
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(e.cfg.Brokers...),
 		Topic:        e.events,
-		Balancer:     &kafka.Hash{},
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, // not kafka-go's 1 s default
 		Transport:    &kafka.Transport{},
