@@ -1,7 +1,9 @@
 package aggregate
 
 import (
+	"bytes"
 	"encoding/binary"
+	"strconv"
 	"time"
 
 	"github.com/axiomhq/hyperloglog"
@@ -169,6 +171,9 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	s.next = o + 1
 	e, err := schemas.DecodeEvent(value)
 	if err == nil {
+		err = checkKey(key, e.App)
+	}
+	if err == nil {
 		err = s.checkTime(e.Time)
 	}
 	if err != nil {
@@ -248,6 +253,23 @@ func (s *partitionState) replayed(h xxh3.Uint128, o uint64) bool {
 	}
 	first, ok := s.replay[h]
 	return ok && first == o
+}
+
+// checkKey rejects an event whose message key is not its app id in decimal,
+// as the contract requires: with another key (or none) its copies may land
+// in other partitions, where deduplication cannot see them.
+func checkKey(key []byte, app uint32) error {
+	var buf [10]byte
+	if want := strconv.AppendUint(buf[:0], uint64(app), 10); bytes.Equal(key, want) {
+		return nil
+	}
+	if len(key) == 0 {
+		return &schemas.InvalidError{Field: "key", Reason: "missing: the message key must be the app id in decimal (" + strconv.FormatUint(uint64(app), 10) + ")"}
+	}
+	if len(key) > 40 {
+		key = append(key[:40:40], "..."...)
+	}
+	return &schemas.InvalidError{Field: "key", Reason: strconv.Quote(string(key)) + " does not match app " + strconv.FormatUint(uint64(app), 10) + ": the message key must be the app id in decimal"}
 }
 
 func (s *partitionState) checkTime(t time.Time) error {
