@@ -33,9 +33,13 @@ type setting struct {
 	typed     string             // the value as the user typed it
 	from      string             // the variable or -flag that gave typed; "" when unset
 	parse     func(string) error // parses and checks typed into the field
+	isBool    bool               // a flag that needs no value
 }
 
 func (s *setting) String() string { return s.def }
+
+// IsBoolFlag lets a boolean flag be given without a value.
+func (s *setting) IsBoolFlag() bool { return s.isBool }
 
 // Set records a flag's value; parse checks it after all flags are read.
 func (s *setting) Set(v string) error {
@@ -62,7 +66,12 @@ func (r *settings) add(s *setting, usage string) {
 	if v, ok := os.LookupEnv(s.env); ok {
 		s.typed, s.from = v, s.env
 	}
-	r.fs.Var(s, s.flag, usage+" ("+s.env+")")
+	// -h shows the variable as the flag's argument: -flush-interval FLUSH_INTERVAL.
+	q := "`"
+	if s.isBool {
+		q = ""
+	}
+	r.fs.Var(s, s.flag, usage+" ("+q+s.env+q+")")
 	r.all = append(r.all, s)
 }
 
@@ -120,6 +129,23 @@ func (r *settings) float(p *float64, flag, env, usage string) {
 			return errors.New("want a number > 0")
 		}
 		*p = f
+		return nil
+	}}, usage)
+}
+
+// boolean registers a setting that is true or false (1, t, true, 0, f,
+// false, ...); as a flag it needs no value.
+func (r *settings) boolean(p *bool, flag, env, usage string) {
+	def := ""
+	if *p {
+		def = "true"
+	}
+	r.add(&setting{flag: flag, env: env, def: def, isBool: true, parse: func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("want true or false (1 or 0)")
+		}
+		*p = b
 		return nil
 	}}, usage)
 }

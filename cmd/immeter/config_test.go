@@ -205,6 +205,12 @@ func TestRunSettings(t *testing.T) {
 	f([]string{"AGGREGATE_SESSION_TIMEOUT=0"}, `AGGREGATE_SESSION_TIMEOUT: "0": must be >= 6s`, nil)
 	f([]string{"STATUS_EVERY=0"}, `STATUS_EVERY: "0": must be > 0`, nil)
 	f([]string{"SIM_APPS=0"}, `SIM_APPS: "0": want an integer >= 1`, nil)
+	f([]string{"SIMULATE=yes"}, `SIMULATE: "yes": want true or false`, nil)
+	f([]string{"SIMULATE=true"}, "", func(o *runOptions) {
+		if !o.simulate {
+			t.Fatal("SIMULATE=true not honoured")
+		}
+	})
 	// Without KAFKA_BROKERS run embeds a broker; the rest is checked then.
 	setEnv(t, []string{"CLICKHOUSE_ADDR=127.0.0.1:9", "DLQ_TOPIC=im.usage.events"})
 	o, err := parseRun(nil)

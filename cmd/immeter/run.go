@@ -51,7 +51,7 @@ func parseRun(args []string) (*runOptions, error) {
 	r.str(&o.gw.Addr, "ingest-addr", "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
 	r.str(&o.secrets, "secrets", "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
 	gatewayFlags(r, &o.gw)
-	fs.BoolVar(&o.simulate, "simulate", os.Getenv("SIMULATE") == "1", "publish simulated IM traffic (SIMULATE=1)")
+	r.boolean(&o.simulate, "simulate", "SIMULATE", "publish simulated IM traffic")
 	r.float(&o.simRate, "sim-rate", "SIM_RATE", "simulated events per second")
 	integer(r, &o.simApps, "sim-apps", "SIM_APPS", 1, "simulated apps")
 	r.duration(&o.every, "status-every", "STATUS_EVERY", positiveDuration, "how often the status table is printed")
