@@ -211,14 +211,19 @@ func TestRunSettings(t *testing.T) {
 			t.Fatal("SIMULATE=true not honoured")
 		}
 	})
-	// Without KAFKA_BROKERS run embeds a broker; the rest is checked then.
+	// Without KAFKA_BROKERS run embeds a broker; what needs the brokers is
+	// checked then, the rest at once.
 	setEnv(t, []string{"CLICKHOUSE_ADDR=127.0.0.1:9", "DLQ_TOPIC=im.usage.events"})
+	if _, err := parseRun(nil); err == nil || !strings.HasPrefix(err.Error(), "DLQ_TOPIC: ") {
+		t.Fatalf("unexpected error; got %v; want DLQ_TOPIC", err)
+	}
+	setEnv(t, []string{"CLICKHOUSE_ADDR=127.0.0.1:9", "SETTLE_AFTER=2000h"})
 	o, err := parseRun(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.kafka = "127.0.0.1:9"
-	if err := o.check(); err == nil || !strings.HasPrefix(err.Error(), "DLQ_TOPIC: ") {
-		t.Fatalf("unexpected error; got %v; want DLQ_TOPIC", err)
+	if err := o.check(); err == nil || !strings.HasPrefix(err.Error(), "SETTLE_AFTER: ") {
+		t.Fatalf("unexpected error; got %v; want SETTLE_AFTER", err)
 	}
 }

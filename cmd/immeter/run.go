@@ -38,8 +38,8 @@ type runOptions struct {
 }
 
 // parseRun reads the settings of `immeter run`. With KAFKA_BROKERS unset,
-// the shared settings are checked once run has started its embedded broker:
-// see check.
+// what needs the brokers is checked once run has started its embedded
+// broker: see check.
 func parseRun(args []string) (*runOptions, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	r := newSettings(fs)
@@ -64,8 +64,11 @@ func parseRun(args []string) (*runOptions, error) {
 			return nil, err
 		}
 	}
+	if err := o.validate(false, true); err != nil {
+		return nil, err
+	}
 	if o.kafka == "" {
-		return o, nil // checked by check once the embedded broker runs
+		return o, nil // the rest is checked once the embedded broker runs
 	}
 	return o, o.check()
 }
