@@ -98,11 +98,15 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 }
 
 // insertSettings turns off what would change insert semantics on newer
-// servers: each INSERT must be written (and its parts made) before it returns.
+// servers: each INSERT must be written (and its parts made) before it
+// returns, with every row it holds, as 18.16 does.
 func insertSettings(v proto.Version) clickhouse.Settings {
 	s := clickhouse.Settings{}
 	if v.Major > 21 || v.Major == 21 && v.Minor >= 11 {
 		s["async_insert"] = 0 // on by default from 26.2
+		// On by default in current releases: rows of one INSERT with the same
+		// ReplacingMergeTree key are merged before they are written.
+		s["optimize_on_insert"] = 0
 	}
 	return s
 }
