@@ -5,6 +5,8 @@ SHELL := /bin/bash
 export KAFKA_PORT ?= 19092
 export CLICKHOUSE_PORT ?= 19000
 export IMMETER_RUN_DIR ?= $(CURDIR)/.run
+# Embedded ClickHouse engines (24.8, 26.9) that schemas/sql_test.go runs every statement on.
+export CHDB_DIR ?= $(IMMETER_RUN_DIR)/chdb
 
 # Shell prelude for recipes that need the services. `use NAME VAR ADDR` leaves VAR alone
 # if it is set; otherwise it exports VAR=ADDR and starts .ci/NAME.sh unless something
@@ -26,11 +28,13 @@ USE_CLICKHOUSE = use clickhouse CLICKHOUSE_ADDR 127.0.0.1:$(CLICKHOUSE_PORT)
 build:
 	go build -o bin/immeter ./cmd/immeter
 
-# Unit and integration tests against the real services.
+# Unit and integration tests against the real services; every SQL statement also runs on
+# the embedded ClickHouse 24.8 and 26.9 that .ci/chdb.sh installs (pip, into CHDB_DIR).
 test:
 	@$(SERVICES) $(USE_KAFKA); $(USE_CLICKHOUSE); \
 	export IMMETER_INTEGRATION=1; \
 	echo "+ go vet ./..."; go vet ./...; \
+	.ci/chdb.sh install; \
 	mkdir -p .run; \
 	echo "+ go test -count=1 -timeout 15m -v ./... (full log: .run/test.log)"; \
 	rc=0; go test -count=1 -timeout 15m -v ./... > .run/test.log 2>&1 || rc=$$?; \

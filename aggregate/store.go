@@ -57,8 +57,7 @@ func (c *Counters) values() [12]uint64 {
 func (st *store) nextOffset(ctx context.Context, partition int32) (int64, error) {
 	var n uint64
 	var rows uint64
-	err := st.conn.QueryRow(ctx, `SELECT max(next_offset), count() FROM consumer_offsets
-		WHERE consumer_group = ? AND topic = ? AND partition = ?`, st.group, st.topic, partition).Scan(&n, &rows)
+	err := st.conn.QueryRow(ctx, sqlNextOffset, st.group, st.topic, partition).Scan(&n, &rows)
 	if err != nil {
 		return 0, fmt.Errorf("read consumer_offsets: %w", err)
 	}
@@ -70,8 +69,7 @@ func (st *store) nextOffset(ctx context.Context, partition int32) (int64, error)
 
 // loadDays reads the stored counters of the partition's days from minDay on.
 func (st *store) loadDays(ctx context.Context, s *partitionState, from schemas.Day) error {
-	rows, err := st.conn.Query(ctx, `SELECT app, day, max(version), `+countersArgMax+`
-		FROM daily_usage WHERE src_partition = ? AND day >= toDate(?) GROUP BY app, day`, s.partition, from.String())
+	rows, err := st.conn.Query(ctx, sqlLoadDays, s.partition, from.String())
 	if err != nil {
 		return fmt.Errorf("load daily_usage: %w", err)
 	}
@@ -92,8 +90,7 @@ func (st *store) loadDays(ctx context.Context, s *partitionState, from schemas.D
 func (st *store) loadDay(ctx context.Context, partition int32, k dayKey) (Counters, uint64, error) {
 	var c Counters
 	var v uint64
-	rows, err := st.conn.Query(ctx, `SELECT max(version), `+countersArgMax+`
-		FROM daily_usage WHERE src_partition = ? AND app = ? AND day = toDate(?)`, partition, k.app, k.day.String())
+	rows, err := st.conn.Query(ctx, sqlLoadDay, partition, k.app, k.day.String())
 	if err != nil {
 		return c, 0, fmt.Errorf("load daily_usage: %w", err)
 	}
@@ -109,8 +106,7 @@ func (st *store) loadDay(ctx context.Context, partition int32, k dayKey) (Counte
 // loadIDs reads the event ids first seen in the partition from minDay on;
 // those first seen at or after offset from are read again from Kafka.
 func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) error {
-	rows, err := st.conn.Query(ctx, `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
-		WHERE src_partition = ? AND day >= toDate(?) GROUP BY day, id_hi, id_lo`, s.partition, s.minDay.String())
+	rows, err := st.conn.Query(ctx, sqlLoadIDs, s.partition, s.minDay.String())
 	if err != nil {
 		return fmt.Errorf("load event_ids: %w", err)
 	}
@@ -151,7 +147,7 @@ func (st *store) flush(ctx context.Context, s *partitionState, now time.Time) er
 	if err := st.flushRows(ctx, s, now); err != nil {
 		return err
 	}
-	err := schemas.InsertRow(ctx, st.conn, `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)`,
+	err := schemas.InsertRow(ctx, st.conn, sqlInsertOffset,
 		st.group, st.topic, s.partition, s.next, now.UTC().Truncate(time.Second))
 	if err != nil {
 		return fmt.Errorf("write consumer_offsets: %w", err)
@@ -176,8 +172,7 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 	if err := st.dlq.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish to dead-letter topic %s: %w", st.dlq.Topic, err)
 	}
-	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO dead_letters
-		(received_at, src_topic, src_partition, src_offset, app, reason, payload)`)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertDeadLetters)
 	if err != nil {
 		return fmt.Errorf("write dead_letters: %w", err)
 	}
@@ -219,7 +214,7 @@ func (st *store) flushIDs(ctx context.Context, s *partitionState) error {
 	if len(s.pendingIDs) == 0 {
 		return nil
 	}
-	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO event_ids (src_partition, app, day, id_hi, id_lo, src_offset)`)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertEventIDs)
 	if err != nil {
 		return fmt.Errorf("write event_ids: %w", err)
 	}
@@ -243,7 +238,7 @@ func (st *store) flushUsers(ctx context.Context, s *partitionState) error {
 	if len(s.pendingUsers) == 0 {
 		return nil
 	}
-	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO user_days (app, day, user)`)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertUserDays)
 	if err != nil {
 		return fmt.Errorf("write user_days: %w", err)
 	}
@@ -266,7 +261,7 @@ func (st *store) flushPlans(ctx context.Context, s *partitionState) error {
 	if len(s.pendingPlans) == 0 {
 		return nil
 	}
-	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO plan_changes (app, at, at_nanos, edition, id)`)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertPlanChanges)
 	if err != nil {
 		return fmt.Errorf("write plan_changes: %w", err)
 	}
@@ -291,7 +286,7 @@ func (st *store) flushSketches(ctx context.Context, s *partitionState) error {
 		}
 	}
 	if len(sketches) > 0 {
-		b, err := st.conn.PrepareBatch(ctx, `INSERT INTO user_sketches (app, day, writer, version, sketch)`)
+		b, err := st.conn.PrepareBatch(ctx, sqlInsertSketches)
 		if err != nil {
 			return fmt.Errorf("write user_sketches: %w", err)
 		}
@@ -326,7 +321,7 @@ func (st *store) flushCounters(ctx context.Context, s *partitionState, now time.
 	if len(dirty) == 0 {
 		return nil
 	}
-	b, err := st.conn.PrepareBatch(ctx, `INSERT INTO daily_usage (app, day, src_partition, version, `+countersCols+`, updated_at)`)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertDailyUsage)
 	if err != nil {
 		return fmt.Errorf("write daily_usage: %w", err)
 	}
@@ -376,8 +371,7 @@ func appendColumns(b driver.Batch, cols ...any) error {
 // aggregators of group have made events durable in ClickHouse (exclusive):
 // with ingest.EndOffsets, their lag.
 func Progress(ctx context.Context, conn driver.Conn, group, topic string) (map[int]int64, error) {
-	rows, err := conn.Query(ctx, `SELECT partition, max(next_offset) FROM consumer_offsets
-		WHERE consumer_group = ? AND topic = ? GROUP BY partition`, group, topic)
+	rows, err := conn.Query(ctx, sqlProgress, group, topic)
 	if err != nil {
 		return nil, fmt.Errorf("read consumer_offsets: %w", err)
 	}

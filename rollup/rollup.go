@@ -211,8 +211,7 @@ func (r *Rollup) settled(m schemas.Month, now time.Time) bool {
 // changed by merges.
 func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (uint64, error) {
 	var mark uint64
-	err := r.conn.QueryRow(ctx, `SELECT sum(v) FROM (SELECT src_partition, max(version) AS v FROM daily_usage
-		WHERE day >= toDate(?) AND day <= toDate(?) GROUP BY src_partition)`,
+	err := r.conn.QueryRow(ctx, sqlUsageMark,
 		m.FirstDay().String(), m.LastDay().String()).Scan(&mark)
 	if err != nil {
 		return 0, fmt.Errorf("read daily_usage: %w", err)
@@ -365,8 +364,7 @@ type revisionInfo struct {
 
 // latest returns the newest stored revision of each app's month.
 func (r *Rollup) latest(ctx context.Context, m schemas.Month) (map[uint32]revisionInfo, error) {
-	rows, err := r.conn.Query(ctx, `SELECT app, max(revision), argMax(status, revision), argMax(fingerprint, revision),
-		countIf(status != 'provisional') FROM billing_records WHERE month = ? GROUP BY app`, m.String())
+	rows, err := r.conn.Query(ctx, sqlLatest, m.String())
 	if err != nil {
 		return nil, fmt.Errorf("read billing_records: %w", err)
 	}
@@ -399,8 +397,7 @@ func (r *Rollup) store(ctx context.Context, recs []storedRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	b, err := r.conn.PrepareBatch(ctx, `INSERT INTO billing_records
-		(app, month, revision, status, supersedes, edition, mau, total, currency, fingerprint, record, generated_at)`)
+	b, err := r.conn.PrepareBatch(ctx, sqlInsertRecords)
 	if err != nil {
 		return fmt.Errorf("write billing_records: %w", err)
 	}
@@ -444,7 +441,7 @@ func (r *Rollup) publish(ctx context.Context, recs []storedRecord) error {
 	if err := r.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish to %s: %w", r.cfg.Topic, err)
 	}
-	b, err := r.conn.PrepareBatch(ctx, `INSERT INTO billing_published (app, month, revision, published_at)`)
+	b, err := r.conn.PrepareBatch(ctx, sqlInsertPublished)
 	if err != nil {
 		return fmt.Errorf("write billing_published: %w", err)
 	}
@@ -463,9 +460,7 @@ func (r *Rollup) publish(ctx context.Context, recs []storedRecord) error {
 // Repair publishes again, byte for byte, every stored revision that was not
 // marked published (a crash between storing and publishing).
 func (r *Rollup) Repair(ctx context.Context) error {
-	rows, err := r.conn.Query(ctx, `SELECT app, month, revision, any(status), any(record) FROM billing_records
-		WHERE (app, month, revision) NOT IN (SELECT app, month, revision FROM billing_published)
-		GROUP BY app, month, revision ORDER BY app, month, revision`)
+	rows, err := r.conn.Query(ctx, sqlUnpublished)
 	if err != nil {
 		return fmt.Errorf("read unpublished billing_records: %w", err)
 	}
@@ -492,7 +487,7 @@ func (r *Rollup) Repair(ctx context.Context) error {
 // Statement returns the newest stored record of an app's month.
 func Statement(ctx context.Context, conn driver.Conn, app uint32, m schemas.Month) (schemas.BillingRecord, error) {
 	var body string
-	err := conn.QueryRow(ctx, `SELECT argMax(record, revision) FROM billing_records WHERE app = ? AND month = ?`,
+	err := conn.QueryRow(ctx, sqlStatement,
 		app, m.String()).Scan(&body)
 	var rec schemas.BillingRecord
 	if err != nil {

@@ -23,9 +23,9 @@ type MonthUsage struct {
 	Notes       []string  // plan history facts worth a reader's eye
 }
 
-// dailyQuery sums the newest counters of each source partition per app and
+// sqlDaily sums the newest counters of each source partition per app and
 // day (see schemas/migrations/0001_usage.sql).
-const dailyQuery = `SELECT app, day,
+const sqlDaily = `SELECT app, day,
 	sum(logins), sum(messages_c2c), sum(messages_group), sum(messages_community), sum(messages_live),
 	sum(groups_created), sum(groups_dissolved), sum(call_seconds_audio), sum(call_seconds_video)
 FROM (
@@ -56,7 +56,7 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 	}
 
 	daysSeen := map[uint32]int{} // days with a daily_usage row
-	rows, err := conn.Query(ctx, dailyQuery, first, last)
+	rows, err := conn.Query(ctx, sqlDaily, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read daily_usage: %w", err)
 	}
@@ -90,7 +90,7 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		return nil, fmt.Errorf("read daily_usage: %w", err)
 	}
 
-	rows, err = conn.Query(ctx, `SELECT app, uniqExact(user) FROM user_days WHERE day >= toDate(?) AND day <= toDate(?) GROUP BY app`, first, last)
+	rows, err = conn.Query(ctx, sqlMAU, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read user_days: %w", err)
 	}
@@ -110,7 +110,7 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 	// the aggregator): those cannot merge, and the estimate is then the
 	// larger of the partial ones, a lower bound.
 	sketches := map[uint32][]*hyperloglog.Sketch{}
-	rows, err = conn.Query(ctx, `SELECT app, sketch FROM user_sketches WHERE day >= toDate(?) AND day <= toDate(?)`, first, last)
+	rows, err = conn.Query(ctx, sqlSketches, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read user_sketches: %w", err)
 	}
@@ -171,8 +171,7 @@ type planChange struct {
 }
 
 func readPlans(ctx context.Context, conn driver.Conn, before time.Time) (map[uint32][]planChange, error) {
-	rows, err := conn.Query(ctx, `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes
-		WHERE at < toDateTime(?) ORDER BY app, at, at_nanos, id`, before.Unix()+1)
+	rows, err := conn.Query(ctx, sqlPlans, before.Unix()+1)
 	if err != nil {
 		return nil, fmt.Errorf("read plan_changes: %w", err)
 	}

@@ -83,7 +83,7 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
 	}
-	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+c.Database); err != nil {
+	if err := boot.Exec(ctx, fmt.Sprintf(sqlCreateDatabase, c.Database)); err != nil {
 		return nil, fmt.Errorf("clickhouse %s: create database %s: %w", c.Addr, c.Database, err)
 	}
 	conn, err := open(c.Database, insertSettings(v.Version))
@@ -98,11 +98,15 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 }
 
 // insertSettings turns off what would change insert semantics on newer
-// servers: each INSERT must be written (and its parts made) before it returns.
+// servers: each INSERT must be written (and its parts made) before it
+// returns, with every row it holds, as 18.16 does.
 func insertSettings(v proto.Version) clickhouse.Settings {
 	s := clickhouse.Settings{}
 	if v.Major > 21 || v.Major == 21 && v.Minor >= 11 {
 		s["async_insert"] = 0 // on by default from 26.2
+		// On by default in current releases: rows of one INSERT with the same
+		// ReplacingMergeTree key are merged before they are written.
+		s["optimize_on_insert"] = 0
 	}
 	return s
 }
@@ -164,13 +168,11 @@ func splitSQL(body string) []string {
 // Migrate applies the migrations not yet recorded in schema_migrations.
 // Every statement is idempotent, so a migration cut short is applied again.
 func Migrate(ctx context.Context, conn driver.Conn) error {
-	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version UInt32, name String, applied_at DateTime
-	) ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
+	if err := conn.Exec(ctx, sqlCreateMigrations); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	applied := map[uint32]bool{}
-	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations")
+	rows, err := conn.Query(ctx, sqlAppliedMigrations)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -196,7 +198,7 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 				return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
 			}
 		}
-		if err := InsertRow(ctx, conn, "INSERT INTO schema_migrations (version, name, applied_at)",
+		if err := InsertRow(ctx, conn, sqlInsertMigration,
 			uint32(m.Version), m.Name, time.Now().UTC().Truncate(time.Second)); err != nil {
 			return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
 		}

@@ -56,13 +56,13 @@ FROM
         GROUP BY app, day, src_partition
     )
     GROUP BY app, day
-)
+) AS counters
 ANY LEFT JOIN
 (
     SELECT app, day, uniqExact(user) AS active_users
     FROM user_days
     GROUP BY app, day
-) USING (app, day);
+) AS users USING (app, day);
 
 -- The latest revision of each app's monthly record.
 CREATE VIEW IF NOT EXISTS monthly_billing AS

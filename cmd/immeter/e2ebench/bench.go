@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 	e.conn = conn
 	defer func() {
 		if !cfg.Keep {
-			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+e.ch.Database)
+			_ = conn.Exec(context.Background(), fmt.Sprintf(sqlDropDatabase, e.ch.Database))
 			c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
 			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq, e.billing}})
 		} else {

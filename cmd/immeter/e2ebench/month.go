@@ -55,9 +55,7 @@ func (e *env) syntheticMonth(ctx context.Context, apps, users int) (*monthFigure
 	parts := int32(e.cfg.Partitions)
 	// Counters: one row per app, day and the app's partition.
 	{
-		b, err := e.conn.PrepareBatch(ctx, `INSERT INTO daily_usage (app, day, src_partition, version, logins, messages_c2c,
-			messages_group, messages_community, messages_live, groups_created, groups_dissolved, calls_audio, calls_video,
-			call_seconds_audio, call_seconds_video, duplicates, updated_at)`)
+		b, err := e.conn.PrepareBatch(ctx, sqlInsertDailyUsage)
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +100,7 @@ func (e *env) syntheticMonth(ctx context.Context, apps, users int) (*monthFigure
 				sk.InsertHash(xxhash.Sum64String(name))
 			}
 			if len(appCol) >= 1_000_000 || a == apps-1 {
-				b, err := e.conn.PrepareBatch(ctx, `INSERT INTO user_days (app, day, user)`)
+				b, err := e.conn.PrepareBatch(ctx, sqlInsertUserDays)
 				if err != nil {
 					return nil, err
 				}
@@ -113,7 +111,7 @@ func (e *env) syntheticMonth(ctx context.Context, apps, users int) (*monthFigure
 				appCol, dayCol, userCol = appCol[:0], dayCol[:0], userCol[:0]
 			}
 		}
-		b, err := e.conn.PrepareBatch(ctx, `INSERT INTO user_sketches (app, day, writer, version, sketch)`)
+		b, err := e.conn.PrepareBatch(ctx, sqlInsertSketches)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +131,7 @@ func (e *env) syntheticMonth(ctx context.Context, apps, users int) (*monthFigure
 		e.log.Info("bench: synthetic month", "day", d+1, "of", days, "user_days", f.userDays)
 	}
 	f.fill = time.Since(t0)
-	if err := e.conn.Exec(ctx, "OPTIMIZE TABLE user_days FINAL"); err != nil {
+	if err := e.conn.Exec(ctx, fmt.Sprintf(sqlOptimizeFinal, "user_days")); err != nil {
 		return nil, err
 	}
 

@@ -13,8 +13,8 @@ import (
 	"github.com/immeter/immeter/schemas"
 )
 
-// rawEventsTable is the peers' design: every event stored as it came.
-const rawEventsTable = `CREATE TABLE IF NOT EXISTS raw_events (
+// sqlRawEventsTable is the peers' design: every event stored as it came.
+const sqlRawEventsTable = `CREATE TABLE IF NOT EXISTS raw_events (
 	app        UInt32,
 	time       DateTime,
 	type       String,
@@ -33,9 +33,9 @@ const rawEventsTable = `CREATE TABLE IF NOT EXISTS raw_events (
 
 // The peers' month close: exact MAU and the counters, per app.
 const (
-	peerMAU = `SELECT app, uniqExact(user) FROM raw_events
+	sqlPeerMAU = `SELECT app, uniqExact(user) FROM raw_events
 		WHERE type = 'login' AND time >= toDateTime(?) AND time < toDateTime(?) GROUP BY app`
-	peerCounters = `SELECT app, countIf(type = 'login'),
+	sqlPeerCounters = `SELECT app, countIf(type = 'login'),
 		sumIf(count, type = 'message' AND channel = 'c2c'), sumIf(count, type = 'message' AND channel = 'group'),
 		sumIf(count, type = 'message' AND channel = 'community'), sumIf(count, type = 'message' AND channel = 'live'),
 		countIf(type = 'group' AND op = 'create'), countIf(type = 'group' AND op = 'dissolve'),
@@ -66,7 +66,7 @@ type tableSize struct {
 
 func (e *env) peer(ctx context.Context) (*peerFigures, error) {
 	f := &peerFigures{}
-	if err := e.conn.Exec(ctx, rawEventsTable); err != nil {
+	if err := e.conn.Exec(ctx, sqlRawEventsTable); err != nil {
 		return nil, err
 	}
 	end, err := e.endOffsets(ctx)
@@ -206,8 +206,7 @@ func (r *rawRows) insert(ctx context.Context, e *env) error {
 	if r.len() == 0 {
 		return nil
 	}
-	b, err := e.conn.PrepareBatch(ctx, `INSERT INTO raw_events (app, time, type, user, id, platform, channel,
-		count, op, group_id, group_type, media, seconds, edition)`)
+	b, err := e.conn.PrepareBatch(ctx, sqlInsertRawEvents)
 	if err != nil {
 		return err
 	}
@@ -227,7 +226,7 @@ func (r *rawRows) insert(ctx context.Context, e *env) error {
 // peerMonth runs the peers' month close and returns the exact MAU per app.
 func (e *env) peerMonth(ctx context.Context, from, to int64) (map[uint32]uint64, error) {
 	mau := map[uint32]uint64{}
-	rows, err := e.conn.Query(ctx, peerMAU, from, to)
+	rows, err := e.conn.Query(ctx, sqlPeerMAU, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +240,7 @@ func (e *env) peerMonth(ctx context.Context, from, to int64) (map[uint32]uint64,
 		mau[app] = n
 	}
 	rows.Close()
-	rows, err = e.conn.Query(ctx, peerCounters, from, to)
+	rows, err = e.conn.Query(ctx, sqlPeerCounters, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +259,7 @@ func (e *env) peerMonth(ctx context.Context, from, to int64) (map[uint32]uint64,
 // after OPTIMIZE … FINAL when merge is set.
 func (e *env) tableSizes(ctx context.Context, merge bool) ([]tableSize, error) {
 	var names []string
-	rows, err := e.conn.Query(ctx, `SELECT name FROM system.tables WHERE database = ? AND engine LIKE '%MergeTree'`, e.ch.Database)
+	rows, err := e.conn.Query(ctx, sqlMergeTrees, e.ch.Database)
 	if err != nil {
 		return nil, err
 	}
@@ -275,13 +274,12 @@ func (e *env) tableSizes(ctx context.Context, merge bool) ([]tableSize, error) {
 	rows.Close()
 	if merge {
 		for _, n := range names {
-			if err := e.conn.Exec(ctx, "OPTIMIZE TABLE "+n+" FINAL"); err != nil {
+			if err := e.conn.Exec(ctx, fmt.Sprintf(sqlOptimizeFinal, n)); err != nil {
 				return nil, fmt.Errorf("optimize %s: %w", n, err)
 			}
 		}
 	}
-	rows, err = e.conn.Query(ctx, `SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts
-		WHERE database = ? AND active GROUP BY table ORDER BY table`, e.ch.Database)
+	rows, err = e.conn.Query(ctx, sqlTableSizes, e.ch.Database)
 	if err != nil {
 		return nil, err
 	}

@@ -148,8 +148,7 @@ func (e *env) startProbes(ctx context.Context, every time.Duration) *prober {
 		stopped := time.Now()
 		for {
 			var n uint64
-			err := e.conn.QueryRow(context.Background(), `SELECT sum(l) FROM (SELECT argMax(logins, version) AS l
-				FROM daily_usage WHERE app = ? GROUP BY day, src_partition)`, app).Scan(&n)
+			err := e.conn.QueryRow(context.Background(), sqlAppLogins, app).Scan(&n)
 			now := time.Now()
 			p.mu.Lock()
 			if err == nil {

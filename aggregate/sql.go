@@ -1,0 +1,31 @@
+package aggregate
+
+// The statements the aggregator sends; schemas/sql_test.go runs each on every
+// supported ClickHouse version.
+
+const sqlNextOffset = `SELECT max(next_offset), count() FROM consumer_offsets
+		WHERE consumer_group = ? AND topic = ? AND partition = ?`
+
+const sqlLoadDays = `SELECT app, day, max(version), ` + countersArgMax + `
+		FROM daily_usage WHERE src_partition = ? AND day >= toDate(?) GROUP BY app, day`
+
+const sqlLoadDay = `SELECT max(version), ` + countersArgMax + `
+		FROM daily_usage WHERE src_partition = ? AND app = ? AND day = toDate(?)`
+
+const sqlLoadIDs = `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
+		WHERE src_partition = ? AND day >= toDate(?) GROUP BY day, id_hi, id_lo`
+
+const sqlProgress = `SELECT partition, max(next_offset) FROM consumer_offsets
+		WHERE consumer_group = ? AND topic = ? GROUP BY partition`
+
+// Batch inserts: the rows follow as native blocks.
+const (
+	sqlInsertOffset      = `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)`
+	sqlInsertDeadLetters = `INSERT INTO dead_letters
+		(received_at, src_topic, src_partition, src_offset, app, reason, payload)`
+	sqlInsertEventIDs    = `INSERT INTO event_ids (src_partition, app, day, id_hi, id_lo, src_offset)`
+	sqlInsertUserDays    = `INSERT INTO user_days (app, day, user)`
+	sqlInsertPlanChanges = `INSERT INTO plan_changes (app, at, at_nanos, edition, id)`
+	sqlInsertSketches    = `INSERT INTO user_sketches (app, day, writer, version, sketch)`
+	sqlInsertDailyUsage  = `INSERT INTO daily_usage (app, day, src_partition, version, ` + countersCols + `, updated_at)`
+)
