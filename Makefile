@@ -6,7 +6,7 @@ export KAFKA_PORT ?= 19092
 export CLICKHOUSE_PORT ?= 19000
 export IMMETER_RUN_DIR ?= $(CURDIR)/.run
 # Embedded ClickHouse engines (24.8, 26.9) that schemas/sql_test.go runs every statement on.
-export CHDB_DIR ?= $(IMMETER_RUN_DIR)/chdb
+export CHDB_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/chdb
 
 # Shell prelude for recipes that need the services. `use NAME VAR ADDR` leaves VAR alone
 # if it is set; otherwise it exports VAR=ADDR and starts .ci/NAME.sh unless something

@@ -13,7 +13,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-dir=${CHDB_DIR:-${IMMETER_RUN_DIR:-$root/.run}/chdb}
+dir=${CHDB_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/immeter/chdb}
 engines=("26.9 chdb-core==26.9.0" "24.8 chdb==2.1.1")
 
 say() { echo "chdb: $*"; }
