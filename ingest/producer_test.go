@@ -70,8 +70,8 @@ func TestConstructorsValid(t *testing.T) {
 			t.Fatalf("unexpected id %q; want 32 hex digits", e.ID)
 		}
 	}
-	if NewID() == NewID() {
-		t.Fatalf("NewID repeats")
+	if a, b := NewID(), NewID(); a == b {
+		t.Fatalf("NewID repeats: %s", a)
 	}
 }
 

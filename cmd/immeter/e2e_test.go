@@ -19,10 +19,9 @@ import (
 // truth is the expected usage of one app's month, computed by the test from
 // the stream it publishes, independently of the pipeline.
 type truth struct {
-	users     map[string]bool
-	usage     schemas.Usage
-	dailyNet  map[schemas.Day]int64
-	seenDupes int
+	users    map[string]bool
+	usage    schemas.Usage
+	dailyNet map[schemas.Day]int64
 }
 
 // stream builds a deterministic stream for three apps over October and

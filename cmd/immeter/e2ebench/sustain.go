@@ -99,12 +99,11 @@ func (e *env) sustain(ctx context.Context, gen *loadgen.Stream, agg *aggProc, pe
 // new user each, and watches ClickHouse for the day's login count of that
 // app: probe k is visible once the count passes k.
 type prober struct {
-	mu    sync.Mutex
-	sent  []time.Time
-	seen  []time.Duration
-	done  chan struct{}
-	err   error
-	count int
+	mu   sync.Mutex
+	sent []time.Time
+	seen []time.Duration
+	done chan struct{}
+	err  error
 }
 
 func (e *env) startProbes(ctx context.Context, every time.Duration) *prober {
