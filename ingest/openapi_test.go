@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"gopkg.in/yaml.v3"
 )
 
@@ -51,6 +52,43 @@ var loadOpenAPI = sync.OnceValues(func() (*openAPIDoc, error) {
 	return &d, nil
 })
 
+// loadSpec reads schemas/openapi.yaml with kin-openapi, resolving
+// event.schema.json from the file beside it.
+var loadSpec = sync.OnceValues(func() (*openapi3.T, error) {
+	l := openapi3.NewLoader()
+	l.IsExternalRefsAllowed = true
+	return l.LoadFromFile(openAPIPath)
+})
+
+// TestOpenAPIValid checks schemas/openapi.yaml against the OpenAPI
+// specification (3.1: event.schema.json is draft 2020-12, which 3.0 rejects),
+// and that its Event schema is event.schema.json in force.
+func TestOpenAPIValid(t *testing.T) {
+	doc, err := loadSpec()
+	if err != nil {
+		t.Fatalf("loading %s: %v", openAPIPath, err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("%s is not a valid OpenAPI document: %v", openAPIPath, err)
+	}
+	event := doc.Components.Schemas["Event"].Value
+	f := func(e string, valid bool) {
+		t.Helper()
+		var v any
+		if err := json.Unmarshal([]byte(e), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := event.VisitJSON(v, openapi3.EnableJSONSchema2020()); (err == nil) != valid {
+			t.Fatalf("unexpected validation of %s; got error %v; want valid=%v", e, err, valid)
+		}
+	}
+	f(ev(`"type":"login","user":"u1"`), true)
+	f(ev(`"type":"message","user":"u1","channel":"c2c","count":2`), true)
+	f(ev(`"type":"message","user":"u1","channel":"sms"`), false)
+	f(ev(`"type":"login","user":"u1","count":0`), false)
+	f(`{"type":"login","user":"u1"}`, false)
+}
+
 // documented says whether schemas/openapi.yaml lists status for the route.
 func documented(t testing.TB, method, path string, status int) bool {
 	t.Helper()
@@ -70,8 +108,12 @@ func TestOpenAPIMatchesHandler(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loading %s: %v", openAPIPath, err)
 	}
-	if !strings.HasPrefix(d.OpenAPI, "3.0.") {
-		t.Fatalf("unexpected openapi version %q; want 3.0.x", d.OpenAPI)
+	if !strings.HasPrefix(d.OpenAPI, "3.1.") {
+		t.Fatalf("unexpected openapi version %q; want 3.1.x", d.OpenAPI)
+	}
+	spec, err := loadSpec()
+	if err != nil {
+		t.Fatalf("loading %s: %v", openAPIPath, err)
 	}
 
 	var routes, paths []string
@@ -170,8 +212,19 @@ func TestOpenAPIMatchesHandler(t *testing.T) {
 				}
 				delete(scenarios, name)
 				g, r := run()
-				if a := serve(t, g, r); strconv.Itoa(a.status) != status {
+				a := serve(t, g, r)
+				if strconv.Itoa(a.status) != status {
 					t.Errorf("%s: the handler answered %d: %s", name, a.status, a.raw)
+				}
+				// The answer against the response schema of openapi.yaml.
+				mt := spec.Paths.Find(path).GetOperation(strings.ToUpper(method)).Responses.Value(status).Value.Content.Get(a.header.Get("Content-Type"))
+				var body any
+				if mt == nil {
+					t.Errorf("%s: Content-Type %q is not documented", name, a.header.Get("Content-Type"))
+				} else if err := json.Unmarshal([]byte(a.raw), &body); err != nil {
+					t.Errorf("%s: the answer is not JSON: %v: %s", name, err, a.raw)
+				} else if err := mt.Schema.Value.VisitJSON(body, openapi3.EnableJSONSchema2020()); err != nil {
+					t.Errorf("%s: the answer does not match openapi.yaml: %v", name, err)
 				}
 			}
 		}
