@@ -7,6 +7,9 @@ export CLICKHOUSE_PORT ?= 19000
 export IMMETER_RUN_DIR ?= $(CURDIR)/.run
 # Embedded ClickHouse engines (24.8, 26.9) that schemas/sql_test.go runs every statement on.
 export CHDB_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/chdb
+# staticcheck for `make lint`, pinned (2026.2.2 supports Go 1.26); installed once into the cache.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/bin/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 # Shell prelude for recipes that need the services. `use NAME VAR ADDR` leaves VAR alone
 # if it is set; otherwise it exports VAR=ADDR and starts .ci/NAME.sh unless something
@@ -23,7 +26,7 @@ SERVICES = started=; \
 USE_KAFKA = use kafka KAFKA_BROKERS 127.0.0.1:$(KAFKA_PORT)
 USE_CLICKHOUSE = use clickhouse CLICKHOUSE_ADDR 127.0.0.1:$(CLICKHOUSE_PORT)
 
-.PHONY: build test run bench bench-accuracy services-up services-down fmt vet clean
+.PHONY: build test test-race run bench bench-accuracy services-up services-down fmt vet lint clean
 
 build:
 	go build -o bin/immeter ./cmd/immeter
@@ -40,6 +43,17 @@ test:
 	rc=0; go test -count=1 -timeout 15m -v ./... > .run/test.log 2>&1 || rc=$$?; \
 	grep -E '^(--- FAIL|FAIL|ok|panic)|^\s+\S+_test\.go:[0-9]+:' .run/test.log || true; \
 	echo "test: $$(grep -c -- '--- PASS' .run/test.log) passed, $$(grep -c -- '--- FAIL' .run/test.log) failed, $$(grep -c -- '--- SKIP' .run/test.log) skipped"; \
+	exit $$rc
+
+# The tests that need no services, under the race detector: integration tests skip
+# (IMMETER_INTEGRATION, KAFKA_BROKERS and CLICKHOUSE_ADDR unset), -short skips long runs.
+test-race:
+	@mkdir -p .run; \
+	echo "+ go test -race -short -count=1 -timeout 10m -v ./... (full log: .run/test-race.log)"; \
+	rc=0; env -u IMMETER_INTEGRATION -u KAFKA_BROKERS -u CLICKHOUSE_ADDR \
+		go test -race -short -count=1 -timeout 10m -v ./... > .run/test-race.log 2>&1 || rc=$$?; \
+	grep -E '^(--- FAIL|FAIL|ok|panic|WARNING: DATA RACE)|^\s+\S+_test\.go:[0-9]+:' .run/test-race.log || true; \
+	echo "test-race: $$(grep -c -- '--- PASS' .run/test-race.log) passed, $$(grep -c -- '--- FAIL' .run/test-race.log) failed, $$(grep -c -- '--- SKIP' .run/test-race.log) skipped"; \
 	exit $$rc
 
 # All-in-one pipeline with simulated traffic; uses an embedded Kafka broker unless
@@ -81,6 +95,15 @@ fmt:
 
 vet:
 	go vet ./...
+
+# go vet, staticcheck and gofmt; fails on any finding.
+lint: $(STATICCHECK)
+	go vet ./...
+	$(STATICCHECK) ./...
+	@out=$$(gofmt -s -l .); if [ -n "$$out" ]; then echo "gofmt -s -l: not formatted (make fmt):"; echo "$$out"; exit 1; fi
+
+$(STATICCHECK):
+	GOBIN=$(@D) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 clean: services-down
 	rm -rf bin .run
