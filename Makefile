@@ -11,22 +11,11 @@ export CHDB_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/chdb
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/bin/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-# Shell prelude for recipes that need the services. `use NAME VAR ADDR` leaves VAR alone
-# if it is set; otherwise it exports VAR=ADDR and starts .ci/NAME.sh unless something
-# already answers there. On exit (success, failure or Ctrl-C) it stops only what it started.
-SERVICES = started=; \
-	trap 'for s in $$started; do .ci/$$s.sh stop; done' EXIT; \
-	trap 'exit 130' INT TERM; \
-	use() { \
-		if [ -n "$${!2:-}" ]; then echo "$$1: using $$2=$${!2}"; return; fi; \
-		export "$$2=$$3"; \
-		if .ci/$$1.sh status >/dev/null; then echo "$$1: using running instance at $$3"; \
-		else started="$$1 $$started"; .ci/$$1.sh start; fi; \
-	};
-USE_KAFKA = use kafka KAFKA_BROKERS 127.0.0.1:$(KAFKA_PORT)
-USE_CLICKHOUSE = use clickhouse CLICKHOUSE_ADDR 127.0.0.1:$(CLICKHOUSE_PORT)
+# Recipes that need the services run under .ci/services.sh: it uses KAFKA_BROKERS and
+# CLICKHOUSE_ADDR when set, else starts what does not answer on the ports above, and on
+# exit (success, failure or Ctrl-C) stops only what it started.
 
-.PHONY: build test test-race run bench bench-accuracy services-up services-down fmt vet lint clean
+.PHONY: build test test-body test-race run bench bench-body bench-accuracy services-up services-down fmt vet lint clean
 
 build:
 	go build -o bin/immeter ./cmd/immeter
@@ -34,8 +23,11 @@ build:
 # Unit and integration tests against the real services; every SQL statement also runs on
 # the embedded ClickHouse 24.8 and 26.9 that .ci/chdb.sh installs (pip, into CHDB_DIR).
 test:
-	@$(SERVICES) $(USE_KAFKA); $(USE_CLICKHOUSE); \
-	export IMMETER_INTEGRATION=1; \
+	@.ci/services.sh kafka clickhouse -- $(MAKE) --no-print-directory test-body
+
+# test's work, once the services are up.
+test-body:
+	@export IMMETER_INTEGRATION=1; \
 	echo "+ go vet ./..."; go vet ./...; \
 	.ci/chdb.sh install; \
 	mkdir -p .run; \
@@ -59,8 +51,7 @@ test-race:
 # All-in-one pipeline with simulated traffic; uses an embedded Kafka broker unless
 # KAFKA_BROKERS is set. Ctrl-C stops the binary and the ClickHouse it started.
 run: build
-	@$(SERVICES) $(USE_CLICKHOUSE); \
-	bin/immeter run --simulate
+	@.ci/services.sh clickhouse -- bin/immeter run --simulate
 
 # Benchmarks (BENCHMARKS.md): the Go benchmarks, 5 runs each, into
 # .run/bench/latest.txt (compare runs with benchstat:
@@ -71,11 +62,14 @@ run: build
 BENCH_E2E_FLAGS ?=
 bench: build
 	@mkdir -p .run/bench
-	@$(SERVICES) $(USE_KAFKA); $(USE_CLICKHOUSE); \
-	export IMMETER_INTEGRATION=1; \
+	@.ci/services.sh kafka clickhouse -- $(MAKE) --no-print-directory bench-body
+	@echo "bench: results in .run/bench/latest.txt and .run/bench/e2e-latest.txt"
+
+# bench's work, once the services are up.
+bench-body:
+	@export IMMETER_INTEGRATION=1; \
 	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./... | tee .run/bench/latest.txt; \
 	bin/immeter bench --dir .run/bench $(BENCH_E2E_FLAGS) | tee .run/bench/e2e-latest.txt
-	@echo "bench: results in .run/bench/latest.txt and .run/bench/e2e-latest.txt"
 
 # The MAU estimate's accuracy table: 100 seeded trials at 1k to 10M users (about 3 minutes).
 bench-accuracy:

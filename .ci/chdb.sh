@@ -15,20 +15,21 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir=${CHDB_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/immeter/chdb}
 engines=("26.9 chdb-core==26.9.0" "24.8 chdb==2.1.1")
-
-say() { echo "chdb: $*"; }
+name=chdb
+# shellcheck source=.ci/lib.sh
+. "$root/.ci/lib.sh"
 
 install() {
 	local e name pkg
 	for e in "${engines[@]}"; do
 		read -r name pkg <<<"$e"
 		[ -f "$dir/$name/.complete" ] && continue
-		command -v python3 >/dev/null || { echo "chdb: python3 not found" >&2; exit 1; }
+		command -v python3 >/dev/null || fail "python3 not found"
 		say "installing $pkg into $dir/$name"
 		rm -rf "$dir/$name"
 		PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$dir/$name" "$pkg"
 		PYTHONPATH="$dir/$name" python3 -S -c 'import chdb; from chdb import session; session.Session().query("SELECT 1")' ||
-			{ echo "chdb: $pkg does not import from $dir/$name" >&2; exit 1; }
+			fail "$pkg does not import from $dir/$name"
 		touch "$dir/$name/.complete"
 	done
 }

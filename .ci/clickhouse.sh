@@ -16,20 +16,17 @@ dir=${IMMETER_RUN_DIR:-$root/.run}/clickhouse
 pidfile=$dir/clickhouse.pid
 log=$dir/log/clickhouse-server.log
 timeout=${CLICKHOUSE_START_TIMEOUT:-60}
-
-say() { echo "clickhouse: $*"; }
+name=clickhouse
+ours_match=$dir/config.xml
+logs=("$dir/stdout.log" "$log")
+# shellcheck source=.ci/lib.sh
+. "$root/.ci/lib.sh"
 
 # Debian ships clickhouse-server/clickhouse-client; upstream packages ship one `clickhouse` binary.
 query() {
 	local client=(clickhouse client)
 	command -v clickhouse-client >/dev/null && client=(clickhouse-client)
 	timeout 10 "${client[@]}" --host 127.0.0.1 --port "$port" -q "$1" 2>/dev/null
-}
-
-ours() { # prints the pid from the pid file if that process is our server
-	local pid
-	pid=$(cat "$pidfile" 2>/dev/null) || return 1
-	grep -qa "$dir/config.xml" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
 }
 
 install() {
@@ -116,18 +113,6 @@ EOF
     </quotas>
 </yandex>
 EOF
-}
-
-fail() {
-	echo "clickhouse: $*" >&2
-	for f in "$dir/stdout.log" "$log"; do
-		[ -s "$f" ] || continue
-		echo "--- tail of $f" >&2
-		tail -n 40 "$f" >&2
-	done
-	local pid
-	if pid=$(ours); then kill -9 "$pid" 2>/dev/null || true; fi
-	exit 1
 }
 
 start() {

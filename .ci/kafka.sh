@@ -18,23 +18,13 @@ dir=${IMMETER_RUN_DIR:-$root/.run}/kafka
 pidfile=$dir/kafka.pid
 log=$dir/kafka.log
 timeout=${KAFKA_START_TIMEOUT:-60}
-
-say() { echo "kafka: $*"; }
+name=kafka
+ours_match=kafka.Kafka
+logs=("$log")
+# shellcheck source=.ci/lib.sh
+. "$root/.ci/lib.sh"
 
 answers() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; }
-
-ours() { # prints the pid from the pid file if that process is our broker
-	local pid
-	pid=$(cat "$pidfile" 2>/dev/null) || return 1
-	grep -qa kafka.Kafka "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
-}
-
-apt_install() {
-	local sudo=''
-	[ "$(id -u)" = 0 ] || sudo=sudo
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 fetch() {
 	# kcat, a third-party client the ingest tests publish with.
@@ -111,17 +101,6 @@ appender.out.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = warn
 rootLogger.appenderRef.out.ref = out
 EOF
-}
-
-fail() {
-	echo "kafka: $*" >&2
-	if [ -f "$log" ]; then
-		echo "--- tail of $log" >&2
-		tail -n 40 "$log" >&2
-	fi
-	local pid
-	if pid=$(ours); then kill -9 "$pid" 2>/dev/null || true; fi
-	exit 1
 }
 
 start() {
