@@ -161,6 +161,8 @@ func splitSQL(body string) []string {
 	return out
 }
 
+const sqlAppliedMigrations = "SELECT version FROM schema_migrations"
+
 // Migrate applies the migrations not yet recorded in schema_migrations.
 // Every statement is idempotent, so a migration cut short is applied again.
 func Migrate(ctx context.Context, conn driver.Conn) error {
@@ -170,7 +172,7 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	applied := map[uint32]bool{}
-	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations")
+	rows, err := conn.Query(ctx, sqlAppliedMigrations)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -183,6 +185,9 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 		applied[v] = true
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil { // a cut read would apply migrations again
+		return fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
 	ms, err := Migrations()
 	if err != nil {
 		return err
