@@ -135,7 +135,9 @@ func TestRecordSchema(t *testing.T) {
 // TestDecideStatus is the table of which record, if any, a pass publishes
 // for an app's month.
 func TestDecideStatus(t *testing.T) {
-	prev := func(status, fp string) *revisionInfo { return &revisionInfo{revision: 4, status: status, fingerprint: fp} }
+	prev := func(status, fp string) *revisionInfo {
+		return &revisionInfo{revision: 4, status: status, fingerprint: fp}
+	}
 	const same, changed = "fp-a", "fp-b"
 	for _, c := range []struct {
 		name    string
