@@ -155,15 +155,26 @@ type Result struct {
 }
 
 // Run publishes records until ctx is done. First it republishes stored
-// revisions that Kafka never acknowledged. Then, every tick, for the open
+// revisions that Kafka never acknowledged (retrying every tick until that
+// succeeds). Then, every tick, for the open
 // month and the CorrectionMonths before it: a month still open or not yet
 // settled gets provisional records at most every Interval; a settled month
 // gets its final records once, and corrections whenever its usage changed.
 // A month is recomputed only when its usage changed (see usageMark) or its
 // final is due, so a pass over quiet months costs one small query each.
 func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
-	if err := r.Repair(ctx); err != nil {
-		return err
+	// Nothing new is published before the unacknowledged revisions are out.
+	for {
+		err := r.Repair(ctx)
+		if err == nil {
+			break
+		}
+		r.cfg.Logger.Warn("rollup: repair; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(tick):
+		}
 	}
 	type monthState struct {
 		mark    usageMark // at the last successful pass
