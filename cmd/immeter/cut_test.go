@@ -28,9 +28,9 @@ type cutProxy struct {
 
 	mu       sync.Mutex
 	pattern  []byte
-	cutAfter int // bytes of the response passed before a cut
-	cuts     int // responses still to cut
-	done     int // responses cut
+	cutAfter int        // bytes of the response passed before a cut
+	cuts     int        // responses still to cut
+	done     int        // responses cut
 	last     *proxyConn // the connection of the last watched statement
 }
 
