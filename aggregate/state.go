@@ -174,11 +174,18 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 		err = checkKey(key, e.App)
 	}
 	if err == nil {
-		err = s.checkTime(e.Time)
+		err = s.checkTime(e.Time, e.Type == schemas.Plan)
 	}
 	if err != nil {
 		s.reject(offset, key, value, e.App, err.Error())
 		return Rejected, nil
+	}
+	if e.Type == schemas.Plan {
+		// Plan events are state, not usage: accepted at any age, written to
+		// plan_changes (a set, so a replay adds nothing), never counted and
+		// never in the dedup window. The rollup sees them in its plan mark.
+		s.pendingPlans = append(s.pendingPlans, e)
+		return Counted, nil
 	}
 	day := schemas.DayOf(e.Time, s.loc)
 	h := idHash(e.App, e.ID)
@@ -204,8 +211,6 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	switch e.Type {
 	case schemas.Login:
 		s.addUser(st, e.App, day, e.User)
-	case schemas.Plan:
-		s.pendingPlans = append(s.pendingPlans, e)
 	}
 	if o < st.version {
 		return Replayed, nil
@@ -272,14 +277,19 @@ func checkKey(key []byte, app uint32) error {
 	return &schemas.InvalidError{Field: "key", Reason: strconv.Quote(string(key)) + " does not match app " + strconv.FormatUint(uint64(app), 10) + ": the message key must be the app id in decimal"}
 }
 
-func (s *partitionState) checkTime(t time.Time) error {
+// checkTime refuses events too far in the future, and usage events older
+// than the accepted window; anyAge lets a plan event through at any age.
+func (s *partitionState) checkTime(t time.Time, anyAge bool) error {
 	if !s.maxTime.IsZero() && t.After(s.maxTime) && s.clock != nil {
 		s.maxTime = s.clock().Add(s.maxFuture) // the bound may be a flush old
 	}
 	if !s.maxTime.IsZero() && t.After(s.maxTime) {
 		return &schemas.InvalidError{Field: "time", Reason: "too far in the future: " + t.Format(time.RFC3339) + " is after " + s.maxTime.Format(time.RFC3339)}
 	}
-	if d := schemas.DayOf(t, s.loc); d < s.minDay {
+	if anyAge && t.Unix() < 0 {
+		return &schemas.InvalidError{Field: "time", Reason: "too old: " + t.Format(time.RFC3339) + " is before 1970-01-01T00:00:00Z, the first instant plan_changes holds"}
+	}
+	if d := schemas.DayOf(t, s.loc); d < s.minDay && !anyAge {
 		return &schemas.InvalidError{Field: "time", Reason: "too old: day " + d.String() + " is before the accepted window starting " + s.minDay.String()}
 	}
 	return nil

@@ -137,9 +137,18 @@ const (
 	// corrections after that.
 	Auto Mode = iota
 	// ForceFinal: final now if the month has none, else a correction if the
-	// figures changed (immeter rollup --month M --final).
+	// figures changed (immeter rollup --month M --final). Refused, with an
+	// error wrapping ErrMonthNotEnded, while the month has not ended in the
+	// billing time zone.
 	ForceFinal
+	// ForceFinalOpen is ForceFinal without that check: a month may be
+	// finalized before it ends (immeter rollup --final --allow-open-month).
+	ForceFinalOpen
 )
+
+// ErrMonthNotEnded says a final record was asked for a month that has not
+// ended in the billing time zone.
+var ErrMonthNotEnded = errors.New("the month has not ended in the billing time zone")
 
 // Result counts the records a pass published.
 type Result struct {
@@ -147,18 +156,29 @@ type Result struct {
 }
 
 // Run publishes records until ctx is done. First it republishes stored
-// revisions that Kafka never acknowledged. Then, every tick, for the open
+// revisions that Kafka never acknowledged (retrying every tick until that
+// succeeds). Then, every tick, for the open
 // month and the CorrectionMonths before it: a month still open or not yet
 // settled gets provisional records at most every Interval; a settled month
 // gets its final records once, and corrections whenever its usage changed.
 // A month is recomputed only when its usage changed (see usageMark) or its
 // final is due, so a pass over quiet months costs one small query each.
 func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
-	if err := r.Repair(ctx); err != nil {
-		return err
+	// Nothing new is published before the unacknowledged revisions are out.
+	for {
+		err := r.Repair(ctx)
+		if err == nil {
+			break
+		}
+		r.cfg.Logger.Warn("rollup: repair; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(tick):
+		}
 	}
 	type monthState struct {
-		mark    uint64    // usageMark at the last successful pass
+		mark    usageMark // at the last successful pass
 		at      time.Time // when that pass ran
 		settled bool      // that pass ran after the settlement time
 	}
@@ -205,16 +225,27 @@ func (r *Rollup) settled(m schemas.Month, now time.Time) bool {
 	return !now.Before(m.End(r.cfg.Location).Add(r.cfg.SettleAfter))
 }
 
-// usageMark changes whenever usage of month m is written: it sums, over
-// source partitions, the newest version (offset) of the month's counter
-// rows, which grows with every flush that touches the month and is not
-// changed by merges.
-func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (uint64, error) {
-	var mark uint64
-	err := r.conn.QueryRow(ctx, sqlUsageMark,
-		m.FirstDay().String(), m.LastDay().String()).Scan(&mark)
+// usageMark changes whenever what month m is billed from is written.
+type usageMark struct {
+	// usage sums, over source partitions, the newest version (offset) of
+	// the month's counter rows, which grows with every flush that touches
+	// the month and is not changed by merges.
+	usage uint64
+	// plans counts the distinct plan changes in force before the month
+	// ends. Plan events never touch the counters (they are accepted at any
+	// age), so a plan change, however old, is seen here.
+	plans uint64
+}
+
+func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (usageMark, error) {
+	var mark usageMark
+	err := r.conn.QueryRow(ctx, sqlUsageMark, m.FirstDay().String(), m.LastDay().String()).Scan(&mark.usage)
 	if err != nil {
-		return 0, fmt.Errorf("read daily_usage: %w", err)
+		return mark, fmt.Errorf("read daily_usage: %w", err)
+	}
+	// As readPlans: whole seconds, the at_nanos of the last one do not matter here.
+	if err := r.conn.QueryRow(ctx, sqlPlanMark, m.End(r.cfg.Location).Unix()+1).Scan(&mark.plans); err != nil {
+		return mark, fmt.Errorf("read plan_changes: %w", err)
 	}
 	return mark, nil
 }
@@ -223,6 +254,10 @@ func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (uint64, error)
 // allows.
 func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Result, error) {
 	var res Result
+	if end := m.End(r.cfg.Location); mode == ForceFinal && r.cfg.Now().Before(end) {
+		return res, fmt.Errorf("%s: %w (%s): it ends at %s", m, ErrMonthNotEnded,
+			schemas.TimezoneName(r.cfg.Location), end.In(r.cfg.Location).Format(time.RFC3339))
+	}
 	usage, err := ReadMonth(ctx, r.conn, m, r.cfg.Location)
 	if err != nil {
 		return res, err
@@ -252,23 +287,21 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		}
 		fp := fingerprint(rec)
 		prev, hasPrev := latest[app]
-		finalized := hasPrev && prev.status != schemas.Provisional
-		switch {
-		case finalized && prev.fingerprint == fp:
+		var p *revisionInfo
+		if hasPrev {
+			p = &prev
+		}
+		rec.Status = decideStatus(p, fp, settled, mode)
+		switch rec.Status {
+		case "":
 			res.Unchanged++
 			continue
-		case finalized:
-			rec.Status = schemas.Correction
-			res.Correction++
-		case settled || mode == ForceFinal:
-			rec.Status = schemas.Final
-			res.Final++
-		case hasPrev && prev.fingerprint == fp:
-			res.Unchanged++
-			continue
-		default:
-			rec.Status = schemas.Provisional
+		case schemas.Provisional:
 			res.Provisional++
+		case schemas.Final:
+			res.Final++
+		case schemas.Correction:
+			res.Correction++
 		}
 		rec.Revision = 1
 		if hasPrev {
@@ -288,6 +321,33 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		r.cfg.Logger.Info("rollup: published", "month", m, "provisional", res.Provisional, "final", res.Final, "correction", res.Correction)
 	}
 	return res, nil
+}
+
+// decideStatus returns the status of the next revision of an app's month,
+// or "" when no record is due. prev is the newest stored revision (nil if
+// none), fp the fingerprint of the figures now, settled whether the
+// settlement time has passed.
+//
+//   - After a final or a correction: a correction if the figures changed,
+//     else nothing.
+//   - Otherwise, once settled or when forced: the final, even if the figures
+//     are those of the last provisional record.
+//   - Otherwise: a provisional record if there is none or the figures
+//     changed, else nothing.
+func decideStatus(prev *revisionInfo, fp string, settled bool, mode Mode) string {
+	switch {
+	case prev != nil && prev.status != schemas.Provisional:
+		if prev.fingerprint == fp {
+			return ""
+		}
+		return schemas.Correction
+	case settled || mode == ForceFinal || mode == ForceFinalOpen:
+		return schemas.Final
+	case prev != nil && prev.fingerprint == fp:
+		return ""
+	default:
+		return schemas.Provisional
+	}
 }
 
 // Record prices one app's month. Status, revision and time are left to the caller.
@@ -478,6 +538,9 @@ func (r *Rollup) Repair(ctx context.Context) error {
 		})
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read unpublished billing_records: %w", err)
+	}
 	if len(recs) > 0 {
 		r.cfg.Logger.Info("rollup: republishing unacknowledged revisions", "count", len(recs))
 	}

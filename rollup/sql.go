@@ -15,6 +15,10 @@ const sqlPlans = `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_chang
 const sqlUsageMark = `SELECT sum(v) FROM (SELECT src_partition, max(version) AS v FROM daily_usage
 		WHERE day >= toDate(?) AND day <= toDate(?) GROUP BY src_partition)`
 
+// sqlPlanMark counts the distinct plan changes in force before a month ends
+// (plan events are accepted at any age, so a change however old is seen).
+const sqlPlanMark = `SELECT uniqExact(app, at, at_nanos, edition, id) FROM plan_changes WHERE at < toDateTime(?)`
+
 const sqlLatest = `SELECT app, max(revision), argMax(status, revision), argMax(fingerprint, revision),
 		countIf(status != 'provisional') FROM billing_records WHERE month = ? GROUP BY app`
 

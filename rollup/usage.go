@@ -104,6 +104,11 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		get(app).Usage.MAU = n
 	}
 	rows.Close()
+	// A stream cut in the middle ends the loop early: without this check
+	// the MAU would be too small, and could be published as final.
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read user_days: %w", err)
+	}
 
 	// An app's sketches of a month merge into one, unless the month holds
 	// sketches of two precisions (written before and after an upgrade of
@@ -132,6 +137,9 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		}
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read user_sketches: %w", err)
+	}
 	for app, sks := range sketches {
 		for _, sk := range sks {
 			get(app).Usage.MAUEstimate = max(get(app).Usage.MAUEstimate, sk.Estimate())
@@ -193,14 +201,16 @@ func readPlans(ctx context.Context, conn driver.Conn, before time.Time) (map[uin
 }
 
 // editionDays returns the edition in force at the end of each day of the
-// month: the last change before the next day starts; Developer before any.
+// month: the last change on that day or before; Developer before any. A
+// change's day is schemas.DayOf, as for usage, so days whose midnight a
+// change of offset skips or repeats are cut where the aggregator cuts them.
 func editionDays(changes []planChange, m schemas.Month, loc *time.Location) []Edition {
 	sort.SliceStable(changes, func(i, j int) bool { return changes[i].at.Before(changes[j].at) })
 	days := make([]Edition, m.Days())
 	cur, i := EditionDeveloper, 0
 	for d := range days {
-		end := time.Date(m.Year, m.Month, d+2, 0, 0, 0, 0, loc) // start of the next day
-		for i < len(changes) && changes[i].at.Before(end) {
+		day := m.FirstDay() + schemas.Day(d)
+		for i < len(changes) && schemas.DayOf(changes[i].at, loc) <= day {
 			cur = changes[i].edition
 			i++
 		}

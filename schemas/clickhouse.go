@@ -185,6 +185,9 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 		applied[v] = true
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil { // a cut read would apply migrations again
+		return fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
 	ms, err := Migrations()
 	if err != nil {
 		return err

@@ -118,6 +118,7 @@ func samples() map[string]sample {
 		"rollup.sqlMAU":             {args: []any{"2026-10-01", "2026-10-31"}},
 		"rollup.sqlSketches":        {args: []any{"2026-10-01", "2026-10-31"}},
 		"rollup.sqlPlans":           {args: []any{octEnd + 1}},
+		"rollup.sqlPlanMark":        {args: []any{octEnd + 1}},
 		"rollup.sqlUsageMark":       {args: []any{"2026-10-01", "2026-10-31"}, alt: [][]any{{"2026-12-01", "2026-12-31"}}},
 		"rollup.sqlLatest":          {args: []any{"2026-10"}},
 		"rollup.sqlUnpublished":     {},

@@ -22,6 +22,7 @@ Commands:
   ingest     HTTP gateway: POST /v1/events
   simulate   publish simulated IM traffic
   usage      print an app's monthly statement
+  plans      import FILE: publish the editions of many apps (app,edition,from lines) as plan events
   migrate    apply the ClickHouse migrations
   bench      end-to-end benchmark on private topics and a private database (BENCHMARKS.md)
 

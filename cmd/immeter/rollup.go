@@ -30,6 +30,7 @@ type rollupSettings struct {
 	tick  time.Duration
 	month string
 	final bool
+	open  bool // --allow-open-month
 }
 
 // register adds the rollup settings with the defaults of rollup.DefaultConfig.
@@ -66,7 +67,8 @@ func parseRollup(args []string) (*common, *rollupSettings, error) {
 	var s rollupSettings
 	s.register(r)
 	fs.StringVar(&s.month, "month", "", "roll up this month (YYYY-MM) once and exit")
-	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed)")
+	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed); refused before the month has ended in the billing time zone")
+	fs.BoolVar(&s.open, "allow-open-month", false, "with --final: finalize a month that has not ended yet (its later usage then comes as corrections)")
 	if err := r.parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -88,6 +90,16 @@ func runRollup(ctx context.Context, args []string) error {
 		}
 	} else if s.final {
 		return errors.New("--final: needs --month")
+	}
+	if s.open && !s.final {
+		return errors.New("--allow-open-month: only with --final")
+	}
+	// A final record is invoiced: a month typed wrong must not be closed.
+	if s.final && !s.open {
+		if end := month.End(c.loc); time.Now().Before(end) {
+			return fmt.Errorf("--month %s --final: %s has not ended in the billing time zone %s (it ends at %s); final records are invoiced. Check the month, or add --allow-open-month to finalize it anyway",
+				month, month, schemas.TimezoneName(c.loc), end.Format(time.RFC3339))
+		}
 	}
 	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
 		return err
@@ -111,6 +123,9 @@ func runRollup(ctx context.Context, args []string) error {
 	mode := rollup.Auto
 	if s.final {
 		mode = rollup.ForceFinal
+	}
+	if s.open {
+		mode = rollup.ForceFinalOpen
 	}
 	res, err := r.Publish(ctx, month, mode)
 	if err != nil {
