@@ -15,7 +15,9 @@ import (
 // testRollup is a Rollup for pricing only: it never connects.
 func testRollup(t *testing.T, loc *time.Location) *Rollup {
 	t.Helper()
-	r, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Location: loc}, nil)
+	cfg := DefaultConfig()
+	cfg.Brokers, cfg.Location = []string{"127.0.0.1:1"}, loc
+	r, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,9 @@ func TestRollupFinalOpenMonth(t *testing.T) {
 		t.Errorf("--allow-open-month without --final: got %v", err)
 	}
 	// The package refuses it too, before reading anything.
-	r, err := rollup.New(rollup.Config{Brokers: []string{"127.0.0.1:1"}, Location: loc}, nil)
+	cfg := rollup.DefaultConfig()
+	cfg.Brokers, cfg.Location = []string{"127.0.0.1:1"}, loc
+	r, err := rollup.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +44,18 @@ func TestRollupFinalOpenMonth(t *testing.T) {
 // TestBillingTZSetting checks that a bad BILLING_TZ stops a command at
 // start, naming the setting.
 func TestBillingTZSetting(t *testing.T) {
-	for _, tz := range []string{"", "Local", "+-8:00", "-+1:00", "+14:59", "+8"} {
-		err := runRollup(context.Background(), []string{"--kafka", "127.0.0.1:1", "--clickhouse", "127.0.0.1:1", "--tz", tz, "--month", "2026-01"})
+	for _, tz := range []string{"Local", "+-8:00", "-+1:00", "+14:59", "+8"} {
+		t.Setenv("BILLING_TZ", tz)
+		err := runRollup(context.Background(), []string{"--kafka", "127.0.0.1:1", "--clickhouse", "127.0.0.1:1", "--month", "2026-01"})
 		if err == nil || !strings.HasPrefix(err.Error(), "BILLING_TZ: ") {
 			t.Errorf("BILLING_TZ=%q: got %v; want an error naming BILLING_TZ", tz, err)
+		}
+	}
+	// Typed as a flag, the error names the flag; an empty zone is refused too.
+	for _, tz := range []string{"", "Local", "+-8:00"} {
+		err := runRollup(context.Background(), []string{"--kafka", "127.0.0.1:1", "--clickhouse", "127.0.0.1:1", "--tz", tz, "--month", "2026-01"})
+		if err == nil || !strings.HasPrefix(err.Error(), "-tz: ") {
+			t.Errorf("--tz %q: got %v; want an error naming -tz", tz, err)
 		}
 	}
 }

@@ -185,6 +185,7 @@ type common struct {
 	events     string
 	dlq        string
 	billing    string
+	tzSetting  *setting // where tz came from, to name it in an error
 }
 
 // register adds the shared settings with their defaults.
@@ -200,6 +201,7 @@ func (c *common) register(r *settings) {
 	r.str(&c.ch.Username, "clickhouse-user", "CLICKHOUSE_USER", true, "ClickHouse user")
 	r.secret(&c.ch.Password, "clickhouse-password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
 	r.str(&c.tz, "tz", "BILLING_TZ", true, "billing time zone: +08:00 or an IANA name")
+	c.tzSetting = r.all[len(r.all)-1]
 	r.str(&c.events, "events-topic", "EVENTS_TOPIC", true, "usage events topic")
 	r.str(&c.dlq, "dlq-topic", "DLQ_TOPIC", true, "dead-letter topic")
 	r.str(&c.billing, "billing-topic", "BILLING_TOPIC", true, "billing records topic")
@@ -218,7 +220,11 @@ func (c *common) validate(needKafka, needCH bool) error {
 	}
 	loc, err := schemas.ParseTimezone(c.tz)
 	if err != nil {
-		return fmt.Errorf("BILLING_TZ: %w", err)
+		name := "BILLING_TZ"
+		if c.tzSetting != nil && c.tzSetting.from != "" {
+			name = c.tzSetting.from // as the user typed it: the variable or -tz
+		}
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	c.loc = loc
 	if c.events == c.dlq {
