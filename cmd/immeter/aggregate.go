@@ -20,6 +20,7 @@ func aggregateFlags(fs *flag.FlagSet, cfg *aggregate.Config) {
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", envDuration("FLUSH_INTERVAL", d.FlushInterval), "longest wait before folded events are written (FLUSH_INTERVAL)")
 	fs.DurationVar(&cfg.MaxPast, "max-past", envDuration("MAX_EVENT_AGE", d.MaxPast), "oldest accepted event, before now (MAX_EVENT_AGE)")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", envDuration("AGGREGATE_SESSION_TIMEOUT", d.SessionTimeout), "consumer group session timeout (AGGREGATE_SESSION_TIMEOUT)")
+	fs.DurationVar(&cfg.StuckRecheck, "stuck-recheck", envDuration("AGGREGATE_STUCK_RECHECK", d.StuckRecheck), "how often a stuck partition is checked for an accepted gap (AGGREGATE_STUCK_RECHECK)")
 	fs.DurationVar(&cfg.MaxFuture, "max-future", envDuration("MAX_EVENT_FUTURE", d.MaxFuture), "latest accepted event, after now (MAX_EVENT_FUTURE)")
 }
 
@@ -45,6 +46,9 @@ func runAggregate(ctx context.Context, args []string) error {
 func newAggregator(ctx context.Context, c *common, cfg aggregate.Config) (*aggregate.Aggregator, error) {
 	if cfg.FlushInterval < 0 || cfg.MaxPast < 0 || cfg.MaxFuture < 0 {
 		return nil, fmt.Errorf("FLUSH_INTERVAL, MAX_EVENT_AGE, MAX_EVENT_FUTURE: want durations like 1s or 1488h")
+	}
+	if cfg.StuckRecheck < 0 {
+		return nil, fmt.Errorf("AGGREGATE_STUCK_RECHECK: want a duration like 5s")
 	}
 	cfg.Brokers = brokers(c.kafka)
 	cfg.Topic, cfg.DLQTopic, cfg.Location = c.events, c.dlq, c.loc
