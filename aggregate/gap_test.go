@@ -290,6 +290,36 @@ func TestRecreatedTopicStopsPartitionUntilAccepted(t *testing.T) {
 	}
 }
 
+// The same under a running aggregator: whether its fetch at the old offset
+// fails (the new topic is shorter) or succeeds (it is longer already), the
+// flush notices the other topic ID and writes none of the new topic's
+// events with the old topic's positions.
+func TestTopicRecreatedUnderRunningAggregator(t *testing.T) {
+	t.Parallel()
+	env := integration(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := aggregate.Config{FlushInterval: 100 * time.Millisecond, StuckRecheck: 200 * time.Millisecond}
+	env.produce(ctx, t, env.events, logins("a", 50))
+	agg, stop := env.runAggregator(ctx, t, "a", cfg, env.conn)
+	env.waitAggregated(ctx, t)
+	env.recreateTopic(ctx, t)
+	env.produce(ctx, t, env.events, logins("b", 80))
+	waitStuck(ctx, t, agg, aggregate.GapTopicRecreated)
+	if l, u := env.totals(ctx, t); l != 50 || u != 50 {
+		t.Fatalf("unexpected totals while stuck; got %d logins, %d users; want 50, 50", l, u)
+	}
+	env.accept(ctx, t)
+	env.waitAggregated(ctx, t)
+	stop()
+	if st := agg.Stats(); st.Counted != 130 || len(st.Stuck) != 0 {
+		t.Errorf("unexpected stats; got %+v; want 130 counted, none stuck", st)
+	}
+	if l, u := env.totals(ctx, t); l != 130 || u != 130 {
+		t.Errorf("unexpected totals; got %d logins, %d users; want 130, 130", l, u)
+	}
+}
+
 // recreateTopic deletes the events topic and creates it again, empty.
 func (e *testEnv) recreateTopic(ctx context.Context, t *testing.T) {
 	t.Helper()
