@@ -464,3 +464,53 @@ func (e *testEnv) optimizeFinal(ctx context.Context, t *testing.T, table string)
 		}
 	}
 }
+
+// A database lost (dropped and migrated again) while the aggregator was
+// down, when Kafka no longer has the partition from offset 0: the group's
+// committed offsets say a position was stored, so the partition is stuck
+// (state-lost) rather than read from the log start as if new, until the
+// gap is accepted.
+func TestStateLostWhileDownStopsPartitionUntilAccepted(t *testing.T) {
+	t.Parallel()
+	env := integration(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := aggregate.Config{FlushInterval: 100 * time.Millisecond, StuckRecheck: 200 * time.Millisecond}
+	env.produce(ctx, t, env.events, logins("a", 100))
+	_, stop := env.runAggregator(ctx, t, "before", cfg, env.conn)
+	env.waitAggregated(ctx, t)
+	stop()
+	if err := env.conn.Exec(ctx, "DROP DATABASE "+env.ch.Database); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := schemas.OpenClickHouse(ctx, env.ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	end := env.endOffsets(ctx, t, env.events)
+	cut, kept := map[int]int64{}, 0
+	for p, o := range end {
+		cut[p] = o / 2
+		kept += int(o - cut[p])
+	}
+	env.deleteRecords(ctx, t, cut)
+
+	agg, stop := env.runAggregator(ctx, t, "after", cfg, env.conn)
+	for _, s := range waitStuck(ctx, t, agg, aggregate.GapStateLost) {
+		if s.Position != -1 || s.LogStart != cut[s.Partition] {
+			t.Errorf("partition %d: unexpected stuck report %+v; want no position, log start %d", s.Partition, s, cut[s.Partition])
+		}
+	}
+	gaps := env.accept(ctx, t)
+	for p, g := range gaps {
+		if g.Kind != aggregate.GapStateLost || g.From != 0 || g.To != cut[p] {
+			t.Errorf("partition %d: unexpected gap %+v; want state-lost from 0 to %d", p, g, cut[p])
+		}
+	}
+	env.waitAggregated(ctx, t)
+	stop()
+	if l, u := env.totals(ctx, t); l != uint64(kept) || u != l {
+		t.Errorf("unexpected totals; got %d logins, %d users; want %d", l, u, kept)
+	}
+}
