@@ -312,8 +312,10 @@ func TestTopicRecreatedUnderRunningAggregator(t *testing.T) {
 	env.accept(ctx, t)
 	env.waitAggregated(ctx, t)
 	stop()
-	if st := agg.Stats(); st.Counted != 130 || len(st.Stuck) != 0 {
-		t.Errorf("unexpected stats; got %+v; want 130 counted, none stuck", st)
+	// Stats count what was folded: events of the new topic read before the
+	// flush noticed it, dropped unwritten, count again once read again.
+	if st := agg.Stats(); st.Counted < 130 || len(st.Stuck) != 0 {
+		t.Errorf("unexpected stats; got %+v; want at least 130 counted, none stuck", st)
 	}
 	if l, u := env.totals(ctx, t); l != 130 || u != 130 {
 		t.Errorf("unexpected totals; got %d logins, %d users; want 130, 130", l, u)
