@@ -326,6 +326,11 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 		case <-work.Done():
 		}
 	}()
+	defer func() { // revoked or stopped: no longer this aggregator's to report
+		a.mu.Lock()
+		delete(a.stuck, p.ID)
+		a.mu.Unlock()
+	}()
 	lost := false
 	for work.Err() == nil {
 		s, start, err := a.open(work, p.ID, p.Offset, lost)
