@@ -44,6 +44,7 @@ type fetcher struct {
 	log       *slog.Logger
 	batches   chan *batch // fetched, in order
 	free      chan *batch // folded, to reuse
+	failed    chan error  // why the fetcher stopped before its context ended
 }
 
 func newFetcher(brokers []string, topic string, partition int, log *slog.Logger) *fetcher {
@@ -58,6 +59,7 @@ func newFetcher(brokers []string, topic string, partition int, log *slog.Logger)
 		log:       log,
 		batches:   make(chan *batch, 1),
 		free:      make(chan *batch, 3),
+		failed:    make(chan error, 1),
 	}
 }
 
@@ -75,9 +77,10 @@ const (
 )
 
 // run fetches from offset on into f.batches until ctx ends. A failing fetch
-// is retried with backoff (100 ms to 5 s), never skipped: an offset out of
-// range (events deleted by retention before they were aggregated) is logged
-// at level error at every retry.
+// is retried with backoff (100 ms to 5 s), never skipped; an offset out of
+// range (events deleted by retention before they were aggregated, or a
+// topic recreated) stops the fetcher with the error on f.failed: the
+// aggregator checks the log's offsets and holds the partition stuck.
 func (f *fetcher) run(ctx context.Context, offset int64) {
 	defer f.transport.CloseIdleConnections()
 	backoff := 100 * time.Millisecond
@@ -87,11 +90,11 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 			if ctx.Err() != nil {
 				return
 			}
-			level := slog.LevelWarn
 			if errors.Is(err, kafka.OffsetOutOfRange) {
-				level = slog.LevelError
+				f.failed <- err
+				return
 			}
-			f.log.Log(ctx, level, "aggregate: fetch; retrying", "offset", offset, "err", err, "backoff", backoff)
+			f.log.Warn("aggregate: fetch; retrying", "offset", offset, "err", err, "backoff", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -124,7 +127,9 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 		return nil, offset, err
 	}
 	if res.Error != nil {
-		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w (log start %d, end %d)", f.topic, f.partition, offset, res.Error, res.LogStartOffset, res.HighWatermark)
+		// The log's offsets are -1 in an error answer: the aggregator asks
+		// for them (ListOffsets) when it matters.
+		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w", f.topic, f.partition, offset, res.Error)
 	}
 	var b *batch
 	select {

@@ -115,7 +115,10 @@ type partitionState struct {
 	idsSwept   schemas.Day // minDay of the last sweep of ids in evict
 	load       func(dayKey) (Counters, uint64, error)
 
-	next      uint64 // next offset to read
+	next      uint64 // next position to read: Kafka offset + base
+	base      int64  // the partition epoch's offset_base
+	stored    int64  // the position stored in ClickHouse when loaded or last written; -1: none
+	topicID   string // the Kafka topic ID read; "" unknown
 	flushes   uint64 // evict calls so far: one per flush
 	sketchSeq int    // numbers this writer's sketches
 	// writer names this state's sketches in user_sketches: unique per
@@ -138,6 +141,7 @@ func newPartitionState(partition int32, loc *time.Location) *partitionState {
 		ids:       newIDSet(0),
 		replay:    map[xxh3.Uint128]uint64{},
 		users:     newUserCache(userCacheBuckets),
+		stored:    -1,
 	}
 }
 
@@ -167,7 +171,7 @@ func prefixHash(prefix uint64, n int, s string) xxh3.Uint128 {
 
 // Apply folds one message at offset of the partition into the state.
 func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error) {
-	o := uint64(offset)
+	o := uint64(offset + s.base)
 	s.next = o + 1
 	e, err := schemas.DecodeEvent(value)
 	if err == nil {

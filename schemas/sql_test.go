@@ -89,21 +89,31 @@ func samples() map[string]sample {
 			{app1, at("2026-10-20 08:00:00"), uint32(0), "premium", "p2"}, // the same event again
 			{app2, at("2026-11-01 00:00:01"), uint32(0), "premium", "p3"}, // after October
 		}},
-		"aggregate.sqlInsertOffset": {rows: [][]any{
+		"aggregate.sqlInsertPosition": {rows: [][]any{
 			{"g", "im.usage.events", int32(0), uint64(100), at("2026-10-01 00:00:10")},
 			{"g", "im.usage.events", int32(0), uint64(250), at("2026-10-02 00:00:10")},
 			{"g", "im.usage.events", int32(1), uint64(41), at("2026-10-03 00:00:10")},
+		}},
+		"aggregate.sqlInsertEpoch": {rows: [][]any{
+			{"g", "im.usage.events", int32(0), uint32(0), "tid-a", int64(0), uint64(0), at("2026-10-01 00:00:01")},
+			{"g", "im.usage.events", int32(0), uint32(1), "tid-b", int64(250), uint64(250), at("2026-10-05 00:00:01")},
+		}},
+		"aggregate.sqlInsertGap": {rows: [][]any{
+			{"g", "im.usage.events", int32(0), "topic-recreated", "tid-a", "tid-b", int64(250), int64(0), int64(250), uint64(250),
+				at("2026-10-05 00:00:01"), "ops", "INC-1"},
 		}},
 		"aggregate.sqlInsertDeadLetters": {rows: [][]any{
 			{at("2026-10-01 00:00:10"), "im.usage.events", int32(0), int64(7), app1, "type: unknown", `{"type":"nope"}`},
 		}},
 		// Aggregates over no row still give one row, of zeros or "": the
 		// Go code relies on it.
-		"aggregate.sqlNextOffset": {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},
-		"aggregate.sqlLoadDays":   {args: []any{int32(0), "2026-10-01"}},
-		"aggregate.sqlLoadDay":    {args: []any{int32(0), app1, "2026-10-01"}, alt: [][]any{{int32(0), app1, "2026-10-09"}}},
-		"aggregate.sqlLoadIDs":    {args: []any{int32(0), "2026-10-01"}},
-		"aggregate.sqlProgress":   {args: []any{"g", "im.usage.events"}},
+		"aggregate.sqlReadPosition":  {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},
+		"aggregate.sqlLoadDays":      {args: []any{int32(0), "2026-10-01"}},
+		"aggregate.sqlLoadDay":       {args: []any{int32(0), app1, "2026-10-01"}, alt: [][]any{{int32(0), app1, "2026-10-09"}}},
+		"aggregate.sqlLoadIDs":       {args: []any{int32(0), "2026-10-01"}},
+		"aggregate.sqlProgress":      {args: []any{"g", "im.usage.events"}},
+		"aggregate.sqlProgressBases": {args: []any{"g", "im.usage.events"}},
+		"aggregate.sqlReadEpoch":     {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},
 
 		"rollup.sqlInsertRecords": {rows: [][]any{
 			{app1, "2026-10", uint32(1), "provisional", uint32(0), "standard", uint64(3), decimal.RequireFromString("12.30"),

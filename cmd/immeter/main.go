@@ -24,6 +24,7 @@ Commands:
   usage      print an app's monthly statement
   plans      import FILE: publish the editions of many apps (app,edition,from lines) as plan events
   migrate    apply the ClickHouse migrations
+  accept-gap record the offsets a stuck partition cannot aggregate, and go on past them
   bench      end-to-end benchmark on private topics and a private database (BENCHMARKS.md)
 
 Run 'immeter <command> -h' for the flags of a command. Every flag can also be
