@@ -527,7 +527,7 @@ const maxPast = 100 * 24 * time.Hour
 func (e *testEnv) runAggregator(ctx context.Context, t *testing.T, name string, cfg aggregate.Config, conn driver.Conn) (*aggregate.Aggregator, func()) {
 	t.Helper()
 	log := &syncWriter{}
-	// The test sets FlushInterval and MaxPending when it cares; the rest is
+	// The test sets FlushInterval, MaxPending, Now and StuckRecheck when it cares; the rest is
 	// the defaults, with the env's topics and group.
 	d := aggregate.DefaultConfig()
 	if cfg.FlushInterval != 0 {
@@ -538,6 +538,9 @@ func (e *testEnv) runAggregator(ctx context.Context, t *testing.T, name string, 
 	}
 	if cfg.Now != nil {
 		d.Now = cfg.Now
+	}
+	if cfg.StuckRecheck != 0 {
+		d.StuckRecheck = cfg.StuckRecheck
 	}
 	cfg = d
 	cfg.Brokers, cfg.Topic, cfg.DLQTopic, cfg.Group = e.brokers, e.events, e.dlq, e.group
