@@ -31,10 +31,9 @@ func TestOldPlanEvents(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 11, 5, 8, 0, 0, 0, loc))
 	const appA, appB, appC = 1400000101, 1400000102, 1400000103
 
-	agg, err := aggregate.New(aggregate.Config{
-		Brokers: env.brokers, Topic: env.events, DLQTopic: env.dlq, Group: env.group,
-		Location: loc, FlushInterval: 50 * time.Millisecond, Now: clock.Now,
-	}, env.conn)
+	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
+		c.Location, c.FlushInterval, c.Now = loc, 50*time.Millisecond, clock.Now
+	}), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
