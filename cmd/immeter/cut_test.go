@@ -181,10 +181,9 @@ func TestCutStream(t *testing.T) {
 	const apps, users = 20, 50
 	oct := schemas.Month{Year: 2026, Month: time.October}
 
-	agg, err := aggregate.New(aggregate.Config{
-		Brokers: env.brokers, Topic: env.events, DLQTopic: env.dlq, Group: env.group,
-		Location: loc, FlushInterval: 50 * time.Millisecond, Now: clock.Now,
-	}, env.conn)
+	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
+		c.Location, c.FlushInterval, c.Now = loc, 50*time.Millisecond, clock.Now
+	}), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +230,7 @@ func TestCutStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	r, err := rollup.New(rollup.Config{Brokers: env.brokers, Topic: env.billing, Location: loc, Now: clock.Now}, conn)
+	r, err := rollup.New(testRollupConfig(env, func(c *rollup.Config) { c.Location, c.Now = loc, clock.Now }), conn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestOldPlanEvents(t *testing.T) {
 	env.produce(ctx, t, env.events, msgs)
 	env.waitAggregated(ctx, t, env.events)
 
-	r, err := rollup.New(rollup.Config{Brokers: env.brokers, Topic: env.billing, Location: loc, Now: clock.Now, Interval: time.Hour}, env.conn)
+	r, err := rollup.New(testRollupConfig(env, func(c *rollup.Config) { c.Location, c.Now, c.Interval = loc, clock.Now, time.Hour }), env.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
