@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // Config configures an Aggregator. Zero fields take the defaults of
@@ -130,6 +131,8 @@ type Aggregator struct {
 
 	stats Stats // updated atomically
 
+	metrics *metrics // for Prometheus (metrics.go)
+
 	mu    sync.Mutex
 	opens int // partitions opened, to name their sketch writers
 }
@@ -164,6 +167,7 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 		dlq:  dlq,
 		store: &store{conn: conn, group: cfg.Group, topic: cfg.Topic, dlq: dlq, writer: hex.EncodeToString(id[:]),
 			inserts: make(chan struct{}, maxSetInserts)},
+		metrics: newMetrics(),
 	}, nil
 }
 
@@ -203,6 +207,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				return nil
 			}
 			a.cfg.Logger.Warn("consumer group: next generation", "err", err)
+			telemetry.KafkaError(telemetry.KafkaJoinGroup)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -216,6 +221,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			ids[i] = p.ID
 		}
 		a.cfg.Logger.Info("aggregate: assigned partitions", "generation", gen.ID, "partitions", ids)
+		a.metrics.assign(ids)
 		for _, p := range parts {
 			p := p
 			gen.Start(func(genCtx context.Context) {
@@ -230,6 +236,8 @@ func (a *Aggregator) Run(ctx context.Context) error {
 // it is flushed first).
 func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation, p kafka.PartitionAssignment) {
 	log := a.cfg.Logger.With("partition", p.ID)
+	pm := a.metrics.start(p.ID)
+	defer pm.stop()
 	work, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -249,6 +257,7 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 	}
 	defer s.free()
 	f := newFetcher(a.cfg.Brokers, a.cfg.Topic, p.ID, log)
+	f.m = pm.opened(start)
 	go f.run(work, start)
 	log.Info("aggregate: consuming", "from", start)
 
@@ -386,6 +395,7 @@ func (a *Aggregator) apply(ctx context.Context, s *partitionState, offset int64,
 	case Rejected:
 		atomic.AddUint64(&a.stats.Rejected, 1)
 	}
+	a.metrics.outcome(s.partition, out)
 	return nil
 }
 
@@ -393,7 +403,7 @@ func (a *Aggregator) apply(ctx context.Context, s *partitionState, offset int64,
 // is unavailable; consumption waits meanwhile, so memory stays bounded.
 func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Generation, log *slog.Logger) error {
 	now := a.cfg.Now()
-	_, err := retry(ctx, log, "flush", func() (int, error) { return 0, a.store.flush(ctx, s, now) })
+	_, err := retry(ctx, log, "flush", func() (int, error) { return 0, a.metrics.flush(s, func() error { return a.store.flush(ctx, s, now) }) })
 	if err != nil {
 		return err
 	}
@@ -402,6 +412,7 @@ func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Ge
 	// durable position is in ClickHouse, written above.
 	if err := gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {int(s.partition): int64(s.next)}}); err != nil {
 		log.Debug("aggregate: commit offset", "err", err)
+		telemetry.KafkaError(telemetry.KafkaCommit)
 	}
 	a.window(s, now)
 	s.evict(schemas.DayOf(now, a.cfg.Location) - 1)

@@ -21,6 +21,8 @@ type batch struct {
 	offsets []int64
 	ends    []int32 // message i's key is data[ends[2i-1]:ends[2i]], its value data[ends[2i]:ends[2i+1]]
 	data    []byte
+	// lastTime is the Kafka timestamp (Unix ns) of the last message.
+	lastTime int64
 }
 
 func (b *batch) len() int { return len(b.offsets) }
@@ -44,6 +46,7 @@ type fetcher struct {
 	log       *slog.Logger
 	batches   chan *batch // fetched, in order
 	free      chan *batch // folded, to reuse
+	m         *partitionMetrics
 }
 
 func newFetcher(brokers []string, topic string, partition int, log *slog.Logger) *fetcher {
@@ -63,6 +66,7 @@ func newFetcher(brokers []string, topic string, partition int, log *slog.Logger)
 
 // recycle gives a folded batch back for reuse.
 func (f *fetcher) recycle(b *batch) {
+	f.m.appliedBatch(b)
 	select {
 	case f.free <- b:
 	default:
@@ -87,6 +91,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 			if ctx.Err() != nil {
 				return
 			}
+			f.m.fetchFailed(err)
 			level := slog.LevelWarn
 			if errors.Is(err, kafka.OffsetOutOfRange) {
 				level = slog.LevelError
@@ -126,6 +131,7 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 	if res.Error != nil {
 		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w (log start %d, end %d)", f.topic, f.partition, offset, res.Error, res.LogStartOffset, res.HighWatermark)
 	}
+	f.m.fetched(res.HighWatermark)
 	var b *batch
 	select {
 	case b = <-f.free:
@@ -159,6 +165,7 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 		}
 		b.ends = append(b.ends, int32(len(b.data)))
 		b.offsets = append(b.offsets, r.Offset)
+		b.lastTime = r.Time.UnixNano()
 		offset = r.Offset + 1
 	}
 }

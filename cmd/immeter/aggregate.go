@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
 )
@@ -29,16 +31,26 @@ func runAggregate(ctx context.Context, args []string) error {
 	c.register(fs)
 	var cfg aggregate.Config
 	aggregateFlags(fs, &cfg)
+	var ops opsSettings
+	ops.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := c.validate(true, true); err != nil {
 		return err
 	}
+	if err := ops.validate(); err != nil {
+		return err
+	}
 	a, err := newAggregator(ctx, &c, cfg)
 	if err != nil {
 		return err
 	}
+	stopOps, err := ops.serve([]prometheus.Collector{a.Collector()}, a.Checks(ops.failAfter)...)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	return a.Run(ctx)
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // common holds the settings every command shares.
@@ -69,7 +70,8 @@ func (c *common) validate(needKafka, needCH bool) error {
 }
 
 func (c *common) clickhouse(ctx context.Context) (driver.Conn, error) {
-	return schemas.OpenClickHouse(ctx, c.ch)
+	conn, err := schemas.OpenClickHouse(ctx, c.ch)
+	return telemetry.ClickHouse(conn), err
 }
 
 func envInt(name string, def int) int {

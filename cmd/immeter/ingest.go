@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/schemas"
 )
@@ -30,7 +32,12 @@ func runIngest(ctx context.Context, args []string) error {
 		skew        = fs.String("max-clock-skew", env("INGEST_MAX_CLOCK_SKEW", "5m"), "accepted X-Immeter-Timestamp distance from now (INGEST_MAX_CLOCK_SKEW)")
 		pubTimeout  = fs.String("publish-timeout", env("INGEST_PUBLISH_TIMEOUT", "10s"), "wait for Kafka before answering 503 (INGEST_PUBLISH_TIMEOUT)")
 	)
+	var ops opsSettings
+	ops.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := ops.validate(); err != nil {
 		return err
 	}
 	bs := brokers(*brokerList)
@@ -72,6 +79,12 @@ func runIngest(ctx context.Context, args []string) error {
 		p.Close(ctx)
 		return err
 	}
+	stopOps, err := ops.serve([]prometheus.Collector{g.Collector()}, g.Checks()...)
+	if err != nil {
+		p.Close(ctx)
+		return err
+	}
+	defer stopOps()
 	serveErr := g.ListenAndServe(ctx)
 	if err := flushProducer(p); err != nil {
 		return errors.Join(serveErr, err)

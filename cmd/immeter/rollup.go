@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
@@ -70,10 +72,15 @@ func runRollup(ctx context.Context, args []string) error {
 	s.register(fs)
 	fs.StringVar(&s.month, "month", "", "roll up this month (YYYY-MM) once and exit")
 	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed)")
+	var ops opsSettings
+	ops.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := c.validate(true, true); err != nil {
+		return err
+	}
+	if err := ops.validate(); err != nil {
 		return err
 	}
 	if err := s.build(&c); err != nil {
@@ -102,6 +109,11 @@ func runRollup(ctx context.Context, args []string) error {
 	}
 	defer r.Close()
 	if s.month == "" {
+		stopOps, err := ops.serve([]prometheus.Collector{r.Collector()}, r.Checks()...)
+		if err != nil {
+			return err
+		}
+		defer stopOps()
 		return r.Run(ctx, s.tick)
 	}
 	if err := r.Repair(ctx); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/immeter/immeter/aggregate"
@@ -42,7 +43,12 @@ func runAll(ctx context.Context, args []string) error {
 	every := fs.Duration("status-every", envDuration("STATUS_EVERY", 5*time.Second), "how often the status table is printed (STATUS_EVERY)")
 	gatewayAddr := fs.String("ingest-addr", env("INGEST_ADDR", "127.0.0.1:8080"), "gateway listen address, used when IMMETER_SECRETS_FILE is set (INGEST_ADDR)")
 	secrets := fs.String("secrets", env("IMMETER_SECRETS_FILE", ""), "gateway secrets file; no gateway without it (IMMETER_SECRETS_FILE)")
+	var ops opsSettings
+	ops.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := ops.validate(); err != nil {
 		return err
 	}
 	if *every <= 0 {
@@ -102,6 +108,18 @@ func runAll(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+
+	opsCollectors := []prometheus.Collector{agg.Collector(), roll.Collector(), producer.Collector()}
+	opsChecks := append(agg.Checks(ops.failAfter), roll.Checks()...)
+	opsChecks = append(opsChecks, producer.Checks()...)
+	if gw != nil {
+		opsCollectors[2] = gw.Collector() // the producer's and the gateway's
+	}
+	stopOps, err := ops.serve(opsCollectors, opsChecks...)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 
 	// Stage one of shutdown stops intake (simulator, gateway) and flushes
 	// the producer; stage two stops the aggregator (which flushes) and the
