@@ -26,17 +26,23 @@ const DefaultAddr = ":9464"
 // CheckTimeout bounds one readiness check.
 const CheckTimeout = 3 * time.Second
 
-// NewRegistry returns a registry with the Go runtime and process metrics,
-// the ClickHouse and Kafka error counters of this package, and cs.
+// NewRegistry returns a registry with Collectors() and cs.
 func NewRegistry(cs ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
+	reg.MustRegister(Collectors()...)
+	reg.MustRegister(cs...)
+	return reg
+}
+
+// Collectors are what every command serves besides its components' own
+// metrics: the Go runtime and process metrics, and the ClickHouse and
+// Kafka counters of this package.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		clickhouseErrors, rowsWritten, kafkaErrors,
-	)
-	reg.MustRegister(cs...)
-	return reg
+	}
 }
 
 // A Check says whether a component can do its work: nil when it can.
