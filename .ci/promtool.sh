@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the Prometheus configuration and alerting rules in deploy/prometheus with promtool.
+# Checks the Prometheus configuration and alerting rules in deploy/prometheus with promtool,
+# and runs the rules' unit tests (alerts_test.yml).
 #
 #   .ci/promtool.sh
 #
@@ -32,3 +33,4 @@ if ! command -v promtool >/dev/null; then
 	fi
 fi
 promtool check config "$root/deploy/prometheus/prometheus.yml"
+promtool test rules "$root/deploy/prometheus/alerts_test.yml"

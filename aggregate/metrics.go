@@ -184,6 +184,9 @@ func (m *metrics) flush(s *partitionState, f func() error) error {
 	pm := m.part(s.partition)
 	start := time.Now()
 	if err := f(); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return err // the partition was revoked or the process stops
+		}
 		m.flushFailures.Inc()
 		pm.flushFailingSince.CompareAndSwap(0, start.UnixNano())
 		return err
