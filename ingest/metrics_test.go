@@ -18,7 +18,9 @@ func TestGatewayMetrics(t *testing.T) {
 	k := newFakeKafka(t)
 	p := k.producer(t, k.topic(t), func(c *ProducerConfig) { c.BufferSize = 123 })
 	g := newTestGateway(t, p, nil)
-	reqs := func(code string) float64 { return testutil.ToFloat64(gatewayRequests.WithLabelValues("/v1/events", code)) }
+	reqs := func(code string) float64 {
+		return testutil.ToFloat64(gatewayRequests.WithLabelValues("/v1/events", code))
+	}
 	before := map[string]float64{"202": reqs("202"), "401": reqs("401"), "400": reqs("400")}
 	timed := func() uint64 {
 		reg := prometheus.NewPedanticRegistry()
