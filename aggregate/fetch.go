@@ -121,6 +121,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 // fetch reads the messages from offset on that one fetch returns, and the
 // offset to fetch next.
 func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error) {
+	f.m.fetching()
 	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{
 		Topic: f.topic, Partition: f.partition, Offset: offset,
 		MinBytes: 1, MaxBytes: fetchBytes, MaxWait: fetchWait,

@@ -41,7 +41,7 @@ type partitionMetrics struct {
 	outcomes [4]atomic.Uint64 // by Outcome
 
 	assigned  atomic.Bool  // in this process's current assignment
-	consuming atomic.Bool  // consume runs for it
+	consuming atomic.Int32 // consume calls running for it (one, but a revoked one may still be ending)
 	openedAt  atomic.Int64 // Unix ns when consume started
 	logEnd    atomic.Int64 // high-water mark at the last fetch; -1 unknown
 	applied   atomic.Int64 // offset after the last message applied (by whole fetched batches); -1 unknown
@@ -50,6 +50,7 @@ type partitionMetrics struct {
 
 	fetchFailingSince atomic.Int64 // Unix ns of the first of the failed fetches in a row; 0 after a success
 	fetchOutOfRange   atomic.Bool  // the last fetch failed with "offset out of range"
+	fetchInFlight     atomic.Int64 // Unix ns when the fetch in flight was sent; 0 when none
 	flushFailingSince atomic.Int64 // Unix ns of the first of the failed flush attempts in a row
 }
 
@@ -133,11 +134,12 @@ func (m *metrics) start(p int) *partitionMetrics {
 	pm.fetchFailingSince.Store(0)
 	pm.fetchOutOfRange.Store(false)
 	pm.flushFailingSince.Store(0)
-	pm.consuming.Store(true)
+	pm.fetchInFlight.Store(0)
+	pm.consuming.Add(1)
 	return pm
 }
 
-func (pm *partitionMetrics) stop() { pm.consuming.Store(false) }
+func (pm *partitionMetrics) stop() { pm.consuming.Add(-1) }
 
 // opened records where the partition is read from: its stored position
 // when ClickHouse has one.
@@ -149,11 +151,19 @@ func (pm *partitionMetrics) opened(start int64) *partitionMetrics {
 	return pm
 }
 
+// fetching records that a fetch request is sent.
+func (pm *partitionMetrics) fetching() {
+	if pm != nil {
+		pm.fetchInFlight.Store(time.Now().UnixNano())
+	}
+}
+
 // fetched records a successful fetch and the partition's high-water mark.
 func (pm *partitionMetrics) fetched(logEnd int64) {
 	if pm == nil {
 		return
 	}
+	pm.fetchInFlight.Store(0)
 	pm.logEnd.Store(logEnd)
 	pm.fetchFailingSince.Store(0)
 	pm.fetchOutOfRange.Store(false)
@@ -165,8 +175,20 @@ func (pm *partitionMetrics) fetchFailed(err error) {
 	if pm == nil {
 		return
 	}
+	pm.fetchInFlight.Store(0)
 	pm.fetchFailingSince.CompareAndSwap(0, time.Now().UnixNano())
 	pm.fetchOutOfRange.Store(errors.Is(err, kafka.OffsetOutOfRange))
+}
+
+// fetchFailing returns since when the partition's fetches have been failing,
+// or the one in flight has been waiting (a fetch answers within about
+// fetchWait when the broker is up); 0 when neither.
+func (pm *partitionMetrics) fetchFailing() int64 {
+	t := pm.fetchFailingSince.Load()
+	if f := pm.fetchInFlight.Load(); f > 0 && time.Since(time.Unix(0, f)) > 10*fetchWait && (t == 0 || f < t) {
+		t = f
+	}
+	return t
 }
 
 // appliedBatch records that every message of b is applied.
@@ -247,10 +269,10 @@ func (a *Aggregator) Ready(failAfter time.Duration) error {
 		switch {
 		case m.isStuck(pm, stuck):
 			errs = append(errs, fmt.Errorf("partition %d: stuck: stored position outside the Kafka log", pm.id))
-		case !pm.consuming.Load() && since(m.assignedAt.Load()) > failAfter:
+		case pm.consuming.Load() == 0 && since(m.assignedAt.Load()) > failAfter:
 			errs = append(errs, fmt.Errorf("partition %d: assigned but not consumed for %s", pm.id, since(m.assignedAt.Load())))
 		}
-		if t := pm.fetchFailingSince.Load(); t > 0 && since(t) > failAfter {
+		if t := pm.fetchFailing(); t > 0 && since(t) > failAfter {
 			errs = append(errs, fmt.Errorf("partition %d: fetch failing for %s", pm.id, since(t)))
 		}
 		if t := pm.flushFailingSince.Load(); t > 0 && since(t) > failAfter {
@@ -301,7 +323,7 @@ var (
 		"1 when an assigned partition's stored position is outside the Kafka log (below its start or beyond its end).",
 		[]string{"partition"}, nil)
 	descFetchFailing = prometheus.NewDesc("immeter_partition_fetch_failing_seconds",
-		"How long the fetches of an assigned partition have been failing; 0 after a success.",
+		"How long the fetches of an assigned partition have been failing, or the one in flight unanswered; 0 after a success.",
 		[]string{"partition"}, nil)
 	descAssigned = prometheus.NewDesc("immeter_partitions_assigned",
 		"Partitions of the events topic assigned to this aggregator.", nil, nil)
@@ -351,7 +373,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descStuck, st, p)
 		failing := 0.0
-		if t := pm.fetchFailingSince.Load(); t > 0 {
+		if t := pm.fetchFailing(); t > 0 {
 			failing = now.Sub(time.Unix(0, t)).Seconds()
 		}
 		gauge(descFetchFailing, failing, p)

@@ -68,6 +68,17 @@ func TestReadyAndStuck(t *testing.T) {
 	if err := a.Ready(time.Hour); err != nil {
 		t.Fatalf("unexpected Ready with fetches failing for less than failAfter; got %v", err)
 	}
+	pm.fetchFailingSince.Store(0)
+	if err := a.Ready(time.Minute); err != nil {
+		t.Fatalf("unexpected Ready after a successful fetch; got %v", err)
+	}
+	pm.fetchInFlight.Store(time.Now().Add(-2 * time.Minute).UnixNano()) // a fetch without an answer
+	if err := a.Ready(time.Minute); err == nil || !strings.Contains(err.Error(), "partition 0: fetch failing") {
+		t.Fatalf("unexpected Ready with partition 0's fetch unanswered for 2m; got %v", err)
+	}
+	if got := gauge(t, a, "immeter_partition_fetch_failing_seconds", "0"); got < 119 {
+		t.Fatalf("unexpected immeter_partition_fetch_failing_seconds{partition=0}; got %v; want about 120", got)
+	}
 }
 
 // gauge returns the value of a's metric name for partition p.

@@ -246,3 +246,46 @@ func TestMetricsAndReadiness(t *testing.T) {
 		t.Errorf("unexpected ClickHouse errors; got 0; want > 0 after the outage")
 	}
 }
+
+// TestReadinessKafkaDown stops a private broker under a running aggregator:
+// /readyz fails (Kafka unreachable, the partitions' fetches failing or the
+// partitions no longer consumed) and recovers once the broker is back.
+func TestReadinessKafkaDown(t *testing.T) {
+	t.Parallel()
+	_, chAddr := services(t)
+	brokerAddr, kafkaScript := privateKafka(t)
+	env := newEnv(t, brokerAddr, chAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	agg, _ := env.runAggregator(ctx, t, "kafka-down", aggregate.Config{FlushInterval: 100 * time.Millisecond}, env.conn)
+	srv := httptest.NewServer(telemetry.Handler(telemetry.NewRegistry(agg.Collector()), agg.Checks(2*time.Second)...))
+	defer srv.Close()
+	wait := func(stage string, ok func(code int, body string) bool) string {
+		t.Helper()
+		for {
+			code, body := get(t, srv.URL+"/readyz")
+			if ok(code, body) {
+				return body
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: unexpected /readyz; last %d: %s", stage, code, body)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	wait("broker up", func(code int, _ string) bool { return code == http.StatusOK })
+
+	kafkaScript("pause")
+	body := wait("broker down", func(code int, body string) bool {
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "kafka: metadata") &&
+			(strings.Contains(body, "fetch failing") || strings.Contains(body, "not consumed"))
+	})
+	t.Logf("/readyz with the broker down: %s", body)
+	kafkaScript("start")
+	wait("broker back", func(code int, _ string) bool { return code == http.StatusOK })
+	got := scrape(t, srv)
+	if got["immeter_kafka_errors_total{op=fetch}"]+got["immeter_kafka_errors_total{op=join_group}"] == 0 {
+		t.Errorf("unexpected Kafka errors after the outage; got 0 fetch and join_group errors; want > 0")
+	}
+}

@@ -139,21 +139,46 @@ func ClickHouseCheck(conn driver.Conn) Check {
 	}}
 }
 
-// KafkaCheck asks the brokers for the metadata of topics: it fails while
-// no broker answers or a topic is missing.
+// KafkaCheck connects to the brokers (a new connection each time: a
+// client's cached metadata would hide an outage) and reads the partitions
+// of topics: it fails while no broker answers or a topic is missing.
 func KafkaCheck(brokers []string, topics ...string) Check {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{ClientID: "immeter-readyz"}}
 	return Check{Name: "kafka", Func: func(ctx context.Context) error {
-		res, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
-		if err != nil {
-			kafkaErrors.WithLabelValues("metadata").Inc()
-			return fmt.Errorf("metadata: %w", err)
-		}
-		for _, t := range res.Topics {
-			if t.Error != nil {
-				return fmt.Errorf("topic %s: %w", t.Name, t.Error)
+		var errs []error
+		for _, b := range brokers {
+			err := readPartitions(ctx, b, topics)
+			if err == nil {
+				return nil
 			}
+			errs = append(errs, err)
 		}
-		return nil
+		kafkaErrors.WithLabelValues("metadata").Inc()
+		return fmt.Errorf("metadata: %w", errors.Join(errs...))
 	}}
+}
+
+func readPartitions(ctx context.Context, broker string, topics []string) error {
+	d := kafka.Dialer{ClientID: "immeter-readyz"}
+	conn, err := d.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	parts, err := conn.ReadPartitions(topics...)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, p := range parts {
+		seen[p.Topic] = true
+	}
+	for _, t := range topics {
+		if !seen[t] {
+			return fmt.Errorf("topic %s: not found", t)
+		}
+	}
+	return nil
 }
