@@ -43,6 +43,7 @@ type partitionMetrics struct {
 	assigned  atomic.Bool  // in this process's current assignment
 	consuming atomic.Int32 // consume calls running for it (one, but a revoked one may still be ending)
 	openedAt  atomic.Int64 // Unix ns when consume started
+	stoppedAt atomic.Int64 // Unix ns when a consume call ended
 	logEnd    atomic.Int64 // high-water mark at the last fetch; -1 unknown
 	applied   atomic.Int64 // offset after the last message applied (by whole fetched batches); -1 unknown
 	appliedTS atomic.Int64 // Kafka timestamp (Unix ns) of that message; 0 unknown
@@ -139,7 +140,10 @@ func (m *metrics) start(p int) *partitionMetrics {
 	return pm
 }
 
-func (pm *partitionMetrics) stop() { pm.consuming.Add(-1) }
+func (pm *partitionMetrics) stop() {
+	pm.stoppedAt.Store(time.Now().UnixNano())
+	pm.consuming.Add(-1)
+}
 
 // opened records where the partition is read from: its stored position
 // when ClickHouse has one.
@@ -269,8 +273,8 @@ func (a *Aggregator) Ready(failAfter time.Duration) error {
 		switch {
 		case m.isStuck(pm, stuck):
 			errs = append(errs, fmt.Errorf("partition %d: stuck: stored position outside the Kafka log", pm.id))
-		case pm.consuming.Load() == 0 && since(m.assignedAt.Load()) > failAfter:
-			errs = append(errs, fmt.Errorf("partition %d: assigned but not consumed for %s", pm.id, since(m.assignedAt.Load())))
+		case pm.consuming.Load() == 0 && since(max(m.assignedAt.Load(), pm.stoppedAt.Load())) > failAfter:
+			errs = append(errs, fmt.Errorf("partition %d: assigned but not consumed for %s", pm.id, since(max(m.assignedAt.Load(), pm.stoppedAt.Load()))))
 		}
 		if t := pm.fetchFailing(); t > 0 && since(t) > failAfter {
 			errs = append(errs, fmt.Errorf("partition %d: fetch failing for %s", pm.id, since(t)))
