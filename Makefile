@@ -23,14 +23,14 @@ SERVICES = started=; \
 USE_KAFKA = use kafka KAFKA_BROKERS 127.0.0.1:$(KAFKA_PORT)
 USE_CLICKHOUSE = use clickhouse CLICKHOUSE_ADDR 127.0.0.1:$(CLICKHOUSE_PORT)
 
-.PHONY: build test run bench bench-accuracy services-up services-down fmt vet clean
+.PHONY: build test check-ops run bench bench-accuracy services-up services-down fmt vet clean
 
 build:
 	go build -o bin/immeter ./cmd/immeter
 
 # Unit and integration tests against the real services; every SQL statement also runs on
 # the embedded ClickHouse 24.8 and 26.9 that .ci/chdb.sh installs (pip, into CHDB_DIR).
-test:
+test: check-ops
 	@$(SERVICES) $(USE_KAFKA); $(USE_CLICKHOUSE); \
 	export IMMETER_INTEGRATION=1; \
 	echo "+ go vet ./..."; go vet ./...; \
@@ -41,6 +41,12 @@ test:
 	grep -E '^(--- FAIL|FAIL|ok|panic)|^\s+\S+_test\.go:[0-9]+:' .run/test.log || true; \
 	echo "test: $$(grep -c -- '--- PASS' .run/test.log) passed, $$(grep -c -- '--- FAIL' .run/test.log) failed, $$(grep -c -- '--- SKIP' .run/test.log) skipped"; \
 	exit $$rc
+
+# Prometheus configuration and alerting rules checked by promtool (.ci/promtool.sh installs
+# it when missing), the Grafana dashboard and docker-compose.yml by Go tests.
+check-ops:
+	.ci/promtool.sh
+	go test -count=1 -run 'TestDashboardMetricsExist|TestAlertRules|TestComposeStack' ./telemetry
 
 # All-in-one pipeline with simulated traffic; uses an embedded Kafka broker unless
 # KAFKA_BROKERS is set. Ctrl-C stops the binary and the ClickHouse it started.

@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // Config configures an Aggregator. Start from DefaultConfig: a zero field
@@ -136,7 +137,8 @@ type Aggregator struct {
 
 	stats Stats // updated atomically
 
-	admin *kafkaAdmin // set by Run
+	admin   *kafkaAdmin // set by Run
+	metrics *metrics    // for Prometheus (metrics.go)
 
 	mu    sync.Mutex
 	opens int // partitions opened, to name their sketch writers
@@ -174,14 +176,17 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 		Transport:    &kafka.Transport{ClientID: "immeter-aggregate", MetadataTTL: time.Second},
 		BatchTimeout: 5 * time.Millisecond,
 	}
-	return &Aggregator{
+	a := &Aggregator{
 		cfg:  cfg,
 		conn: conn,
 		dlq:  dlq,
 		store: &store{conn: conn, group: cfg.Group, topic: cfg.Topic, dlq: dlq, writer: hex.EncodeToString(id[:]),
 			inserts: make(chan struct{}, maxSetInserts)},
-		stuck: map[int]*stuckEntry{},
-	}, nil
+		stuck:   map[int]*stuckEntry{},
+		metrics: newMetrics(),
+	}
+	a.metrics.stuck = a.stuckPartitions
+	return a, nil
 }
 
 // Stats returns a snapshot of the counters.
@@ -277,6 +282,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				return nil
 			}
 			a.cfg.Logger.Warn("consumer group: next generation", "err", err)
+			telemetry.KafkaError(telemetry.KafkaJoinGroup)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -290,6 +296,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			ids[i] = p.ID
 		}
 		a.cfg.Logger.Info("aggregate: assigned partitions", "generation", gen.ID, "partitions", ids)
+		a.metrics.assign(ids)
 		for _, p := range parts {
 			p := p
 			gen.Start(func(genCtx context.Context) {
@@ -306,6 +313,8 @@ func (a *Aggregator) Run(ctx context.Context) error {
 // StuckRecheck; one whose stored position changed under it is loaded again.
 func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation, p kafka.PartitionAssignment) {
 	log := a.cfg.Logger.With("partition", p.ID)
+	pm := a.metrics.start(p.ID)
+	defer pm.stop()
 	work, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -339,7 +348,7 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 			return
 		}
 		a.clearStuck(p.ID, log)
-		err = a.read(ctx, genCtx, work, gen, s, start, log)
+		err = a.read(ctx, genCtx, work, gen, s, start, pm, log)
 		s.free()
 		switch {
 		case errors.Is(err, errPositionMoved):
@@ -358,10 +367,11 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 var errTopicChanged = errors.New("topic recreated")
 
 // read folds a partition from offset start on, as consume says.
-func (a *Aggregator) read(ctx, genCtx, work context.Context, gen *kafka.Generation, s *partitionState, start int64, log *slog.Logger) error {
+func (a *Aggregator) read(ctx, genCtx, work context.Context, gen *kafka.Generation, s *partitionState, start int64, pm *partitionMetrics, log *slog.Logger) error {
 	work, cancel := context.WithCancel(work)
 	defer cancel()
 	f := newFetcher(a.cfg.Brokers, a.cfg.Topic, int(s.partition), log)
+	f.m = pm.opened(start)
 	go f.run(work, start)
 	log.Info("aggregate: consuming", "from", start, "position", s.next)
 
@@ -522,6 +532,7 @@ func (a *Aggregator) apply(ctx context.Context, s *partitionState, offset int64,
 	case Rejected:
 		atomic.AddUint64(&a.stats.Rejected, 1)
 	}
+	a.metrics.outcome(s.partition, out)
 	return nil
 }
 
@@ -542,7 +553,7 @@ func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Ge
 				return 0, fmt.Errorf("%w: topic id %s, opened with %s", errTopicChanged, id, s.topicID)
 			}
 		}
-		return 0, a.store.flush(ctx, s, now)
+		return 0, a.metrics.flush(s, func() error { return a.store.flush(ctx, s, now) })
 	})
 	if err != nil {
 		return err
@@ -552,6 +563,7 @@ func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Ge
 	// durable position is in ClickHouse, written above.
 	if err := gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {int(s.partition): int64(s.next) - s.base}}); err != nil {
 		log.Debug("aggregate: commit offset", "err", err)
+		telemetry.KafkaError(telemetry.KafkaCommit)
 	}
 	a.window(s, now)
 	s.evict(schemas.DayOf(now, a.cfg.Location) - 1)

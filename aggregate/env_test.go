@@ -464,6 +464,7 @@ func (e *testEnv) startAggregate(t *testing.T, bin, chAddr string, logw io.Write
 		"AGGREGATE_SESSION_TIMEOUT=6s",
 		"MAX_EVENT_AGE=2400h",
 		"LOG_LEVEL=info",
+		"METRICS_ADDR=127.0.0.1:0", // tests run several at once
 	)
 	c.Env = append(c.Env, extraEnv...)
 	stderr, err := c.StderrPipe()

@@ -21,6 +21,8 @@ type batch struct {
 	offsets []int64
 	ends    []int32 // message i's key is data[ends[2i-1]:ends[2i]], its value data[ends[2i]:ends[2i+1]]
 	data    []byte
+	// lastTime is the Kafka timestamp (Unix ns) of the last message.
+	lastTime int64
 }
 
 func (b *batch) len() int { return len(b.offsets) }
@@ -45,6 +47,7 @@ type fetcher struct {
 	batches   chan *batch // fetched, in order
 	free      chan *batch // folded, to reuse
 	failed    chan error  // why the fetcher stopped before its context ended
+	m         *partitionMetrics
 }
 
 func newFetcher(brokers []string, topic string, partition int, log *slog.Logger) *fetcher {
@@ -65,6 +68,7 @@ func newFetcher(brokers []string, topic string, partition int, log *slog.Logger)
 
 // recycle gives a folded batch back for reuse.
 func (f *fetcher) recycle(b *batch) {
+	f.m.appliedBatch(b)
 	select {
 	case f.free <- b:
 	default:
@@ -90,6 +94,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 			if ctx.Err() != nil {
 				return
 			}
+			f.m.fetchFailed(err)
 			if errors.Is(err, kafka.OffsetOutOfRange) {
 				f.failed <- err
 				return
@@ -119,6 +124,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 // fetch reads the messages from offset on that one fetch returns, and the
 // offset to fetch next.
 func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error) {
+	f.m.fetching()
 	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{
 		Topic: f.topic, Partition: f.partition, Offset: offset,
 		MinBytes: 1, MaxBytes: fetchBytes, MaxWait: fetchWait,
@@ -131,6 +137,7 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 		// for them (ListOffsets) when it matters.
 		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w", f.topic, f.partition, offset, res.Error)
 	}
+	f.m.fetched(res.HighWatermark)
 	var b *batch
 	select {
 	case b = <-f.free:
@@ -164,6 +171,7 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 		}
 		b.ends = append(b.ends, int32(len(b.data)))
 		b.offsets = append(b.offsets, r.Offset)
+		b.lastTime = r.Time.UnixNano()
 		offset = r.Offset + 1
 	}
 }

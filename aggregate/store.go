@@ -13,6 +13,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // store reads and writes a partition's state in ClickHouse.
@@ -185,6 +186,7 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 		}}
 	}
 	if err := st.dlq.WriteMessages(ctx, msgs...); err != nil {
+		telemetry.KafkaError(telemetry.KafkaPublishDLQ)
 		return fmt.Errorf("publish to dead-letter topic %s: %w", st.dlq.Topic, err)
 	}
 	b, err := st.conn.PrepareBatch(ctx, sqlInsertDeadLetters)

@@ -180,7 +180,7 @@ func (g *Gateway) routes() []route {
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range g.routes() {
-		mux.HandleFunc(r.method+" "+r.path, r.handle)
+		mux.Handle(r.method+" "+r.path, instrument(r.path, r.handle))
 	}
 	return mux
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // Errors the producer returns for conditions callers act on.
@@ -506,6 +507,7 @@ func (p *Producer) completed(msgs []kafka.Message, err error) {
 // when err is final, else schedules them for a retry.
 func (p *Producer) writeFailed(events []*pending, err error) {
 	err = summarize(err)
+	telemetry.KafkaError(telemetry.KafkaProduce)
 	p.lastErr.Store(&err)
 	wasOK := p.lastWriteOK.Swap(false)
 	if !retryable(err) {

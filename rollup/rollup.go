@@ -17,6 +17,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // Config configures a Rollup. Start from DefaultConfig: a zero field means
@@ -104,6 +105,7 @@ type Rollup struct {
 	cfg  Config
 	conn driver.Conn
 	w    *kafka.Writer
+	m    *metrics // for Prometheus (metrics.go)
 }
 
 // New returns a Rollup reading and writing through conn (migrated).
@@ -112,7 +114,7 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Rollup{cfg: cfg, conn: conn, w: &kafka.Writer{
+	return &Rollup{cfg: cfg, conn: conn, m: newMetrics(cfg), w: &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
@@ -204,9 +206,11 @@ func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
 			}
 			if _, err := r.Publish(ctx, m, Auto); err != nil {
 				r.cfg.Logger.Warn("rollup: month", "month", m, "err", err)
+				r.m.failures.Inc()
 				continue
 			}
 			seen[m] = &monthState{mark: mark, at: now, settled: settled}
+			r.m.passed(m, settled, now)
 		}
 		for m := range seen {
 			if m.Next().FirstDay() < cur.FirstDay()-schemas.Day(31*r.cfg.CorrectionMonths) {
@@ -253,6 +257,7 @@ func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (usageMark, err
 // Publish computes month m for every app and publishes what changed, as mode
 // allows.
 func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Result, error) {
+	defer r.m.observe(time.Now())
 	var res Result
 	if end := m.End(r.cfg.Location); mode == ForceFinal && r.cfg.Now().Before(end) {
 		return res, fmt.Errorf("%s: %w (%s): it ends at %s", m, ErrMonthNotEnded,
@@ -499,8 +504,10 @@ func (r *Rollup) publish(ctx context.Context, recs []storedRecord) error {
 		}
 	}
 	if err := r.w.WriteMessages(ctx, msgs...); err != nil {
+		telemetry.KafkaError(telemetry.KafkaPublishBilling)
 		return fmt.Errorf("publish to %s: %w", r.cfg.Topic, err)
 	}
+	r.m.recordsPublished(recs)
 	b, err := r.conn.PrepareBatch(ctx, sqlInsertPublished)
 	if err != nil {
 		return fmt.Errorf("write billing_published: %w", err)

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
 )
@@ -29,6 +31,7 @@ func aggregateFlags(r *settings, cfg *aggregate.Config) {
 type aggregateOptions struct {
 	common
 	cfg aggregate.Config
+	ops opsSettings
 }
 
 // parseAggregate reads the settings of `immeter aggregate`.
@@ -38,6 +41,7 @@ func parseAggregate(args []string) (*aggregateOptions, error) {
 	o := &aggregateOptions{cfg: aggregate.DefaultConfig()}
 	o.register(r)
 	aggregateFlags(r, &o.cfg)
+	o.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, err
 	}
@@ -64,6 +68,11 @@ func runAggregate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopOps, err := o.ops.serve([]prometheus.Collector{a.Collector()}, a.Checks(o.ops.failAfter)...)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	return a.Run(ctx)
 }
 

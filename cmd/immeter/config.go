@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // settings maps flags and their environment variables onto configuration
@@ -234,5 +235,6 @@ func (c *common) validate(needKafka, needCH bool) error {
 }
 
 func (c *common) clickhouse(ctx context.Context) (driver.Conn, error) {
-	return schemas.OpenClickHouse(ctx, c.ch)
+	conn, err := schemas.OpenClickHouse(ctx, c.ch)
+	return telemetry.ClickHouse(conn), err
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/schemas"
 )
@@ -40,6 +42,7 @@ type ingestOptions struct {
 	partitions  int
 	replication int
 	gw          ingest.GatewayConfig
+	ops         opsSettings
 }
 
 // parseIngest reads the settings of `immeter ingest`.
@@ -55,6 +58,7 @@ func parseIngest(args []string) (*ingestOptions, error) {
 	r.str(&o.gw.Addr, "addr", "INGEST_ADDR", true, "listen address")
 	r.str(&secrets, "secrets", "IMMETER_SECRETS_FILE", true, "file of app=secret lines (required)")
 	gatewayFlags(r, &o.gw)
+	o.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, err
 	}
@@ -89,6 +93,12 @@ func runIngest(ctx context.Context, args []string) error {
 		p.Close(ctx)
 		return err
 	}
+	stopOps, err := o.ops.serve([]prometheus.Collector{g.Collector()}, g.Checks()...)
+	if err != nil {
+		p.Close(ctx)
+		return err
+	}
+	defer stopOps()
 	serveErr := g.ListenAndServe(ctx)
 	if err := flushProducer(p); err != nil {
 		return errors.Join(serveErr, err)

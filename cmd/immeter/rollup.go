@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
@@ -30,7 +32,8 @@ type rollupSettings struct {
 	tick  time.Duration
 	month string
 	final bool
-	open  bool // --allow-open-month
+	open  bool        // --allow-open-month
+	ops   opsSettings // `immeter rollup` only: run serves them itself
 }
 
 // register adds the rollup settings with the defaults of rollup.DefaultConfig.
@@ -69,6 +72,7 @@ func parseRollup(args []string) (*common, *rollupSettings, error) {
 	fs.StringVar(&s.month, "month", "", "roll up this month (YYYY-MM) once and exit")
 	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed); refused before the month has ended in the billing time zone")
 	fs.BoolVar(&s.open, "allow-open-month", false, "with --final: finalize a month that has not ended yet (its later usage then comes as corrections)")
+	s.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -115,6 +119,11 @@ func runRollup(ctx context.Context, args []string) error {
 	}
 	defer r.Close()
 	if s.month == "" {
+		stopOps, err := s.ops.serve([]prometheus.Collector{r.Collector()}, r.Checks()...)
+		if err != nil {
+			return err
+		}
+		defer stopOps()
 		return r.Run(ctx, s.tick)
 	}
 	if err := r.Repair(ctx); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/immeter/immeter/aggregate"
@@ -35,6 +36,7 @@ type runOptions struct {
 	simRate  float64
 	simApps  int
 	every    time.Duration
+	ops      opsSettings
 }
 
 // parseRun reads the settings of `immeter run`. With KAFKA_BROKERS unset,
@@ -55,6 +57,7 @@ func parseRun(args []string) (*runOptions, error) {
 	r.float(&o.simRate, "sim-rate", "SIM_RATE", "simulated events per second")
 	integer(r, &o.simApps, "sim-apps", "SIM_APPS", 1, "simulated apps")
 	r.duration(&o.every, "status-every", "STATUS_EVERY", positiveDuration, "how often the status table is printed")
+	o.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, err
 	}
@@ -140,6 +143,18 @@ func runAll(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+
+	opsCollectors := []prometheus.Collector{agg.Collector(), roll.Collector(), producer.Collector()}
+	opsChecks := append(agg.Checks(o.ops.failAfter), roll.Checks()...)
+	opsChecks = append(opsChecks, producer.Checks()...)
+	if gw != nil {
+		opsCollectors[2] = gw.Collector() // the producer's and the gateway's
+	}
+	stopOps, err := o.ops.serve(opsCollectors, opsChecks...)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 
 	// Stage one of shutdown stops intake (simulator, gateway) and flushes
 	// the producer; stage two stops the aggregator (which flushes) and the

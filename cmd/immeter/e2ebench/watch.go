@@ -114,6 +114,7 @@ func (e *env) startAggregate(ctx context.Context) (*aggProc, error) {
 		"EVENTS_TOPIC="+e.events,
 		"DLQ_TOPIC="+e.dlq,
 		"AGGREGATE_GROUP="+e.group,
+		"METRICS_ADDR=127.0.0.1:0",
 	)
 	cmd.Env = append(cmd.Env, e.cfg.AggregateEnv...)
 	cmd.Stdout, cmd.Stderr = log, log
