@@ -48,7 +48,7 @@ func newAggregator(ctx context.Context, c *common, cfg aggregate.Config) (*aggre
 	}
 	cfg.Brokers = brokers(c.kafka)
 	cfg.Topic, cfg.DLQTopic, cfg.Location = c.events, c.dlq, c.loc
-	if err := ingest.EnsureTopics(ctx, cfg.Brokers, c.partitions, 1, c.events, c.dlq); err != nil {
+	if err := ingest.EnsureTopics(ctx, cfg.Brokers, c.partitions, c.replication, c.events, c.dlq); err != nil {
 		return nil, err
 	}
 	conn, err := c.clickhouse(ctx)

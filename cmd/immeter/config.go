@@ -14,21 +14,24 @@ import (
 
 // common holds the settings every command shares.
 type common struct {
-	kafka      string
-	partitions int
-	ch         schemas.ClickHouseConfig
-	tz         string
-	loc        *time.Location
-	events     string
-	dlq        string
-	billing    string
+	kafka       string
+	partitions  int
+	replication int
+	ch          schemas.ClickHouseConfig
+	tz          string
+	loc         *time.Location
+	events      string
+	dlq         string
+	billing     string
 }
 
 // register adds the shared flags to fs, with defaults from the environment.
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.kafka, "kafka", env("KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (KAFKA_BROKERS)")
 	fs.IntVar(&c.partitions, "partitions", envInt("KAFKA_PARTITIONS", 4), "partitions of topics immeter creates (KAFKA_PARTITIONS)")
-	fs.StringVar(&c.ch.Addr, "clickhouse", env("CLICKHOUSE_ADDR", ""), "ClickHouse native protocol host:port (CLICKHOUSE_ADDR)")
+	fs.IntVar(&c.replication, "replication", envInt("KAFKA_REPLICATION", 1), "replication factor of topics immeter creates (KAFKA_REPLICATION)")
+	fs.StringVar(&c.ch.Addr, "clickhouse", env("CLICKHOUSE_ADDR", ""), "ClickHouse native protocol host:port; replicas comma-separated (CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.ch.Cluster, "clickhouse-cluster", env("CLICKHOUSE_CLUSTER", ""), "ClickHouse cluster of replicas: replicated tables, quorum writes (CLICKHOUSE_CLUSTER)")
 	fs.StringVar(&c.ch.Database, "database", env("CLICKHOUSE_DATABASE", "immeter"), "ClickHouse database (CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.ch.Username, "clickhouse-user", env("CLICKHOUSE_USER", "default"), "ClickHouse user (CLICKHOUSE_USER)")
 	c.ch.Password = env("CLICKHOUSE_PASSWORD", "")
@@ -46,6 +49,9 @@ func (c *common) validate(needKafka, needCH bool) error {
 	}
 	if c.partitions < 1 {
 		return fmt.Errorf("KAFKA_PARTITIONS: must be >= 1; got %d", c.partitions)
+	}
+	if c.replication < 1 {
+		return fmt.Errorf("KAFKA_REPLICATION: must be >= 1; got %d", c.replication)
 	}
 	if needCH {
 		if err := c.ch.Validate(); err != nil {

@@ -88,7 +88,7 @@ func runRollup(ctx context.Context, args []string) error {
 	} else if s.final {
 		return errors.New("--final: needs --month")
 	}
-	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, c.replication, c.billing); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)
