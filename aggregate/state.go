@@ -177,7 +177,8 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	}
 	day := schemas.DayOf(e.Time, s.loc)
 	h := idHash(e.App, e.ID)
-	if first, seen := s.ids.Get(h); seen && !s.replayed(h, o) {
+	first, seen := s.ids.Get(h)
+	if seen && !s.replayed(h, o) {
 		st, err := s.day(dayKey{e.App, first})
 		if err != nil {
 			return 0, err
@@ -187,13 +188,16 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 			st.dirty = true
 		}
 		return Duplicate, nil
-	} else if !seen {
-		s.ids.Add(h, day)
-		s.pendingIDs = append(s.pendingIDs, idRow{app: e.App, day: day, id: h, offset: o})
 	}
+	// The day first: loading an evicted day can fail, and the caller then
+	// applies the message again, which must not find its id already added.
 	st, err := s.day(dayKey{e.App, day})
 	if err != nil {
 		return 0, err
+	}
+	if !seen {
+		s.ids.Add(h, day)
+		s.pendingIDs = append(s.pendingIDs, idRow{app: e.App, day: day, id: h, offset: o})
 	}
 	// Sets are idempotent: replays may add to them again.
 	switch e.Type {
