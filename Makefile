@@ -50,8 +50,8 @@ test-cluster:
 		CLUSTER_CLICKHOUSE_ADDR=$$(.ci/cluster.sh env | sed -n 's/^CLICKHOUSE_ADDR=//p') \
 		CLICKHOUSE_CLUSTER=$$(.ci/cluster.sh env | sed -n 's/^CLICKHOUSE_CLUSTER=//p'); \
 	mkdir -p .run; \
-	echo "+ go test -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./aggregate/ (full log: .run/test-cluster.log)"; \
-	rc=0; go test -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./aggregate/ > .run/test-cluster.log 2>&1 || rc=$$?; \
+	echo "+ go test -p 1 -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./cmd/immeter/ ./aggregate/ (full log: .run/test-cluster.log)"; \
+	rc=0; go test -p 1 -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./cmd/immeter/ ./aggregate/ > .run/test-cluster.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |FAIL|ok|panic)|^\s+\S+_test\.go:[0-9]+:' .run/test-cluster.log || true; \
 	exit $$rc
 
