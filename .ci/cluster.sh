@@ -125,7 +125,7 @@ kafka() { # .ci/kafka.sh $2 for broker $1
 		voters+="${voters:+,}$i@127.0.0.1:$((kafka_controller + i - 1))"
 	done
 	IMMETER_RUN_DIR=$run/kafka$n KAFKA_PORT=$((kafka_port + n - 1)) KAFKA_CONTROLLER_PORT=$((kafka_controller + n - 1)) \
-		KAFKA_NODE_ID=$n KAFKA_VOTERS=$voters KAFKA_CLUSTER_ID=$(cat "$run/kafka-cluster-id") \
+		KAFKA_NODE_ID=$n KAFKA_VOTERS=$voters KAFKA_CLUSTER_ID=$(cat "$run/kafka-cluster-id" 2>/dev/null) \
 		KAFKA_REPLICAS=$kafka_nodes KAFKA_START_TIMEOUT=120 KAFKA_JAVA_OPTS="-Xms128m -Xmx384m ${KAFKA_JAVA_OPTS:-}" \
 		"$root/.ci/kafka.sh" "$2"
 }
