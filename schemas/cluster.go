@@ -26,11 +26,18 @@ const (
 // replicas hold its part, quorum inserts into a table are linearised, and a
 // SELECT sees every quorum-written part (it fails on a replica that lacks
 // one, and is retried). quorum is the number of replicas an insert must reach.
+//
+// Insert deduplication is off, as on a single server: 18.16 acknowledges a
+// retried block that matches one already inserted without waiting for that
+// block's quorum, so an acknowledged write could stay invisible to
+// sequentially consistent reads for a while. A repeated row is harmless in
+// immeter's tables (README, "Replicas").
 func ReplicaSettings(quorum int, known map[string]bool) clickhouse.Settings {
 	s := clickhouse.Settings{
 		"insert_quorum":                 quorum,
 		"insert_quorum_timeout":         60000, // ms; a failed quorum insert is retried by the caller
 		"select_sequential_consistency": 1,
+		"insert_deduplicate":            0,
 	}
 	if known["insert_quorum_parallel"] {
 		// select_sequential_consistency holds only for linearised quorum inserts.
