@@ -23,7 +23,7 @@ SERVICES = started=; \
 USE_KAFKA = use kafka KAFKA_BROKERS 127.0.0.1:$(KAFKA_PORT)
 USE_CLICKHOUSE = use clickhouse CLICKHOUSE_ADDR 127.0.0.1:$(CLICKHOUSE_PORT)
 
-.PHONY: build test check-ops run bench bench-accuracy services-up services-down fmt vet clean
+.PHONY: build test test-cluster check-ops run bench bench-accuracy services-up services-down fmt vet clean
 
 build:
 	go build -o bin/immeter ./cmd/immeter
@@ -47,6 +47,23 @@ test: check-ops
 check-ops:
 	.ci/promtool.sh
 	go test -count=1 -run 'TestDashboardMetricsExist|TestAlertRules|TestComposeStack' ./telemetry
+
+# The replicated setup (.ci/cluster.sh: ZooKeeper, two ClickHouse replicas, three
+# Kafka brokers, on private ports) and its fault test, with the single-node services
+# beside it for the comparison run. Stops what it started.
+test-cluster:
+	@$(SERVICES) $(USE_KAFKA); $(USE_CLICKHOUSE); \
+	if .ci/cluster.sh status >/dev/null 2>&1; then echo "cluster: using the running one"; \
+	else started="cluster $$started"; .ci/cluster.sh start; fi; \
+	export IMMETER_INTEGRATION=1 \
+		CLUSTER_KAFKA_BROKERS=$$(.ci/cluster.sh env | sed -n 's/^KAFKA_BROKERS=//p') \
+		CLUSTER_CLICKHOUSE_ADDR=$$(.ci/cluster.sh env | sed -n 's/^CLICKHOUSE_ADDR=//p') \
+		CLICKHOUSE_CLUSTER=$$(.ci/cluster.sh env | sed -n 's/^CLICKHOUSE_CLUSTER=//p'); \
+	mkdir -p .run; \
+	echo "+ go test -p 1 -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./cmd/immeter/ ./aggregate/ (full log: .run/test-cluster.log)"; \
+	rc=0; go test -p 1 -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./cmd/immeter/ ./aggregate/ > .run/test-cluster.log 2>&1 || rc=$$?; \
+	grep -E '^(--- |FAIL|ok|panic)|^\s+\S+_test\.go:[0-9]+:' .run/test-cluster.log || true; \
+	exit $$rc
 
 # All-in-one pipeline with simulated traffic; uses an embedded Kafka broker unless
 # KAFKA_BROKERS is set. Ctrl-C stops the binary and the ClickHouse it started.

@@ -7,6 +7,10 @@
 # pid and log live in $IMMETER_RUN_DIR/clickhouse and are removed by stop; the system
 # instance (/etc/clickhouse-server, /var/lib/clickhouse) is never touched. pause stops
 # the server but keeps its data: the next start resumes on it (fault tests use this).
+#
+# Replicas (.ci/cluster.sh): CLICKHOUSE_INTERSERVER_PORT opens the port replicas fetch
+# parts from, and CLICKHOUSE_EXTRA_CONFIG names a file of XML elements added to the
+# server config (<zookeeper>, <macros>, <remote_servers>, <distributed_ddl>).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +20,8 @@ dir=${IMMETER_RUN_DIR:-$root/.run}/clickhouse
 pidfile=$dir/clickhouse.pid
 log=$dir/log/clickhouse-server.log
 timeout=${CLICKHOUSE_START_TIMEOUT:-60}
+interserver_port=${CLICKHOUSE_INTERSERVER_PORT:-}
+extra=${CLICKHOUSE_EXTRA_CONFIG:-}
 
 say() { echo "clickhouse: $*"; }
 
@@ -66,7 +72,12 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$port</tcp_port>
     <http_port>$http_port</http_port>
-    <!-- no interserver_http_port: no replication, so nothing else listens -->
+$(if [ -n "$interserver_port" ]; then
+		echo "    <interserver_http_port>$interserver_port</interserver_http_port>"
+		echo "    <interserver_http_host>127.0.0.1</interserver_http_host>"
+	else
+		echo "    <!-- no interserver_http_port: no replication, so nothing else listens -->"
+	fi)
     <max_connections>1024</max_connections>
     <max_concurrent_queries>100</max_concurrent_queries>
     <keep_alive_timeout>3</keep_alive_timeout>
@@ -81,6 +92,7 @@ write_config() {
     <default_database>default</default_database>
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
+$([ -z "$extra" ] || cat "$extra")
 </yandex>
 EOF
 	cat >"$dir/users.xml" <<'EOF'

@@ -7,6 +7,12 @@
 # data, config, pid and log live in $IMMETER_RUN_DIR/kafka and are removed by stop.
 # pause stops the broker but keeps its data; the next start resumes on it (tests of a
 # broker restart).
+#
+# Cluster mode (.ci/cluster.sh): KAFKA_NODE_ID, KAFKA_VOTERS (controller.quorum.voters,
+# e.g. 1@127.0.0.1:29192,2@…), KAFKA_CLUSTER_ID (the same for every node) and
+# KAFKA_REPLICAS (replication of the internal topics, default and min.insync.replicas =
+# KAFKA_REPLICAS-1) make this node one of a static KRaft quorum; start does not wait for
+# the others, so start all nodes at once.
 set -euo pipefail
 
 version=4.1.1
@@ -18,6 +24,10 @@ dir=${IMMETER_RUN_DIR:-$root/.run}/kafka
 pidfile=$dir/kafka.pid
 log=$dir/kafka.log
 timeout=${KAFKA_START_TIMEOUT:-60}
+node_id=${KAFKA_NODE_ID:-1}
+voters=${KAFKA_VOTERS:-}
+replicas=${KAFKA_REPLICAS:-1}
+min_isr=$((replicas > 1 ? replicas - 1 : 1))
 
 say() { echo "kafka: $*"; }
 
@@ -76,20 +86,21 @@ tool() {
 write_config() {
 	cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
-node.id=1
+node.id=$node_id
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
+$(if [ -n "$voters" ]; then echo "controller.quorum.voters=$voters"; else echo "controller.quorum.bootstrap.servers=127.0.0.1:$controller_port"; fi)
 log.dirs=$dir/data
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
+offsets.topic.replication.factor=$replicas
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$replicas
+share.coordinator.state.topic.min.isr=$min_isr
+default.replication.factor=$replicas
+min.insync.replicas=$min_isr
 group.initial.rebalance.delay.ms=0
 num.partitions=4
 auto.create.topics.enable=true
@@ -139,9 +150,11 @@ start() {
 		write_config
 		# A cluster id is 16 random bytes in URL-safe base64 without padding; it may
 		# start with "-", hence --cluster-id=ID rather than -t ID.
-		local id
-		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-		tool kafka.tools.StorageTool format --standalone --cluster-id="$id" -c "$dir/server.properties" >"$log" 2>&1 ||
+		local id=${KAFKA_CLUSTER_ID:-} quorum=--standalone
+		[ -n "$id" ] || id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		[ -z "$voters" ] || quorum= # a static quorum: controller.quorum.voters
+		# shellcheck disable=SC2086 # $quorum is one flag or none
+		tool kafka.tools.StorageTool format $quorum --cluster-id="$id" -c "$dir/server.properties" >"$log" 2>&1 ||
 			fail "formatting the log dir failed"
 	fi
 	# setsid: keep the broker out of the terminal's process group, so Ctrl-C reaches
@@ -157,8 +170,10 @@ start() {
 		((SECONDS - t0 < timeout)) || fail "broker not answering on 127.0.0.1:$port after ${timeout}s"
 		sleep 0.5
 	done
-	tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null ||
-		fail "broker accepts connections but does not serve metadata"
+	until tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null; do
+		((SECONDS - t0 < timeout)) || fail "broker accepts connections but does not serve metadata"
+		sleep 1
+	done
 	say "started broker 127.0.0.1:$port (pid $(cat "$pidfile")) in $((SECONDS - t0))s; log $log"
 }
 

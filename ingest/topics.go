@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -13,9 +14,12 @@ import (
 const ensureTopicsTimeout = 60 * time.Second
 
 // EnsureTopics creates the topics that do not exist yet with the given number
-// of partitions and replication factor, and waits until the metadata of every
-// topic shows all its partitions with a leader. Existing topics are left as
-// they are. Without a deadline on ctx it gives up after 60 s.
+// of partitions and replication factor (from 3 replicas on with
+// min.insync.replicas = replication - 1, so that a write acknowledged by all
+// in-sync replicas is on two brokers at least while one may be down), and
+// waits until the metadata of every topic shows all its partitions with a
+// leader. Existing topics are left as they are. Without a deadline on ctx it
+// gives up after 60 s.
 func EnsureTopics(ctx context.Context, brokers []string, partitions, replication int, topics ...string) error {
 	switch {
 	case len(brokers) == 0:
@@ -39,8 +43,13 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions, replication
 	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
 
 	req := &kafka.CreateTopicsRequest{}
+	var configs []kafka.ConfigEntry
+	if replication >= 3 {
+		configs = append(configs, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(replication - 1)})
+	}
 	for _, t := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication})
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication,
+			ConfigEntries: configs})
 	}
 	res, err := c.CreateTopics(ctx, req)
 	if err != nil {

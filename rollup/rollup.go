@@ -114,6 +114,12 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// kafka-go has no idempotent producer (no producer id or sequence
+	// numbers): it writes one batch at a time per partition, in order, and
+	// retries a batch whose acknowledgement was lost, which can store it
+	// twice. So records are acknowledged by all in-sync replicas (with
+	// min.insync.replicas 2 on a 3-broker cluster, on two brokers at least),
+	// and billing dedupes on (app, month, revision) (README).
 	return &Rollup{cfg: cfg, conn: conn, m: newMetrics(cfg), w: &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,

@@ -47,6 +47,7 @@ func runBench(ctx context.Context, args []string) error {
 		return fmt.Errorf("bench: find own binary: %w", err)
 	}
 	cfg.Brokers, cfg.ClickHouse, cfg.Binary, cfg.Partitions = brokers(c.kafka), c.ch, bin, c.partitions
+	cfg.Replication = c.replication
 	for _, kv := range strings.Split(*aggEnv, ",") {
 		if kv = strings.TrimSpace(kv); kv != "" {
 			if !strings.Contains(kv, "=") {

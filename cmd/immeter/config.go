@@ -178,26 +178,29 @@ func (r *settings) duration(p *time.Duration, flag, env string, least time.Durat
 
 // common holds the settings every command shares.
 type common struct {
-	kafka      string
-	partitions int
-	ch         schemas.ClickHouseConfig
-	tz         string
-	loc        *time.Location
-	events     string
-	dlq        string
-	billing    string
-	tzSetting  *setting // where tz came from, to name it in an error
+	kafka       string
+	partitions  int
+	replication int
+	ch          schemas.ClickHouseConfig
+	tz          string
+	loc         *time.Location
+	events      string
+	dlq         string
+	billing     string
+	tzSetting   *setting // where tz came from, to name it in an error
 }
 
 // register adds the shared settings with their defaults.
 func (c *common) register(r *settings) {
-	c.partitions = 4
+	c.partitions, c.replication = 4, 1
 	c.ch.Database, c.ch.Username = "immeter", "default"
 	c.tz = schemas.DefaultTimezone
 	c.events, c.dlq, c.billing = schemas.EventsTopic, schemas.DLQTopic, schemas.BillingTopic
 	r.str(&c.kafka, "kafka", "KAFKA_BROKERS", false, "Kafka brokers, comma-separated")
 	integer(r, &c.partitions, "partitions", "KAFKA_PARTITIONS", 1, "partitions of topics immeter creates")
-	r.str(&c.ch.Addr, "clickhouse", "CLICKHOUSE_ADDR", false, "ClickHouse native protocol host:port")
+	integer(r, &c.replication, "replication", "KAFKA_REPLICATION", 1, "replication factor of topics immeter creates")
+	r.str(&c.ch.Addr, "clickhouse", "CLICKHOUSE_ADDR", false, "ClickHouse native protocol host:port; replicas comma-separated")
+	r.str(&c.ch.Cluster, "clickhouse-cluster", "CLICKHOUSE_CLUSTER", false, "ClickHouse cluster of replicas: replicated tables, quorum writes")
 	r.str(&c.ch.Database, "database", "CLICKHOUSE_DATABASE", true, "ClickHouse database")
 	r.str(&c.ch.Username, "clickhouse-user", "CLICKHOUSE_USER", true, "ClickHouse user")
 	r.secret(&c.ch.Password, "clickhouse-password", "CLICKHOUSE_PASSWORD", "ClickHouse password")

@@ -69,7 +69,7 @@ func runPlans(ctx context.Context, args []string) error {
 		return err
 	}
 	bs := brokers(c.kafka)
-	if err := prepareTopics(ctx, bs, c.partitions, 1, c.events); err != nil {
+	if err := prepareTopics(ctx, bs, c.partitions, c.replication, c.events); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()

@@ -105,7 +105,7 @@ func runRollup(ctx context.Context, args []string) error {
 				month, month, schemas.TimezoneName(c.loc), end.Format(time.RFC3339))
 		}
 	}
-	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, c.replication, c.billing); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)

@@ -117,7 +117,7 @@ func runAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ingest.EnsureTopics(ctx, rs.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, rs.cfg.Brokers, c.partitions, c.replication, c.billing); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)

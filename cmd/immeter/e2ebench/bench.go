@@ -25,11 +25,12 @@ import (
 
 // Config configures a run. Zero fields take the defaults of DefaultConfig.
 type Config struct {
-	Brokers    []string                 // Kafka bootstrap brokers; required
-	ClickHouse schemas.ClickHouseConfig // Addr and credentials; the database is a private one
-	Binary     string                   // the immeter binary run as `immeter aggregate` (and `simulate`); required
-	Partitions int                      // partitions of the private events topic; default 4
-	Dir        string                   // where child logs go; default a temporary directory
+	Brokers     []string                 // Kafka bootstrap brokers; required
+	ClickHouse  schemas.ClickHouseConfig // Addr and credentials; the database is a private one
+	Binary      string                   // the immeter binary run as `immeter aggregate` (and `simulate`); required
+	Partitions  int                      // partitions of the private events topic; default 4
+	Replication int                      // replication factor of the private topics; default 1
+	Dir         string                   // where child logs go; default a temporary directory
 
 	Apps int // apps in the load; default 100000
 	// Users is the number of distinct users (who log in: the MAU) of the
@@ -70,14 +71,15 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Partitions: 4,
-		Apps:       100000,
-		Users:      2_000_000,
-		Preload:    6_000_000,
-		Rate:       300000,
-		Sustain:    60 * time.Second,
-		Latency:    30 * time.Second,
-		ProbeEvery: 100 * time.Millisecond,
+		Partitions:  4,
+		Replication: 1,
+		Apps:        100000,
+		Users:       2_000_000,
+		Preload:     6_000_000,
+		Rate:        300000,
+		Sustain:     60 * time.Second,
+		Latency:     30 * time.Second,
+		ProbeEvery:  100 * time.Millisecond,
 	}
 }
 
@@ -85,6 +87,9 @@ func (c *Config) fill() {
 	d := DefaultConfig()
 	if c.Partitions == 0 {
 		c.Partitions = d.Partitions
+	}
+	if c.Replication == 0 {
+		c.Replication = d.Replication
 	}
 	if c.Apps == 0 {
 		c.Apps = d.Apps
@@ -173,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
 		return err
 	}
-	if err := ingest.EnsureTopics(ctx, cfg.Brokers, cfg.Partitions, 1, e.events, e.dlq, e.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, cfg.Brokers, cfg.Partitions, cfg.Replication, e.events, e.dlq, e.billing); err != nil {
 		return err
 	}
 	conn, err := schemas.OpenClickHouse(ctx, e.ch)
@@ -183,7 +188,11 @@ func Run(ctx context.Context, cfg Config) error {
 	e.conn = conn
 	defer func() {
 		if !cfg.Keep {
-			_ = conn.Exec(context.Background(), fmt.Sprintf(sqlDropDatabase, e.ch.Database))
+			drop := fmt.Sprintf(sqlDropDatabase, e.ch.Database)
+			if e.ch.Cluster != "" {
+				drop += " ON CLUSTER " + e.ch.Cluster
+			}
+			_ = conn.Exec(context.Background(), drop)
 			c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
 			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq, e.billing}})
 		} else {
