@@ -610,7 +610,7 @@ func minTime(a, b time.Time) time.Time {
 
 // AppAlerts returns the stored alerts of an app whose period is in month m
 // (live-group alerts, which have no month, when they were detected in it),
-// ordered by id.
+// in the order they were detected.
 func AppAlerts(ctx context.Context, conn driver.Conn, app uint32, m schemas.Month, loc *time.Location) ([]schemas.Alert, error) {
 	rows, err := conn.Query(ctx, sqlAlertsOfApp, app)
 	if err != nil {
@@ -635,5 +635,6 @@ func AppAlerts(ctx context.Context, conn driver.Conn, app uint32, m schemas.Mont
 			out = append(out, al)
 		}
 	}
+	slices.SortStableFunc(out, func(x, y schemas.Alert) int { return x.At.Compare(y.At) })
 	return out, rows.Err()
 }

@@ -226,13 +226,13 @@ func runUsage(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Println()
-	printQuotas(os.Stdout, quotas, alerts)
+	printQuotas(os.Stdout, quotas, alerts, c.loc)
 	return nil
 }
 
 // printQuotas writes the quota use (exact, from ClickHouse now) and the
 // alerts of the month.
-func printQuotas(w io.Writer, quotas []rollup.QuotaUse, alerts []schemas.Alert) {
+func printQuotas(w io.Writer, quotas []rollup.QuotaUse, alerts []schemas.Alert, loc *time.Location) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Quota use (now)\tedition\tused\n")
 	names := map[string]string{
@@ -252,7 +252,7 @@ func printQuotas(w io.Writer, quotas []rollup.QuotaUse, alerts []schemas.Alert) 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Alerts\tperiod\tedition\tlevel\tvalue/limit\tdetected\n")
 	for _, a := range alerts {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d%%\t%d/%d\t%s\n", a.Kind, a.Period, a.Edition, a.Level, a.Value, a.Limit, a.At.Format(time.RFC3339))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d%%\t%d/%d\t%s\n", a.Kind, a.Period, a.Edition, a.Level, a.Value, a.Limit, a.At.In(loc).Format(time.RFC3339))
 	}
 	tw.Flush()
 }
