@@ -23,6 +23,13 @@ import (
 	"github.com/immeter/immeter/schemas"
 )
 
+// Statements of the alert tests.
+const (
+	sqlTestStoredAlerts    = `SELECT uniqExact(id) FROM alerts`
+	sqlTestPublishedAlerts = `SELECT uniqExact(id) FROM alerts_published`
+	sqlTestInsertAlert     = `INSERT INTO alerts (id, app, kind, period, edition, level, value, quota, at, record, generated_at)`
+)
+
 // alertEnv is a testEnv with an alerts topic and an alerter that the test
 // can stop and start again.
 type alertEnv struct {
@@ -138,7 +145,7 @@ func checkAlert(t *testing.T, got []schemas.Alert, id string, value, limit int64
 func (e *alertEnv) storedAlerts(ctx context.Context, t *testing.T) uint64 {
 	t.Helper()
 	var n uint64
-	if err := e.conn.QueryRow(ctx, "SELECT uniqExact(id) FROM alerts").Scan(&n); err != nil {
+	if err := e.conn.QueryRow(ctx, sqlTestStoredAlerts).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -424,4 +431,44 @@ func TestAlertsUpgradeRearms(t *testing.T) {
 	checkAlert(t, got, fmt.Sprintf("%d:mau_quota:2026-10:developer:100", app), 100, 100)
 	checkAlert(t, got, fmt.Sprintf("%d:mau_quota:2026-10:developer:80", app), 80, 100)
 	checkAlert(t, got, fmt.Sprintf("%d:mau_quota:2026-10:standard:80", app), 8000, 10000)
+}
+
+// TestAlertsStoredButUnpublished: an alert stored in ClickHouse by an
+// alerter that died before Kafka acknowledged it is published at the next
+// start byte for byte, and its level is not alerted again with the content
+// of now.
+func TestAlertsStoredButUnpublished(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	env := newAlertEnv(ctx, t, clock.Now, loc)
+	const app = 1400000105
+	id := fmt.Sprintf("%d:mau_quota:2026-10:developer:80", app)
+	at := time.Date(2026, 10, 20, 3, 59, 58, 123000000, time.UTC)
+	stored := schemas.Alert{ID: id, App: app, Kind: schemas.AlertMAUQuota, Period: "2026-10", Level: 80, Value: 81, Limit: 100,
+		Edition: "developer", At: at, GeneratedAt: at.Truncate(time.Second)}
+	body, _ := json.Marshal(stored)
+	if err := schemas.InsertRow(ctx, env.conn, sqlTestInsertAlert,
+		id, uint32(app), stored.Kind, stored.Period, stored.Edition, uint16(80), int64(81), uint64(100), at.Truncate(time.Second), string(body), at.Truncate(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	env.runInProcess(ctx, t, clock.Now)
+	env.produce(ctx, t, env.events, logins(app, 1, 100, time.Date(2026, 10, 3, 9, 0, 0, 0, loc)))
+	env.waitAggregated(ctx, t, env.events)
+	env.startAlerter(t)
+	got := env.waitAlerts(ctx, t, 2)
+	checkAlert(t, got, fmt.Sprintf("%d:mau_quota:2026-10:developer:100", app), 100, 100)
+	checkAlert(t, got, id, 81, 100)
+	var found bool
+	for _, m := range env.readAll(ctx, t, env.alerts, 2) {
+		found = found || bytes.Equal(m.Value, body)
+	}
+	if !found {
+		t.Errorf("the stored alert was not published byte for byte:\n%s", body)
+	}
+	var published uint64
+	if err := env.conn.QueryRow(ctx, sqlTestPublishedAlerts).Scan(&published); err != nil || published != 2 {
+		t.Errorf("unexpected alerts marked published; got %d (%v); want 2", published, err)
+	}
 }
