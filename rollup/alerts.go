@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -98,6 +99,7 @@ type Alerter struct {
 	w    *kafka.Writer
 
 	known   map[string]bool // ids stored or pending: never alerted again
+	oldest  string          // no id of a period before this month is in known
 	pending []pendingAlert  // detected, not yet marked published
 }
 
@@ -146,7 +148,7 @@ func (a *Alerter) Run(ctx context.Context) error {
 	}
 	var since, swept time.Time // zero: every app
 	for {
-		start := a.cfg.Now()
+		began, start := time.Now(), a.cfg.Now()
 		from := since
 		if start.Sub(swept) >= a.cfg.Sweep {
 			from = time.Time{}
@@ -165,7 +167,7 @@ func (a *Alerter) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(a.cfg.Interval - a.cfg.Now().Sub(start)):
+		case <-time.After(a.cfg.Interval - time.Since(began)):
 		}
 	}
 }
@@ -220,6 +222,7 @@ func (a *Alerter) Check(ctx context.Context, since time.Time) (int, error) {
 		return 0, err
 	}
 	now := a.cfg.Now()
+	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
 	alerts, err := a.detect(ctx, since, now)
 	if err != nil {
 		return 0, err
@@ -241,6 +244,29 @@ func (a *Alerter) Check(ctx context.Context, since time.Time) (int, error) {
 		a.cfg.Logger.Info("alerts: published", "count", len(alerts))
 	}
 	return len(alerts), nil
+}
+
+// forget drops the known ids of periods before month (YYYY-MM), which are
+// no longer checked; live-group ids ("current") stay.
+func (a *Alerter) forget(month string) {
+	if a.oldest == month {
+		return
+	}
+	for id := range a.known {
+		if p := alertPeriod(id); p != schemas.AlertLivePeriod && p < month {
+			delete(a.known, id)
+		}
+	}
+	a.oldest = month
+}
+
+// alertPeriod returns the period part of an alert id.
+func alertPeriod(id string) string {
+	parts := strings.SplitN(id, ":", 4)
+	if len(parts) < 4 {
+		return ""
+	}
+	return parts[2]
 }
 
 // flush stores the pending alerts not stored yet, publishes them all, and

@@ -121,3 +121,25 @@ func TestAlertConfig(t *testing.T) {
 	f(func(c *AlertConfig) { c.Topic = "" }, "ALERTS_TOPIC: must not be empty")
 	f(func(c *AlertConfig) { c.Brokers = nil }, "KAFKA_BROKERS: required")
 }
+
+// TestForget: ids of periods no longer checked are dropped, the others and
+// the live-group ones kept.
+func TestForget(t *testing.T) {
+	a := &Alerter{known: map[string]bool{
+		"7:mau_quota:2026-08:developer:80":           true,
+		"7:daily_net_groups:2026-08-31:developer:80": true,
+		"7:mau_quota:2026-09:developer:80":           true,
+		"7:daily_net_groups:2026-09-01:developer:80": true,
+		"7:live_groups:current:developer:80":         true,
+	}}
+	a.forget("2026-09")
+	var got []string
+	for id := range a.known {
+		got = append(got, id)
+	}
+	slices.Sort(got)
+	want := []string{"7:daily_net_groups:2026-09-01:developer:80", "7:live_groups:current:developer:80", "7:mau_quota:2026-09:developer:80"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("unexpected ids kept; got %v; want %v", got, want)
+	}
+}
