@@ -204,9 +204,12 @@ func (a *Alerter) Start(ctx context.Context) error {
 	}
 	for _, p := range a.pending { // detected before a failed start
 		known[p.alert.ID] = true
+		if !p.stored { // the stored ones were read again above
+			pending = append(pending, p)
+		}
 	}
 	a.known = known
-	a.pending = append(pending, a.pending...)
+	a.pending = pending
 	if len(pending) > 0 {
 		a.cfg.Logger.Info("alerts: republishing unacknowledged alerts", "count", len(pending))
 	}
