@@ -368,11 +368,13 @@ ORDER BY app, at, at_nanos, id`
 WHERE day >= toDate(?) AND day <= toDate(?) AND app IN ?
 GROUP BY app`
 
-	// sqlAlertLiveGroups: args apps (a clickhouse.GroupSet), before (unix
-	// seconds). A group exists when its latest change is a creation.
+	// sqlAlertLiveGroups: args from, to, since, before (unix seconds). A
+	// group exists when its latest change is a creation.
 	sqlAlertLiveGroups = `SELECT app, countIf(last_op = 'create') FROM (
 	SELECT app, group_id, argMax(op, (at, at_nanos, id)) AS last_op
-	FROM live_group_changes WHERE app IN ? AND at < toDateTime(?)
+	FROM live_group_changes
+	WHERE app IN (SELECT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?) AND updated_at >= toDateTime(?))
+		AND at < toDateTime(?)
 	GROUP BY app, group_id
 )
 GROUP BY app`
@@ -498,16 +500,18 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 		if len(ws) == 0 {
 			continue
 		}
-		mau, err := a.counts(ctx, sqlAlertMAU, "user_days", m.FirstDay().String(), m.LastDay().String(), appSet(ws))
-		if err != nil {
-			return nil, err
-		}
-		for _, w := range ws {
-			check(w, mau[w.app])
+		for chunk := range slices.Chunk(ws, maxAppsPerQuery) {
+			mau, err := a.counts(ctx, sqlAlertMAU, "user_days", m.FirstDay().String(), m.LastDay().String(), appSet(chunk))
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range chunk {
+				check(w, mau[w.app])
+			}
 		}
 	}
 	if len(liveWatch) > 0 {
-		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", appSet(liveWatch), now.Unix()+1)
+		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", from, to, sinceArg, now.Unix()+1)
 		if err != nil {
 			return nil, err
 		}
@@ -565,6 +569,10 @@ func (a *Alerter) crossed(w watch, value int64, now time.Time) []schemas.Alert {
 func reached(value, limit int64, level int) bool {
 	return value*100 >= int64(level)*limit
 }
+
+// maxAppsPerQuery bounds the apps listed in one query (ClickHouse's
+// max_query_size is 256 KiB; an app id takes up to 12 bytes).
+const maxAppsPerQuery = 10000
 
 func appSet(ws []watch) clickhouse.GroupSet {
 	s := clickhouse.GroupSet{Value: make([]any, len(ws))}
