@@ -409,6 +409,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 	from, to := months[0].FirstDay().String(), cur.LastDay().String()
 	sinceArg := max(since.Unix(), 0)
 
+	t0 := time.Now()
 	days := map[uint32]map[schemas.Day]dayFigures{}
 	rows, err := a.conn.Query(ctx, sqlAlertDays, from, to, from, to, sinceArg)
 	if err != nil {
@@ -434,6 +435,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 	if len(days) == 0 {
 		return nil, nil
 	}
+	tDays := time.Since(t0)
 	plans, err := a.plansOf(ctx, from, to, sinceArg, now)
 	if err != nil {
 		return nil, err
@@ -495,6 +497,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 		}
 	}
 
+	t1 := time.Now()
 	for _, m := range months {
 		ws := mauWatch[m]
 		if len(ws) == 0 {
@@ -510,6 +513,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 			}
 		}
 	}
+	tMAU := time.Since(t1)
 	if len(liveWatch) > 0 {
 		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", from, to, sinceArg, now.Unix()+1)
 		if err != nil {
@@ -519,6 +523,8 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 			check(w, live[w.app])
 		}
 	}
+	a.cfg.Logger.Debug("alerts: check", "apps", len(apps), "mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]),
+		"alerts", len(out), "daily_usage", tDays, "user_days", tMAU, "took", time.Since(t0))
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1
