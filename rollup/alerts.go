@@ -82,11 +82,13 @@ func (c *AlertConfig) Validate() error {
 	return nil
 }
 
-// changeWindow is how far before a check's start a daily_usage row's
-// updated_at (the aggregator's clock when its flush began) may lie and the
-// app still be checked: a flush that began before the previous check can
-// land after it. Rows that land later still are caught by the sweep.
-const changeWindow = 30 * time.Second
+// changeWindow is how far before the previous check's start a daily_usage
+// row's updated_at (the aggregator's clock when its flush began) may lie
+// and the app still be checked: a flush that began before the previous
+// check can land after it. Rows that land later still (a flush slower than
+// this, or clocks further apart) are caught by the sweep. Every app changed
+// in the window is checked, so it is short.
+const changeWindow = 5 * time.Second
 
 // Alerter publishes usage alerts: when an app's exact usage reaches a level
 // (a percentage) of a limit of its edition, it stores the alert in
@@ -357,10 +359,11 @@ FROM (
 )
 GROUP BY app, day`
 
-	// sqlAlertPlans: args from, to, since, before (unix seconds).
+	// sqlAlertPlans: arg before (unix seconds). plan_changes is small (a
+	// row per plan event): it is read whole rather than filtered by a
+	// second scan of daily_usage.
 	sqlAlertPlans = `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes
-WHERE app IN (SELECT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?) AND updated_at >= toDateTime(?))
-	AND at < toDateTime(?)
+WHERE at < toDateTime(?)
 ORDER BY app, at, at_nanos, id`
 
 	// sqlAlertMAU: args from, to, apps (a clickhouse.GroupSet).
@@ -368,13 +371,12 @@ ORDER BY app, at, at_nanos, id`
 WHERE day >= toDate(?) AND day <= toDate(?) AND app IN ?
 GROUP BY app`
 
-	// sqlAlertLiveGroups: args from, to, since, before (unix seconds). A
-	// group exists when its latest change is a creation.
+	// sqlAlertLiveGroups: arg before (unix seconds). A group exists when
+	// its latest change is a creation. live_group_changes is small (live
+	// groups only): it is read whole, like plan_changes.
 	sqlAlertLiveGroups = `SELECT app, countIf(last_op = 'create') FROM (
 	SELECT app, group_id, argMax(op, (at, at_nanos, id)) AS last_op
-	FROM live_group_changes
-	WHERE app IN (SELECT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?) AND updated_at >= toDateTime(?))
-		AND at < toDateTime(?)
+	FROM live_group_changes WHERE at < toDateTime(?)
 	GROUP BY app, group_id
 )
 GROUP BY app`
@@ -436,7 +438,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 		return nil, nil
 	}
 	tDays := time.Since(t0)
-	plans, err := a.plansOf(ctx, from, to, sinceArg, now)
+	plans, err := a.plansOf(ctx, now)
 	if err != nil {
 		return nil, err
 	}
@@ -515,7 +517,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 	}
 	tMAU := time.Since(t1)
 	if len(liveWatch) > 0 {
-		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", from, to, sinceArg, now.Unix()+1)
+		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
 		if err != nil {
 			return nil, err
 		}
@@ -607,8 +609,8 @@ func (a *Alerter) counts(ctx context.Context, query, table string, args ...any) 
 	return out, rows.Err()
 }
 
-func (a *Alerter) plansOf(ctx context.Context, from, to string, since int64, now time.Time) (map[uint32][]planChange, error) {
-	rows, err := a.conn.Query(ctx, sqlAlertPlans, from, to, since, now.Unix()+1)
+func (a *Alerter) plansOf(ctx context.Context, now time.Time) (map[uint32][]planChange, error) {
+	rows, err := a.conn.Query(ctx, sqlAlertPlans, now.Unix()+1)
 	if err != nil {
 		return nil, fmt.Errorf("read plan_changes: %w", err)
 	}
