@@ -130,6 +130,7 @@ type partitionState struct {
 	pendingUsers []userRow
 	pendingIDs   []idRow
 	pendingPlans []schemas.Event
+	pendingLive  []schemas.Event // live-streaming group changes
 	pendingDLQ   []deadLetter
 }
 
@@ -220,6 +221,10 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	switch e.Type {
 	case schemas.Login:
 		s.addUser(st, e.App, day, e.User)
+	case schemas.Group:
+		if e.GroupType == liveGroupType {
+			s.pendingLive = append(s.pendingLive, e)
+		}
 	}
 	if o < st.version {
 		return Replayed, nil
@@ -393,5 +398,5 @@ func (s *partitionState) evict(keepFrom schemas.Day) {
 
 // pending reports whether anything waits to be written.
 func (s *partitionState) pending() int {
-	return len(s.pendingUsers) + len(s.pendingIDs) + len(s.pendingPlans) + len(s.pendingDLQ)
+	return len(s.pendingUsers) + len(s.pendingIDs) + len(s.pendingPlans) + len(s.pendingLive) + len(s.pendingDLQ)
 }

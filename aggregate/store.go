@@ -130,7 +130,7 @@ func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) er
 // flush makes everything folded so far durable, in an order that keeps a
 // crash at any point harmless (see README, "Exactly once"):
 //  1. dead letters to the DLQ topic and table;
-//  2. at once: the sets (event ids, user days, sketches, plan changes),
+//  2. at once: the sets (event ids, user days, sketches, plan and live-group changes),
 //     which writing twice changes nothing, and the absolute counters of
 //     dirty days, each row versioned with the offset it is complete up to;
 //  3. the partition's next offset, once all of 2 landed.
@@ -206,13 +206,13 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 	return nil
 }
 
-// flushRows writes the four sets and the counters at once: they are
+// flushRows writes the five sets and the counters at once: they are
 // independent of each other, and only the offset must wait for all of them.
 func (st *store) flushRows(ctx context.Context, s *partitionState, now time.Time) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 5)
-	wg.Go(func() { errs[4] = st.flushCounters(ctx, s, now) })
-	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushSketches} {
+	errs := make([]error, 6)
+	wg.Go(func() { errs[5] = st.flushCounters(ctx, s, now) })
+	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushLive, st.flushSketches} {
 		wg.Go(func() {
 			select {
 			case st.inserts <- struct{}{}:

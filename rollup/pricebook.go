@@ -84,6 +84,7 @@ type PriceBook struct {
 	callPerMinutes int64
 	audioPrice     decimal.Decimal // per callPerMinutes minutes
 	videoPrice     decimal.Decimal // per callPerMinutes minutes
+	alertLevels    []int           // percentages of a limit that alert, ascending
 }
 
 // Currency returns the ISO 4217 code of every amount in the price book.
@@ -161,6 +162,8 @@ type rawPriceBook struct {
 	Currency   string                 `yaml:"currency"`
 	Editions   map[string]*rawEdition `yaml:"editions"`
 	CallPrices *rawCallPrices         `yaml:"call_prices"`
+	// AlertLevels is nil when the key is omitted (the default levels).
+	AlertLevels *[]int `yaml:"alert_levels"`
 }
 
 type rawEdition struct {
@@ -265,11 +268,42 @@ func (r *rawPriceBook) validate() (*PriceBook, error) {
 		pb.videoPrice, _ = c.money("call_prices.video", r.CallPrices.Video, true)
 	}
 
+	pb.alertLevels = c.levels("alert_levels", r.AlertLevels)
+
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
 	}
 	return pb, nil
 }
+
+// DefaultAlertLevels are the alert levels when the price book sets none:
+// percent of each limit.
+var DefaultAlertLevels = []int{80, 100}
+
+// levels checks the alert levels: omitted means DefaultAlertLevels; else at
+// least one, each in 1..1000, strictly ascending.
+func (c *checker) levels(path string, v *[]int) []int {
+	if v == nil {
+		return DefaultAlertLevels
+	}
+	if len(*v) == 0 {
+		c.failf(path, "at least one level (omit the key for the default %v)", DefaultAlertLevels)
+		return nil
+	}
+	for i, l := range *v {
+		switch {
+		case l < 1 || l > 1000:
+			c.failf(path, "%d: a level is a percentage of the limit in 1..1000", l)
+		case i > 0 && l <= (*v)[i-1]:
+			c.failf(path, "levels must be strictly ascending; got %v", *v)
+		}
+	}
+	return slices.Clone(*v)
+}
+
+// AlertLevels returns the percentages of a limit at which an app is alerted,
+// ascending.
+func (pb *PriceBook) AlertLevels() []int { return slices.Clone(pb.alertLevels) }
 
 func (re *rawEdition) validate(c *checker, path string) editionPrices {
 	var ep editionPrices

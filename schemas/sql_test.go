@@ -3,6 +3,7 @@ package schemas
 import (
 	"context"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"sort"
 	"strings"
 	"testing"
@@ -112,6 +113,11 @@ func samples() map[string]sample {
 			{"g", "im.usage.events", int32(0), "topic-recreated", "tid-a", "tid-b", int64(250), int64(0), int64(250), uint64(250),
 				at("2026-10-05 00:00:01"), "ops", "INC-1"},
 		}},
+		"aggregate.sqlInsertLiveGroupChange": {rows: [][]any{
+			{app1, "live-1", "create", at("2026-10-02 01:00:00"), uint32(0), "lg1"},
+			{app1, "live-2", "create", at("2026-10-02 02:00:00"), uint32(0), "lg2"},
+			{app1, "live-2", "dissolve", at("2026-10-03 02:00:00"), uint32(0), "lg3"},
+		}},
 		"aggregate.sqlInsertDeadLetters": {rows: [][]any{
 			{at("2026-10-01 00:00:10"), "im.usage.events", int32(0), int64(7), app1, "type: unknown", `{"type":"nope"}`},
 		}},
@@ -138,11 +144,24 @@ func samples() map[string]sample {
 		"rollup.sqlMAU":             {args: []any{"2026-10-01", "2026-10-31"}},
 		"rollup.sqlSketches":        {args: []any{"2026-10-01", "2026-10-31"}},
 		"rollup.sqlPlans":           {args: []any{octEnd + 1}},
-		"rollup.sqlPlanMark":        {args: []any{octEnd + 1}},
-		"rollup.sqlUsageMark":       {args: []any{"2026-10-01", "2026-10-31"}, alt: [][]any{{"2026-12-01", "2026-12-31"}}},
-		"rollup.sqlLatest":          {args: []any{"2026-10"}},
-		"rollup.sqlUnpublished":     {},
-		"rollup.sqlStatement":       {args: []any{app1, "2026-10"}, alt: [][]any{{app3, "2026-10"}}},
+		"rollup.sqlInsertAlert": {rows: [][]any{
+			{"1400000001:mau_quota:2026-10:developer:80", app1, "mau_quota", "2026-10", "developer", uint16(80), int64(80), uint64(100),
+				at("2026-10-02 00:00:05"), `{"id":"1400000001:mau_quota:2026-10:developer:80"}`, at("2026-10-02 00:00:05")},
+			{"1400000001:mau_quota:2026-10:developer:100", app1, "mau_quota", "2026-10", "developer", uint16(100), int64(100), uint64(100),
+				at("2026-10-03 00:00:05"), `{"id":"1400000001:mau_quota:2026-10:developer:100"}`, at("2026-10-03 00:00:05")},
+		}},
+		"rollup.sqlInsertAlertPublished": {rows: [][]any{{app1, "1400000001:mau_quota:2026-10:developer:80", at("2026-10-02 00:00:06")}}},
+		"rollup.sqlAlertsStored":         {},
+		"rollup.sqlAlertsOfApp":          {args: []any{app1}, alt: [][]any{{app3}}},
+		"rollup.sqlAlertDays":            {args: []any{"2026-10-01", "2026-10-31", "2026-10-01", "2026-10-31", int64(0)}},
+		"rollup.sqlAlertPlans":           {args: []any{octEnd + 1}},
+		"rollup.sqlAlertMAU":             {args: []any{"2026-10-01", "2026-10-31", clickhouse.GroupSet{Value: []any{app1, app2}}}},
+		"rollup.sqlAlertLiveGroups":      {args: []any{octEnd + 1}},
+		"rollup.sqlPlanMark":             {args: []any{octEnd + 1}},
+		"rollup.sqlUsageMark":            {args: []any{"2026-10-01", "2026-10-31"}, alt: [][]any{{"2026-12-01", "2026-12-31"}}},
+		"rollup.sqlLatest":               {args: []any{"2026-10"}},
+		"rollup.sqlUnpublished":          {},
+		"rollup.sqlStatement":            {args: []any{app1, "2026-10"}, alt: [][]any{{app3, "2026-10"}}},
 
 		"cmd/immeter/e2ebench.sqlRawEventsTable": {},
 		"cmd/immeter/e2ebench.sqlInsertRawEvents": {rows: [][]any{

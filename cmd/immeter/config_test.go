@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/immeter/immeter/schemas"
 )
 
 // settingVars are the environment variables the commands read; each case
@@ -14,7 +16,8 @@ var settingVars = []string{
 	"KAFKA_BROKERS", "KAFKA_PARTITIONS", "KAFKA_REPLICATION", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE",
 	"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "BILLING_TZ", "EVENTS_TOPIC", "DLQ_TOPIC", "BILLING_TOPIC",
 	"AGGREGATE_GROUP", "FLUSH_INTERVAL", "MAX_EVENT_AGE", "MAX_EVENT_FUTURE", "AGGREGATE_SESSION_TIMEOUT",
-	"PLANS_FILE", "ROLLUP_INTERVAL", "SETTLE_AFTER", "ROLLUP_TICK", "IMMETER_SECRETS_FILE", "INGEST_ADDR",
+	"PLANS_FILE", "ROLLUP_INTERVAL", "SETTLE_AFTER", "ROLLUP_TICK", "ALERTS_TOPIC", "ALERT_INTERVAL", "ALERT_SWEEP",
+	"IMMETER_SECRETS_FILE", "INGEST_ADDR",
 	"INGEST_MAX_BODY_BYTES", "INGEST_MAX_EVENT_BYTES", "INGEST_MAX_CLOCK_SKEW", "INGEST_PUBLISH_TIMEOUT",
 	"LOG_LEVEL", "STATUS_EVERY", "SIM_RATE", "SIM_APPS", "SIMULATE",
 }
@@ -138,6 +141,19 @@ func TestRollupSettings(t *testing.T) {
 	f([]string{"ROLLUP_INTERVAL=0"}, `ROLLUP_INTERVAL: "0": must be > 0`, nil)
 	f([]string{"ROLLUP_TICK=x"}, `ROLLUP_TICK: "x": want a duration`, nil)
 	f([]string{"PLANS_FILE=/nonexistent/plans.yaml"}, "PLANS_FILE: ", nil)
+	f(nil, "", func(s *rollupSettings) {
+		if s.alert.Topic != schemas.AlertsTopic || s.alert.Interval != time.Second || s.alert.Sweep != 10*time.Minute {
+			t.Fatalf("unexpected alert defaults; got %+v", s.alert)
+		}
+	})
+	f([]string{"ALERTS_TOPIC=my.alerts", "ALERT_INTERVAL=250ms"}, "", func(s *rollupSettings) {
+		if s.alert.Topic != "my.alerts" || s.alert.Interval != 250*time.Millisecond {
+			t.Fatalf("ALERTS_TOPIC, ALERT_INTERVAL not honoured; got %+v", s.alert)
+		}
+	})
+	f([]string{"ALERT_INTERVAL=0"}, `ALERT_INTERVAL: "0": must be > 0`, nil)
+	f([]string{"ALERT_SWEEP=0s"}, `ALERT_SWEEP: "0s": must be > 0`, nil)
+	f([]string{"ALERTS_TOPIC=im.billing.monthly"}, `ALERTS_TOPIC: "im.billing.monthly" is already`, nil)
 }
 
 // writeSecrets writes a gateway secrets file and returns its path.

@@ -100,7 +100,7 @@ func runAll(ctx context.Context, args []string) error {
 	}
 	c := &o.common
 	if c.kafka == "" {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.partitions), c.events, c.dlq, c.billing))
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.partitions), c.events, c.dlq, c.billing, o.roll.alert.Topic))
 		if err != nil {
 			return fmt.Errorf("embedded Kafka broker: %w", err)
 		}
@@ -117,7 +117,7 @@ func runAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ingest.EnsureTopics(ctx, rs.cfg.Brokers, c.partitions, c.replication, c.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, rs.cfg.Brokers, c.partitions, c.replication, c.billing, rs.alert.Topic); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)
@@ -130,6 +130,11 @@ func runAll(ctx context.Context, args []string) error {
 		return err
 	}
 	defer roll.Close()
+	alerter, err := rollup.NewAlerter(rs.alert, conn)
+	if err != nil {
+		return err
+	}
+	defer alerter.Close()
 
 	pcfg := ingest.DefaultProducerConfig()
 	pcfg.Brokers, pcfg.Topic, pcfg.Block = brokers(c.kafka), c.events, true
@@ -175,7 +180,7 @@ func runAll(ctx context.Context, args []string) error {
 		}()
 	}
 	goRun(&wg, "aggregate", func() error { return agg.Run(pipeline) })
-	goRun(&wg, "rollup", func() error { return roll.Run(pipeline, rs.tick) })
+	goRun(&wg, "rollup", func() error { return rs.runDaemons(pipeline, roll, alerter) })
 	if gw != nil {
 		goRun(&intakeWG, "ingest", func() error { return gw.ListenAndServe(intake) })
 	}
@@ -240,7 +245,7 @@ func printStatus(ctx context.Context, w io.Writer, conn driver.Conn, roll *rollu
 	fmt.Fprintf(w, "\n%s  month %s (%s)  events counted %d, duplicates %d, invalid %d\n",
 		time.Now().In(loc).Format("15:04:05"), month, schemas.TimezoneName(loc), st.Counted, st.Duplicates, st.Rejected)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "app\tedition\tMAU\tMAU est.\tlogins\tmessages\tcall min\tcharges so far (USD)\t")
+	fmt.Fprintln(tw, "app\tedition\tMAU\tfree MAU used\tMAU est.\tlogins\tmessages\tcall min\tcharges so far (USD)\t")
 	for _, app := range apps {
 		u := usage[app]
 		rec, err := roll.Record(u)
@@ -248,7 +253,11 @@ func printStatus(ctx context.Context, w io.Writer, conn driver.Conn, roll *rollu
 			return err
 		}
 		m := u.Usage.Messages
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", app, rec.Edition, u.Usage.MAU, u.Usage.MAUEstimate,
+		q, err := roll.Quotas(u)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t\n", app, rec.Edition, u.Usage.MAU, q[0].Use(), u.Usage.MAUEstimate,
 			u.Usage.Logins, m.C2C+m.Group+m.Community+m.Live, u.Usage.CallMinutes.Audio+u.Usage.CallMinutes.Video, rec.Total)
 	}
 	return tw.Flush()

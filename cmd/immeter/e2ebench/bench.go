@@ -56,7 +56,7 @@ type Config struct {
 	Latency    time.Duration
 	ProbeEvery time.Duration
 	// Skip names phases not to run: "sustain", "latency", "peer", "close",
-	// "month".
+	// "month", and "alerts" (the alert probes of the latency phase).
 	Skip map[string]bool
 	// AggregateEnv is added to the environment of `immeter aggregate`, e.g.
 	// GOMEMLIMIT=256MiB.
@@ -140,6 +140,7 @@ func (c *Config) Validate() error {
 type env struct {
 	cfg                  Config
 	events, dlq, billing string
+	alerts               string
 	group                string
 	ch                   schemas.ClickHouseConfig
 	conn                 driver.Conn
@@ -161,6 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 		events:  "bench.events." + sfx,
 		dlq:     "bench.dlq." + sfx,
 		billing: "bench.billing." + sfx,
+		alerts:  "bench.alerts." + sfx,
 		group:   "bench-" + sfx,
 		ch:      cfg.ClickHouse,
 		dir:     cfg.Dir,
@@ -178,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
 		return err
 	}
-	if err := ingest.EnsureTopics(ctx, cfg.Brokers, cfg.Partitions, cfg.Replication, e.events, e.dlq, e.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, cfg.Brokers, cfg.Partitions, cfg.Replication, e.events, e.dlq, e.billing, e.alerts); err != nil {
 		return err
 	}
 	conn, err := schemas.OpenClickHouse(ctx, e.ch)
@@ -194,7 +196,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			_ = conn.Exec(context.Background(), drop)
 			c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
-			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq, e.billing}})
+			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq, e.billing, e.alerts}})
 		} else {
 			e.log.Info("bench: kept", "database", e.ch.Database, "topic", e.events)
 		}
@@ -223,6 +225,14 @@ func (e *env) run(ctx context.Context, r *report) error {
 	r.preloadUsers = gen.Distinct()
 	e.log.Info("bench: preloaded", "events", n, "rate", rate(n, r.preload.elapsed))
 
+	alertProbes := 0
+	if !cfg.Skip["latency"] && !cfg.Skip["alerts"] && cfg.Latency > 0 {
+		alertProbes = int(cfg.Latency / cfg.ProbeEvery)
+		if err := e.prepareAlertProbes(ctx, alertProbes); err != nil {
+			return err
+		}
+	}
+
 	agg, err := e.startAggregate(ctx)
 	if err != nil {
 		return err
@@ -239,6 +249,13 @@ func (e *env) run(ctx context.Context, r *report) error {
 	r.drain = d
 	r.drainRSS = agg.rss()
 	e.log.Info("bench: drained", "events", d.events, "rate", rate(d.events, d.elapsed), "rss_mib", r.drainRSS.peak>>20)
+	if alertProbes > 0 {
+		stopAlerter, err := e.startAlerter(ctx)
+		if err != nil {
+			return err
+		}
+		defer stopAlerter()
+	}
 
 	// 2. Sustained load at Rate while the aggregator runs.
 	if !cfg.Skip["sustain"] && cfg.Sustain > 0 {
@@ -252,11 +269,20 @@ func (e *env) run(ctx context.Context, r *report) error {
 	// 3. Latency at half the rate, with probes.
 	if !cfg.Skip["latency"] && cfg.Latency > 0 {
 		e.log.Info("bench: latency", "rate", cfg.Rate/2, "for", cfg.Latency)
+		var ap *alertProber
+		probeCtx, stopProbes := context.WithCancel(ctx)
+		if alertProbes > 0 {
+			ap = e.startAlertProbes(probeCtx, alertProbes, cfg.ProbeEvery)
+		}
 		s, err := e.sustain(ctx, gen, agg, cfg.Rate/2, cfg.Latency, cfg.ProbeEvery)
+		stopProbes()
 		if err != nil {
 			return fmt.Errorf("latency: %w", err)
 		}
 		r.latency = &s
+		if ap != nil {
+			r.alertLatencies, r.alertProbes = ap.wait()
+		}
 	}
 	r.finalRSS = agg.rss()
 	if err := agg.stop(); err != nil {
