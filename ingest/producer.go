@@ -372,6 +372,11 @@ func (p *Producer) message(e *schemas.Event, check bool) (kafka.Message, error) 
 	if check && e.ID == "" {
 		e.ID = NewID()
 	}
+	if check {
+		if err := e.CheckText(); err != nil {
+			return kafka.Message{}, err
+		}
+	}
 	// Key and value share one allocation (a long event moves both to a
 	// larger one).
 	b := strconv.AppendUint(make([]byte, 0, 208), uint64(e.App), 10)
