@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 
@@ -29,6 +30,11 @@ func runIngest(ctx context.Context, args []string) error {
 		maxEvent    = fs.String("max-event-bytes", env("INGEST_MAX_EVENT_BYTES", "16384"), "largest event in a body (INGEST_MAX_EVENT_BYTES)")
 		skew        = fs.String("max-clock-skew", env("INGEST_MAX_CLOCK_SKEW", "5m"), "accepted X-Immeter-Timestamp distance from now (INGEST_MAX_CLOCK_SKEW)")
 		pubTimeout  = fs.String("publish-timeout", env("INGEST_PUBLISH_TIMEOUT", "10s"), "wait for Kafka before answering 503 (INGEST_PUBLISH_TIMEOUT)")
+		maxConns    = fs.String("max-connections", env("INGEST_MAX_CONNECTIONS", "256"), "open connections at most; more wait (INGEST_MAX_CONNECTIONS)")
+		maxRequests = fs.String("max-requests", env("INGEST_MAX_REQUESTS", "8"), "requests read and handled at once; more wait (INGEST_MAX_REQUESTS)")
+		appRate     = fs.String("app-rate", env("INGEST_APP_RATE", "20000"), "events a second an app may average; over it, 429 (INGEST_APP_RATE)")
+		appBurst    = fs.String("app-burst", env("INGEST_APP_BURST", "100000"), "events an app may send at once above its rate (INGEST_APP_BURST)")
+		replayCache = fs.String("replay-cache", env("INGEST_REPLAY_CACHE", "1000000"), "signatures remembered to refuse replays (INGEST_REPLAY_CACHE)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -48,6 +54,16 @@ func runIngest(ctx context.Context, args []string) error {
 	gcfg.MaxClockSkew = s.duration("INGEST_MAX_CLOCK_SKEW", *skew)
 	gcfg.PublishTimeout = s.duration("INGEST_PUBLISH_TIMEOUT", *pubTimeout)
 	gcfg.WriteTimeout = max(gcfg.WriteTimeout, gcfg.PublishTimeout+5*time.Second)
+	gcfg.MaxConnections = s.int("INGEST_MAX_CONNECTIONS", *maxConns, 1)
+	gcfg.MaxRequests = s.int("INGEST_MAX_REQUESTS", *maxRequests, 1)
+	if gcfg.AppRate = s.float("INGEST_APP_RATE", *appRate); math.IsInf(gcfg.AppRate, 0) {
+		s.fail("INGEST_APP_RATE", "must be a finite number > 0; got %q", *appRate)
+	}
+	gcfg.AppBurst = s.int("INGEST_APP_BURST", *appBurst, 1)
+	gcfg.ReplayCacheSize = s.int("INGEST_REPLAY_CACHE", *replayCache, 1)
+	if s.err == nil && gcfg.MaxConnections < gcfg.MaxRequests {
+		s.fail("INGEST_MAX_CONNECTIONS", "must be >= INGEST_MAX_REQUESTS (%d); got %d", gcfg.MaxRequests, gcfg.MaxConnections)
+	}
 	nParts := s.int("KAFKA_PARTITIONS", *partitions, 1)
 	nRepl := s.int("KAFKA_REPLICATION", *replication, 1)
 	if s.err != nil {
