@@ -70,7 +70,7 @@ type GatewayConfig struct {
 	MaxConnections int
 	// MaxRequests bounds the requests whose body is read, decoded and
 	// published at once; others wait. With MaxBodyBytes it bounds the
-	// gateway's memory (README, Security). Default 8.
+	// gateway's memory (README, Security). Default 4.
 	MaxRequests int
 	// AppRate is the events a second each app may average; a request of
 	// an app over it gets 429 with Retry-After. Default 20000.
@@ -102,7 +102,7 @@ func DefaultGatewayConfig() GatewayConfig {
 		ShutdownTimeout: 30 * time.Second,
 		MaxClockSkew:    5 * time.Minute,
 		MaxConnections:  256,
-		MaxRequests:     8,
+		MaxRequests:     4,
 		AppRate:         20000,
 		AppBurst:        100000,
 		ReplayCacheSize: 1000000,

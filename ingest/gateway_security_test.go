@@ -405,3 +405,41 @@ func TestLoadSecretsWarnsWhenReadableByOthers(t *testing.T) {
 		t.Fatalf("log reveals the secret: %s", out)
 	}
 }
+
+// TestGatewayRequestMemory measures what an authenticated request of the
+// smallest events holds while it is decoded and published, the worst case
+// per request slot: with the body itself and the buffer it grew from, it
+// must stay within the 8 × INGEST_MAX_BODY_BYTES a slot the README states.
+func TestGatewayRequestMemory(t *testing.T) {
+	k := newFakeKafka(t)
+	const maxBody = 4 << 20
+	g := newTestGateway(t, k.producer(t, k.topic(t), nil), func(c *GatewayConfig) { c.MaxBodyBytes = maxBody })
+	var b strings.Builder
+	b.WriteString("[")
+	for n := 0; b.Len() < maxBody-200; n++ {
+		if n > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"id":"%d","type":"plan","app":%d,"time":"2026-11-25T21:00:00Z","edition":"premium"}`, n, testApp)
+	}
+	b.WriteString("]")
+	body := []byte(b.String())
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	raws, err := splitEvents(body, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, msgs, valid, _ := g.decode(raws, testApp)
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	held := float64(m1.HeapInuse-m0.HeapInuse) / float64(len(body))
+	t.Logf("%d events in %d bytes: decoding holds %.2f × the body", len(raws), len(body), held)
+	if held > 6 {
+		t.Fatalf("decoding a body holds %.2f × its size; the README's bound assumes at most 6", held)
+	}
+	runtime.KeepAlive(res)
+	runtime.KeepAlive(msgs)
+	runtime.KeepAlive(valid)
+}

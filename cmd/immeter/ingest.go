@@ -31,7 +31,7 @@ func runIngest(ctx context.Context, args []string) error {
 		skew        = fs.String("max-clock-skew", env("INGEST_MAX_CLOCK_SKEW", "5m"), "accepted X-Immeter-Timestamp distance from now (INGEST_MAX_CLOCK_SKEW)")
 		pubTimeout  = fs.String("publish-timeout", env("INGEST_PUBLISH_TIMEOUT", "10s"), "wait for Kafka before answering 503 (INGEST_PUBLISH_TIMEOUT)")
 		maxConns    = fs.String("max-connections", env("INGEST_MAX_CONNECTIONS", "256"), "open connections at most; more wait (INGEST_MAX_CONNECTIONS)")
-		maxRequests = fs.String("max-requests", env("INGEST_MAX_REQUESTS", "8"), "requests read and handled at once; more wait (INGEST_MAX_REQUESTS)")
+		maxRequests = fs.String("max-requests", env("INGEST_MAX_REQUESTS", "4"), "requests read and handled at once; more wait (INGEST_MAX_REQUESTS)")
 		appRate     = fs.String("app-rate", env("INGEST_APP_RATE", "20000"), "events a second an app may average; over it, 429 (INGEST_APP_RATE)")
 		appBurst    = fs.String("app-burst", env("INGEST_APP_BURST", "100000"), "events an app may send at once above its rate (INGEST_APP_BURST)")
 		replayCache = fs.String("replay-cache", env("INGEST_REPLAY_CACHE", "1000000"), "signatures remembered to refuse replays (INGEST_REPLAY_CACHE)")

@@ -25,5 +25,5 @@ func TestIngestSettings(t *testing.T) {
 	f("INGEST_APP_RATE", "Inf", "must be a finite number > 0")
 	f("INGEST_APP_BURST", "0", "must be an integer >= 1")
 	f("INGEST_REPLAY_CACHE", "-5", "must be an integer >= 1")
-	f("INGEST_MAX_CONNECTIONS", "4", "must be >= INGEST_MAX_REQUESTS (8)")
+	f("INGEST_MAX_CONNECTIONS", "2", "must be >= INGEST_MAX_REQUESTS (4)")
 }
