@@ -3,6 +3,9 @@
 #
 #   .ci/clickhouse.sh start|stop|pause|status
 #
+# CLICKHOUSE_USERS_D names a directory whose *.xml files are copied into the server's
+# users.d (e.g. schemas/access/users.d, with passwords filled in).
+#
 # Installs clickhouse-server/clickhouse-client with apt-get when missing. Config, data,
 # pid and log live in $IMMETER_RUN_DIR/clickhouse and are removed by stop; the system
 # instance (/etc/clickhouse-server, /var/lib/clickhouse) is never touched. pause stops
@@ -146,6 +149,10 @@ start() {
 	local t0=$SECONDS
 	mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
 	write_config
+	if [ -n "${CLICKHOUSE_USERS_D:-}" ]; then
+		mkdir -p "$dir/users.d"
+		cp "$CLICKHOUSE_USERS_D"/*.xml "$dir/users.d/"
+	fi
 	# setsid: keep the server out of the terminal's process group, so Ctrl-C reaches
 	# the caller (whose trap runs stop) rather than killing the server underneath it.
 	local cmd=(clickhouse server)
