@@ -57,6 +57,8 @@ type ProducerConfig struct {
 	// Default: log the event's app and id at level error. (PublishSync
 	// returns its errors to its caller instead.)
 	OnError func(schemas.Event, error)
+	// Security is SASL and TLS towards the brokers. Default: plaintext.
+	Security schemas.KafkaSecurity
 }
 
 // DefaultProducerConfig returns the defaults; Brokers must still be set.
@@ -197,7 +199,10 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 			slog.Error("ingest: event not delivered", "app", e.App, "id", e.ID, "type", e.Type, "err", err)
 		}
 	}
-	tr := &kafka.Transport{ClientID: "immeter-ingest"}
+	tr, err := cfg.Security.Transport("immeter-ingest")
+	if err != nil {
+		return nil, err
+	}
 	p := &Producer{
 		cfg:       cfg,
 		tr:        tr,
