@@ -238,21 +238,22 @@ func TestGatewayRetryAfterKafkaFailure(t *testing.T) {
 
 // TestGatewayMemoryBound opens hostile connections to an in-process gateway
 // on loopback and measures its heap while they are held: connections that
-// announce a 4 MiB body of a known app with a bad signature and send 10
-// bytes, connections that send whole 4 MiB bodies with a bad signature, and
-// more connections than MaxConnections. The heap must stay under the bound
-// the README states: 64 KiB a connection and 3 × INGEST_MAX_BODY_BYTES a
-// request being read, over what an idle gateway holds.
+// send whole bodies of the largest size with a bad signature, then more
+// connections than MaxConnections that announce such a body of a known app
+// with a bad signature and send 10 bytes. The heap must stay under the bound
+// the README states: 64 KiB a connection and 8 × INGEST_MAX_BODY_BYTES a
+// request slot, over what an idle gateway holds. (Before the bound, each
+// announced body was allocated in full: 200 × 1 MiB here.)
 func TestGatewayMemoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens a few hundred loopback connections")
 	}
 	const (
-		slow     = 200 // connections that send 10 bytes of a 4 MiB body
-		full     = 24  // connections that send a whole 4 MiB body
+		slow     = 200 // connections that send 10 bytes of a maxBody body
+		full     = 24  // connections that send a whole maxBody body
 		maxConns = 160
 		maxReqs  = 8
-		maxBody  = 4 << 20
+		maxBody  = 1 << 20
 	)
 	k := newFakeKafka(t)
 	g := newTestGateway(t, k.producer(t, k.topic(t), nil), func(c *GatewayConfig) {
@@ -340,7 +341,7 @@ func TestGatewayMemoryBound(t *testing.T) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	sampling(done)
-	// Then bodies announced at 4 MiB, 10 bytes sent, held open.
+	// Then bodies announced at maxBody, 10 bytes sent, held open.
 	for range slow {
 		if c := dial(); c != nil {
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -350,7 +351,7 @@ func TestGatewayMemoryBound(t *testing.T) {
 	settled := make(chan struct{})
 	time.AfterFunc(time.Second, func() { close(settled) })
 	sampling(settled)
-	bound := uint64(maxConns*(64<<10) + maxReqs*3*maxBody)
+	bound := uint64(maxConns*(64<<10) + maxReqs*8*maxBody)
 	growth := int64(peak) - int64(base)
 	t.Logf("heap grew %.1f MiB under %d slow and %d full hostile connections; bound %.1f MiB", float64(growth)/(1<<20), slow, full, float64(bound)/(1<<20))
 	if growth > int64(bound) {
