@@ -3,6 +3,10 @@
 #
 #   .ci/clickhouse.sh start|stop|pause|status
 #
+# CLICKHOUSE_SECURE_PORT adds the native protocol over TLS there (tcp_port_secure), with a
+# certificate for 127.0.0.1 and localhost signed by a CA the script makes with openssl:
+# $IMMETER_RUN_DIR/clickhouse/tls/ca.pem verifies it.
+#
 # CLICKHOUSE_USERS_D names a directory whose *.xml files are copied into the server's
 # users.d (e.g. schemas/access/users.d, with passwords filled in).
 #
@@ -55,7 +59,41 @@ install() {
 	}
 }
 
+secure_port=${CLICKHOUSE_SECURE_PORT:-}
+
+# make_certs writes a CA and a server certificate for 127.0.0.1 and localhost into $dir/tls.
+make_certs() {
+	mkdir -p "$dir/tls"
+	(
+		cd "$dir/tls"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=immeter-test-ca -keyout ca-key.pem -out ca.pem
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+		openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server-key.pem -out server.csr
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile san.ext -out server.pem
+	) >"$dir/tls.log" 2>&1 || fail "making certificates with openssl failed (see $dir/tls.log)"
+}
+
+# secure_config prints the config of the TLS port, if one is asked for.
+secure_config() {
+	[ -n "$secure_port" ] || return 0
+	cat <<EOF
+    <tcp_port_secure>$secure_port</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$dir/tls/server.pem</certificateFile>
+            <privateKeyFile>$dir/tls/server-key.pem</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+EOF
+}
+
 write_config() {
+	[ -z "$secure_port" ] || make_certs
 	cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -69,6 +107,7 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$port</tcp_port>
     <http_port>$http_port</http_port>
+$(secure_config)
     <!-- no interserver_http_port: no replication, so nothing else listens -->
     <max_connections>1024</max_connections>
     <max_concurrent_queries>100</max_concurrent_queries>
