@@ -20,11 +20,12 @@ import (
 // Config configures an Aggregator. Zero fields take the defaults of
 // DefaultConfig.
 type Config struct {
-	Brokers  []string       // Kafka bootstrap brokers (KAFKA_BROKERS); required
-	Topic    string         // events topic; default im.usage.events
-	DLQTopic string         // dead-letter topic; default im.usage.dlq
-	Group    string         // consumer group id; default immeter-aggregate
-	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
+	Brokers  []string              // Kafka bootstrap brokers (KAFKA_BROKERS); required
+	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
+	Topic    string                // events topic; default im.usage.events
+	DLQTopic string                // dead-letter topic; default im.usage.dlq
+	Group    string                // consumer group id; default immeter-aggregate
+	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
 
 	// FlushInterval bounds how long folded events wait before they are
 	// written to ClickHouse (and so the event-to-visible latency).
@@ -117,7 +118,7 @@ func (c *Config) Validate() error {
 	case c.Topic == c.DLQTopic && c.Topic != "":
 		return errors.New("DLQ_TOPIC: must differ from EVENTS_TOPIC")
 	}
-	return nil
+	return c.Security.Validate()
 }
 
 // Aggregator consumes usage events with a consumer group and keeps the
@@ -148,14 +149,19 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
+	// A transport of its own: the shared default caches topic metadata for
+	// seconds and could miss a topic created just before.
+	tr, err := cfg.Security.Transport("immeter-aggregate")
+	if err != nil {
+		return nil, err
+	}
+	tr.MetadataTTL = time.Second
 	dlq := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.DLQTopic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
-		// A transport of its own: the shared default caches topic metadata
-		// for seconds and could miss a topic created just before.
-		Transport:    &kafka.Transport{ClientID: "immeter-aggregate", MetadataTTL: time.Second},
+		Transport:    tr,
 		BatchTimeout: 5 * time.Millisecond,
 	}
 	return &Aggregator{
@@ -166,6 +172,10 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 			inserts: make(chan struct{}, maxSetInserts)},
 	}, nil
 }
+
+// dlqTransport is the transport of the DLQ writer, which carries the
+// Kafka security settings.
+func (a *Aggregator) dlqTransport() *kafka.Transport { return a.dlq.Transport.(*kafka.Transport) }
 
 // Stats returns a snapshot of the counters.
 func (a *Aggregator) Stats() Stats {
@@ -191,6 +201,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		RebalanceTimeout:  a.cfg.SessionTimeout,
 		JoinGroupBackoff:  time.Second,
 		ErrorLogger:       kafka.LoggerFunc(func(f string, args ...any) { a.cfg.Logger.Debug("kafka group: " + fmt.Sprintf(f, args...)) }),
+		Dialer:            &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: a.dlqTransport().TLS, SASLMechanism: a.dlqTransport().SASL},
 	})
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
@@ -248,7 +259,7 @@ func (a *Aggregator) consume(ctx, genCtx context.Context, gen *kafka.Generation,
 		return
 	}
 	defer s.free()
-	f := newFetcher(a.cfg.Brokers, a.cfg.Topic, p.ID, log)
+	f := newFetcher(a.cfg.Brokers, a.dlqTransport(), a.cfg.Topic, p.ID, log)
 	go f.run(work, start)
 	log.Info("aggregate: consuming", "from", start)
 

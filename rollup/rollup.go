@@ -21,10 +21,11 @@ import (
 
 // Config configures a Rollup. Zero fields take the defaults of DefaultConfig.
 type Config struct {
-	Brokers  []string       // KAFKA_BROKERS; required
-	Topic    string         // billing topic; default im.billing.monthly
-	Location *time.Location // billing time zone; default +08:00
-	Prices   *PriceBook     // default DefaultPriceBook()
+	Brokers  []string              // KAFKA_BROKERS; required
+	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
+	Topic    string                // billing topic; default im.billing.monthly
+	Location *time.Location        // billing time zone; default +08:00
+	Prices   *PriceBook            // default DefaultPriceBook()
 
 	// Interval is how often provisional records are published for the open
 	// month (only for apps whose figures changed).
@@ -94,7 +95,7 @@ func (c *Config) Validate() error {
 	case c.CorrectionMonths < 0:
 		return errors.New("CORRECTION_MONTHS: must be positive")
 	}
-	return nil
+	return c.Security.Validate()
 }
 
 // Rollup turns ClickHouse usage into billing records: it stores each new
@@ -111,14 +112,19 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// A transport of its own: the shared default caches topic metadata for
+	// seconds and could miss a topic created just before.
+	tr, err := cfg.Security.Transport("immeter-rollup")
+	if err != nil {
+		return nil, err
+	}
+	tr.MetadataTTL = time.Second
 	return &Rollup{cfg: cfg, conn: conn, w: &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
-		// A transport of its own: the shared default caches topic metadata
-		// for seconds and could miss a topic created just before.
-		Transport:    &kafka.Transport{ClientID: "immeter-rollup", MetadataTTL: time.Second},
+		Transport:    tr,
 		BatchTimeout: 10 * time.Millisecond,
 		BatchSize:    1000,
 	}}, nil

@@ -46,9 +46,9 @@ func newAggregator(ctx context.Context, c *common, cfg aggregate.Config) (*aggre
 	if cfg.FlushInterval < 0 || cfg.MaxPast < 0 || cfg.MaxFuture < 0 {
 		return nil, fmt.Errorf("FLUSH_INTERVAL, MAX_EVENT_AGE, MAX_EVENT_FUTURE: want durations like 1s or 1488h")
 	}
-	cfg.Brokers = brokers(c.kafka)
+	cfg.Brokers, cfg.Security = brokers(c.kafka), c.sec.kafka
 	cfg.Topic, cfg.DLQTopic, cfg.Location = c.events, c.dlq, c.loc
-	if err := ingest.EnsureTopics(ctx, cfg.Brokers, c.partitions, 1, c.events, c.dlq); err != nil {
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, cfg.Brokers, c.partitions, 1, c.events, c.dlq); err != nil {
 		return nil, err
 	}
 	conn, err := c.clickhouse(ctx)

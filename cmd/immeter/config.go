@@ -22,6 +22,7 @@ type common struct {
 	events     string
 	dlq        string
 	billing    string
+	sec        security
 }
 
 // register adds the shared flags to fs, with defaults from the environment.
@@ -32,6 +33,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ch.Database, "database", env("CLICKHOUSE_DATABASE", "immeter"), "ClickHouse database (CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.ch.Username, "clickhouse-user", env("CLICKHOUSE_USER", "default"), "ClickHouse user (CLICKHOUSE_USER)")
 	c.ch.Password = env("CLICKHOUSE_PASSWORD", "")
+	c.sec.register(fs)
+	registerClickHouseTLS(fs, &c.ch)
 	fs.StringVar(&c.tz, "tz", env("BILLING_TZ", schemas.DefaultTimezone), "billing time zone: +08:00 or an IANA name (BILLING_TZ)")
 	fs.StringVar(&c.events, "events-topic", env("EVENTS_TOPIC", schemas.EventsTopic), "usage events topic (EVENTS_TOPIC)")
 	fs.StringVar(&c.dlq, "dlq-topic", env("DLQ_TOPIC", schemas.DLQTopic), "dead-letter topic (DLQ_TOPIC)")
@@ -46,6 +49,9 @@ func (c *common) validate(needKafka, needCH bool) error {
 	}
 	if c.partitions < 1 {
 		return fmt.Errorf("KAFKA_PARTITIONS: must be >= 1; got %d", c.partitions)
+	}
+	if err := c.sec.load(&c.ch); err != nil {
+		return err
 	}
 	if needCH {
 		if err := c.ch.Validate(); err != nil {

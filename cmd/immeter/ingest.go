@@ -36,6 +36,8 @@ func runIngest(ctx context.Context, args []string) error {
 		appBurst    = fs.String("app-burst", env("INGEST_APP_BURST", "100000"), "events an app may send at once above its rate (INGEST_APP_BURST)")
 		replayCache = fs.String("replay-cache", env("INGEST_REPLAY_CACHE", "1000000"), "signatures remembered to refuse replays (INGEST_REPLAY_CACHE)")
 	)
+	var sec security
+	sec.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,16 +71,19 @@ func runIngest(ctx context.Context, args []string) error {
 	if s.err != nil {
 		return s.err
 	}
+	if err := sec.load(nil); err != nil {
+		return err
+	}
 	var err error
 	if gcfg.Secrets, err = ingest.LoadSecrets(*secrets); err != nil {
 		return fmt.Errorf("IMMETER_SECRETS_FILE: %w", err)
 	}
 
-	if err := prepareTopics(ctx, bs, nParts, nRepl, *topic); err != nil {
+	if err := prepareTopics(ctx, sec.kafka, bs, nParts, nRepl, *topic); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic = bs, *topic
+	pcfg.Brokers, pcfg.Topic, pcfg.Security = bs, *topic, sec.kafka
 	p, err := ingest.NewProducer(pcfg)
 	if err != nil {
 		return err
@@ -96,10 +101,10 @@ func runIngest(ctx context.Context, args []string) error {
 }
 
 // prepareTopics creates missing topics, giving the broker a minute.
-func prepareTopics(ctx context.Context, bs []string, partitions, replication int, topics ...string) error {
+func prepareTopics(ctx context.Context, sec schemas.KafkaSecurity, bs []string, partitions, replication int, topics ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return ingest.EnsureTopics(ctx, bs, partitions, replication, topics...)
+	return ingest.EnsureTopicsWith(ctx, sec, bs, partitions, replication, topics...)
 }
 
 // flushProducer flushes p, giving Kafka 30 s after the command was told to stop.

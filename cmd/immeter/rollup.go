@@ -57,7 +57,7 @@ func (s *rollupSettings) build(c *common) error {
 		}
 		s.cfg.Prices = pb
 	}
-	s.cfg.Brokers = brokers(c.kafka)
+	s.cfg.Brokers, s.cfg.Security = brokers(c.kafka), c.sec.kafka
 	s.cfg.Topic, s.cfg.Location = c.billing, c.loc
 	return nil
 }
@@ -88,7 +88,7 @@ func runRollup(ctx context.Context, args []string) error {
 	} else if s.final {
 		return errors.New("--final: needs --month")
 	}
-	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, s.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)

@@ -31,6 +31,8 @@ func runSimulate(ctx context.Context, args []string) error {
 		events      = fs.String("events", env("SIM_EVENTS", "0"), "stop after this many events; 0 no limit (SIM_EVENTS)")
 		seed        = fs.String("seed", env("SIM_SEED", ""), "seed; the same seed publishes the same events; default from the clock (SIM_SEED)")
 	)
+	var sec security
+	sec.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,12 +67,15 @@ func runSimulate(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := sec.load(nil); err != nil {
+		return err
+	}
 
-	if err := prepareTopics(ctx, bs, nParts, nRepl, *topic); err != nil {
+	if err := prepareTopics(ctx, sec.kafka, bs, nParts, nRepl, *topic); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic, pcfg.Block = bs, *topic, true
+	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = bs, *topic, true, sec.kafka
 	// Throughput over latency: larger batches, and a buffer of about a
 	// quarter second of traffic, so a slow acknowledgement does not hold
 	// the generator back.
