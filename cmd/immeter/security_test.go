@@ -7,8 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/schemas"
@@ -16,12 +19,36 @@ import (
 
 const sqlSecureCounts = "SELECT sum(logins), sum(messages_c2c) FROM daily_stats WHERE app = ?"
 
-// TestAggregateOverSASLSSL runs `immeter aggregate` against a private Kafka
-// broker's SASL_SSL listener (.ci/kafka.sh with KAFKA_SASL_SSL_PORT),
-// configured only through the environment (SCRAM-SHA-512, CA, client
-// certificate, password file): the consumer group, the fetches and topic
-// creation go over it, and the events a producer published over it are
-// counted exactly.
+// publishOnce publishes e with a producer of its own and says whether Kafka
+// acknowledged it within a few seconds.
+func publishOnce(ctx context.Context, addr, topic string, sec schemas.KafkaSecurity, e schemas.Event) error {
+	p, err := ingest.NewProducer(ingest.ProducerConfig{Brokers: []string{addr}, Topic: topic, Security: sec, WriteTimeout: 3 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p.Close(cctx) // what was refused stays undelivered
+	}()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	errs, err := p.PublishSync(pctx, e)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// TestAggregateOverSASLSSL starts a private Kafka broker with a SASL_SSL
+// listener (.ci/kafka.sh with KAFKA_SASL_SSL_PORT: client certificate
+// required, SCRAM-SHA-512 and PLAIN). The producer library publishes over it
+// with SCRAM and with PLAIN; a wrong password, a missing client certificate,
+// an unknown CA, a wrong server name and plaintext are refused with their
+// reason and publish nothing; and `immeter aggregate`, configured only
+// through the environment (password file included), consumes over it (its
+// consumer group, fetches and topic creation) and counts exactly what was
+// published.
 func TestAggregateOverSASLSSL(t *testing.T) {
 	env := integration(t)
 	free := func() string {
@@ -91,6 +118,41 @@ func TestAggregateOverSASLSSL(t *testing.T) {
 	}
 	p.Close(ctx)
 
+	// PLAIN over TLS publishes too; each refusal comes with its reason, and
+	// a refused producer publishes nothing.
+	plain := sec
+	plain.SASLMechanism, plain.Password = schemas.SASLPlain, "immeter-plain-secret"
+	if err := publishOnce(ctx, addr, env.events, plain, ingest.NewLogin(app, "u0", at)); err != nil {
+		t.Fatalf("PLAIN over TLS with a client certificate: %v", err)
+	}
+	f := func(name string, tune func(*schemas.KafkaSecurity), want string) {
+		t.Helper()
+		s := sec
+		tune(&s)
+		tr, err := s.Transport("immeter-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c := &kafka.Client{Addr: kafka.TCP(addr), Transport: tr}
+		_, err = c.Metadata(dctx, &kafka.MetadataRequest{Topics: []string{env.events}})
+		tr.CloseIdleConnections()
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), want) {
+			t.Fatalf("%s: unexpected result; got %v; want an error containing %q", name, err, want)
+		}
+		t.Logf("%s: %v", name, err)
+		if err := publishOnce(ctx, addr, env.events, s, ingest.NewLogin(app, "refused", at)); err == nil {
+			t.Fatalf("%s: an event was published", name)
+		}
+	}
+	f("wrong SCRAM password", func(s *schemas.KafkaSecurity) { s.Password = "guess" }, "authentication failed")
+	f("wrong PLAIN password", func(s *schemas.KafkaSecurity) { s.SASLMechanism, s.Password = schemas.SASLPlain, "guess" }, "authentication failed")
+	f("no client certificate", func(s *schemas.KafkaSecurity) { s.CertFile, s.KeyFile = "", "" }, "bad certificate")
+	f("unknown CA", func(s *schemas.KafkaSecurity) { s.CAFile = "" }, "certificate signed by unknown authority")
+	f("wrong server name", func(s *schemas.KafkaSecurity) { s.ServerName = "kafka.example" }, "not kafka.example")
+	f("plaintext", func(s *schemas.KafkaSecurity) { *s = schemas.KafkaSecurity{} }, "expecting tls")
+
 	actx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runAggregate(actx, nil) }()
@@ -100,17 +162,18 @@ func TestAggregateOverSASLSSL(t *testing.T) {
 			t.Errorf("aggregate: %v", err)
 		}
 	}()
+	// 40 logins by SCRAM, 1 by PLAIN (user u0 again: 41 logins), none refused.
 	for {
 		var logins, messages uint64
 		err := env.conn.QueryRow(ctx, sqlSecureCounts, uint32(app)).Scan(&logins, &messages)
-		if err == nil && logins == 40 && messages == 50 {
+		if err == nil && logins == 41 && messages == 50 {
 			break
 		}
 		select {
 		case err := <-done:
 			t.Fatalf("aggregate stopped: %v", err)
 		case <-ctx.Done():
-			t.Fatalf("events not aggregated over SASL_SSL; got %d logins, %d messages (%v); want 40, 50", logins, messages, err)
+			t.Fatalf("events not aggregated over SASL_SSL; got %d logins, %d messages (%v); want 41, 50", logins, messages, err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
