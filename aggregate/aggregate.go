@@ -23,11 +23,12 @@ import (
 // means zero, not the default (only a nil Location, Now or Logger takes the
 // default), and New rejects values that make no sense, naming the setting.
 type Config struct {
-	Brokers  []string       // Kafka bootstrap brokers (KAFKA_BROKERS); required
-	Topic    string         // events topic (EVENTS_TOPIC); default im.usage.events
-	DLQTopic string         // dead-letter topic (DLQ_TOPIC); default im.usage.dlq
-	Group    string         // consumer group id (AGGREGATE_GROUP); default immeter-aggregate
-	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
+	Brokers  []string              // Kafka bootstrap brokers (KAFKA_BROKERS); required
+	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
+	Topic    string                // events topic (EVENTS_TOPIC); default im.usage.events
+	DLQTopic string                // dead-letter topic (DLQ_TOPIC); default im.usage.dlq
+	Group    string                // consumer group id (AGGREGATE_GROUP); default immeter-aggregate
+	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
 
 	// FlushInterval is the time between the starts of two flushes
 	// (FLUSH_INTERVAL): it bounds how long folded events wait before they
@@ -124,7 +125,7 @@ func (c *Config) Validate() error {
 	case c.MaxFuture < 0:
 		return fmt.Errorf("MAX_EVENT_FUTURE: must not be negative; got %s", c.MaxFuture)
 	}
-	return nil
+	return c.Security.Validate()
 }
 
 // Aggregator consumes usage events with a consumer group and keeps the
@@ -166,14 +167,19 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
+	// A transport of its own: the shared default caches topic metadata for
+	// seconds and could miss a topic created just before.
+	tr, err := cfg.Security.Transport("immeter-aggregate")
+	if err != nil {
+		return nil, err
+	}
+	tr.MetadataTTL = time.Second
 	dlq := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.DLQTopic,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
-		// A transport of its own: the shared default caches topic metadata
-		// for seconds and could miss a topic created just before.
-		Transport:    &kafka.Transport{ClientID: "immeter-aggregate", MetadataTTL: time.Second},
+		Transport:    tr,
 		BatchTimeout: 5 * time.Millisecond,
 	}
 	a := &Aggregator{
@@ -188,6 +194,10 @@ func New(cfg Config, conn driver.Conn) (*Aggregator, error) {
 	a.metrics.stuck = a.stuckPartitions
 	return a, nil
 }
+
+// dlqTransport is the transport of the DLQ writer, which carries the
+// Kafka security settings.
+func (a *Aggregator) dlqTransport() *kafka.Transport { return a.dlq.Transport.(*kafka.Transport) }
 
 // Stats returns a snapshot of the counters.
 func (a *Aggregator) Stats() Stats {
@@ -270,6 +280,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		RebalanceTimeout:  a.cfg.SessionTimeout,
 		JoinGroupBackoff:  time.Second,
 		ErrorLogger:       kafka.LoggerFunc(func(f string, args ...any) { a.cfg.Logger.Debug("kafka group: " + fmt.Sprintf(f, args...)) }),
+		Dialer:            &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: a.dlqTransport().TLS, SASLMechanism: a.dlqTransport().SASL},
 	})
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
@@ -370,7 +381,7 @@ var errTopicChanged = errors.New("topic recreated")
 func (a *Aggregator) read(ctx, genCtx, work context.Context, gen *kafka.Generation, s *partitionState, start int64, pm *partitionMetrics, log *slog.Logger) error {
 	work, cancel := context.WithCancel(work)
 	defer cancel()
-	f := newFetcher(a.cfg.Brokers, a.cfg.Topic, int(s.partition), log)
+	f := newFetcher(a.cfg.Brokers, a.dlqTransport(), a.cfg.Topic, int(s.partition), log)
 	f.m = pm.opened(start)
 	go f.run(work, start)
 	log.Info("aggregate: consuming", "from", start, "position", s.next)

@@ -50,10 +50,11 @@ type fetcher struct {
 	m         *partitionMetrics
 }
 
-func newFetcher(brokers []string, topic string, partition int, log *slog.Logger) *fetcher {
+func newFetcher(brokers []string, sec *kafka.Transport, topic string, partition int, log *slog.Logger) *fetcher {
 	// Its own connections and metadata: a fetch waits up to fetchWait at
-	// the broker, and must not queue behind others.
-	tr := &kafka.Transport{MetadataTTL: 2 * time.Second}
+	// the broker, and must not queue behind others. sec gives its SASL and
+	// TLS settings.
+	tr := &kafka.Transport{MetadataTTL: 2 * time.Second, SASL: sec.SASL, TLS: sec.TLS}
 	return &fetcher{
 		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr},
 		transport: tr,

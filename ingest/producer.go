@@ -58,6 +58,8 @@ type ProducerConfig struct {
 	// Default: log the event's app and id at level error. (PublishSync
 	// returns its errors to its caller instead.)
 	OnError func(schemas.Event, error)
+	// Security is SASL and TLS towards the brokers. Default: plaintext.
+	Security schemas.KafkaSecurity
 }
 
 // DefaultProducerConfig returns the defaults; Brokers must still be set.
@@ -200,7 +202,10 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 			slog.Error("ingest: event not delivered", "app", e.App, "id", e.ID, "type", e.Type, "err", err)
 		}
 	}
-	tr := &kafka.Transport{ClientID: "immeter-ingest"}
+	tr, err := cfg.Security.Transport("immeter-ingest")
+	if err != nil {
+		return nil, err
+	}
 	p := &Producer{
 		cfg:       cfg,
 		tr:        tr,
@@ -374,6 +379,11 @@ func (w *waiter) settle(i int, err error) {
 func (p *Producer) message(e *schemas.Event, check bool) (kafka.Message, error) {
 	if check && e.ID == "" {
 		e.ID = NewID()
+	}
+	if check {
+		if err := e.CheckText(); err != nil {
+			return kafka.Message{}, err
+		}
 	}
 	// Key and value share one allocation (a long event moves both to a
 	// larger one).

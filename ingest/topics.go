@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/immeter/immeter/schemas"
 )
 
 // ensureTopicsTimeout bounds EnsureTopics when ctx has no deadline.
@@ -21,6 +23,11 @@ const ensureTopicsTimeout = 60 * time.Second
 // leader. Existing topics are left as they are. Without a deadline on ctx it
 // gives up after 60 s.
 func EnsureTopics(ctx context.Context, brokers []string, partitions, replication int, topics ...string) error {
+	return EnsureTopicsWith(ctx, schemas.KafkaSecurity{}, brokers, partitions, replication, topics...)
+}
+
+// EnsureTopicsWith is EnsureTopics with SASL and TLS towards the brokers.
+func EnsureTopicsWith(ctx context.Context, sec schemas.KafkaSecurity, brokers []string, partitions, replication int, topics ...string) error {
 	switch {
 	case len(brokers) == 0:
 		return errors.New("ingest: EnsureTopics: no brokers")
@@ -38,7 +45,11 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions, replication
 	}
 	// A transport of its own with a short metadata TTL: the shared default one
 	// caches metadata for seconds and would report the new partitions late.
-	tr := &kafka.Transport{MetadataTTL: 200 * time.Millisecond, ClientID: "immeter-ensure-topics"}
+	tr, err := sec.Transport("immeter-ensure-topics")
+	if err != nil {
+		return err
+	}
+	tr.MetadataTTL = 200 * time.Millisecond
 	defer tr.CloseIdleConnections()
 	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
 

@@ -25,10 +25,11 @@ import (
 // the default), and New rejects values that make no sense, naming the
 // setting.
 type Config struct {
-	Brokers  []string       // KAFKA_BROKERS; required
-	Topic    string         // billing topic (BILLING_TOPIC); default im.billing.monthly
-	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
-	Prices   *PriceBook     // PLANS_FILE; default DefaultPriceBook()
+	Brokers  []string              // KAFKA_BROKERS; required
+	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
+	Topic    string                // billing topic (BILLING_TOPIC); default im.billing.monthly
+	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
+	Prices   *PriceBook            // PLANS_FILE; default DefaultPriceBook()
 
 	// Interval is how often provisional records are published for the open
 	// month, only for apps whose figures changed (ROLLUP_INTERVAL). Default
@@ -96,7 +97,7 @@ func (c *Config) Validate() error {
 	case c.SettleAfter >= time.Duration(c.CorrectionMonths)*28*24*time.Hour:
 		return fmt.Errorf("SETTLE_AFTER: must be shorter than %d days (the months checked after a month ends); got %s", c.CorrectionMonths*28, c.SettleAfter)
 	}
-	return nil
+	return c.Security.Validate()
 }
 
 // Rollup turns ClickHouse usage into billing records: it stores each new
@@ -114,6 +115,13 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// A transport of its own: the shared default caches topic metadata for
+	// seconds and could miss a topic created just before.
+	tr, err := cfg.Security.Transport("immeter-rollup")
+	if err != nil {
+		return nil, err
+	}
+	tr.MetadataTTL = time.Second
 	// kafka-go has no idempotent producer (no producer id or sequence
 	// numbers): it writes one batch at a time per partition, in order, and
 	// retries a batch whose acknowledgement was lost, which can store it
@@ -125,9 +133,7 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 		Topic:        cfg.Topic,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
-		// A transport of its own: the shared default caches topic metadata
-		// for seconds and could miss a topic created just before.
-		Transport:    &kafka.Transport{ClientID: "immeter-rollup", MetadataTTL: time.Second},
+		Transport:    tr,
 		BatchTimeout: 10 * time.Millisecond,
 		BatchSize:    1000,
 	}}, nil

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -28,6 +29,14 @@ type ClickHouseConfig struct {
 	Database string // created if missing; default "immeter"
 	Username string // default "default"
 	Password string
+	// TLS connects to the server's secure native port (tcp_port_secure,
+	// usually 9440) and verifies its certificate against TLSCAFile (PEM;
+	// default the system's roots) for TLSServerName (default the host of
+	// Addr).
+	TLS           bool
+	TLSCAFile     string
+	TLSServerName string
+
 	// Cluster names a cluster of the servers' <remote_servers> (one shard,
 	// its replicas): the migrations create Replicated*MergeTree tables ON
 	// CLUSTER and every connection uses ReplicaSettings. Empty: one server.
@@ -71,7 +80,18 @@ func (c *ClickHouseConfig) Validate() error {
 			return fmt.Errorf("CLICKHOUSE_DATABASE: %q: only letters, digits and _", c.Database)
 		}
 	}
-	return nil
+	_, err := c.tlsConfig()
+	return err
+}
+
+func (c *ClickHouseConfig) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		if c.TLSCAFile != "" || c.TLSServerName != "" {
+			return nil, errors.New("CLICKHOUSE_TLS_CA_FILE, CLICKHOUSE_TLS_SERVER_NAME: set, but CLICKHOUSE_TLS is off")
+		}
+		return nil, nil
+	}
+	return loadTLS("CLICKHOUSE_TLS", c.TLSCAFile, "", "", c.TLSServerName)
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -92,10 +112,15 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	tlsConf, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	open := func(db string, settings clickhouse.Settings) (driver.Conn, error) {
 		return clickhouse.Open(&clickhouse.Options{
 			Addr:         c.Addrs(),
 			Auth:         clickhouse.Auth{Database: db, Username: c.Username, Password: c.Password},
+			TLS:          tlsConf,
 			DialTimeout:  5 * time.Second,
 			ReadTimeout:  5 * time.Minute,
 			MaxOpenConns: 32,

@@ -79,7 +79,8 @@ func runAggregate(ctx context.Context, args []string) error {
 // newAggregator creates the topics and returns an aggregator for cfg, which
 // aggregateConfig completed.
 func newAggregator(ctx context.Context, c *common, cfg aggregate.Config) (*aggregate.Aggregator, error) {
-	if err := ingest.EnsureTopics(ctx, cfg.Brokers, c.partitions, c.replication, c.events, c.dlq); err != nil {
+	cfg.Security = c.sec.kafka
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, cfg.Brokers, c.partitions, c.replication, c.events, c.dlq); err != nil {
 		return nil, err
 	}
 	conn, err := c.clickhouse(ctx)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -126,8 +127,8 @@ func integer[T ~int | ~int64](r *settings, p *T, flag, env string, least T, usag
 func (r *settings) float(p *float64, flag, env, usage string) {
 	r.add(&setting{flag: flag, env: env, def: strconv.FormatFloat(*p, 'g', -1, 64), parse: func(v string) error {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(f > 0) {
-			return errors.New("want a number > 0")
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return errors.New("want a finite number > 0")
 		}
 		*p = f
 		return nil
@@ -188,6 +189,7 @@ type common struct {
 	dlq         string
 	billing     string
 	tzSetting   *setting // where tz came from, to name it in an error
+	sec         security
 }
 
 // register adds the shared settings with their defaults.
@@ -204,6 +206,8 @@ func (c *common) register(r *settings) {
 	r.str(&c.ch.Database, "database", "CLICKHOUSE_DATABASE", true, "ClickHouse database")
 	r.str(&c.ch.Username, "clickhouse-user", "CLICKHOUSE_USER", true, "ClickHouse user")
 	r.secret(&c.ch.Password, "clickhouse-password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	c.sec.register(r)
+	registerClickHouseTLS(r, &c.ch)
 	r.str(&c.tz, "tz", "BILLING_TZ", true, "billing time zone: +08:00 or an IANA name")
 	c.tzSetting = r.all[len(r.all)-1]
 	r.str(&c.events, "events-topic", "EVENTS_TOPIC", true, "usage events topic")
@@ -216,6 +220,9 @@ func (c *common) register(r *settings) {
 func (c *common) validate(needKafka, needCH bool) error {
 	if needKafka && len(brokers(c.kafka)) == 0 {
 		return fmt.Errorf("KAFKA_BROKERS: required (e.g. 127.0.0.1:9092)")
+	}
+	if err := c.sec.load(&c.ch); err != nil {
+		return err
 	}
 	if needCH {
 		if err := c.ch.Validate(); err != nil {

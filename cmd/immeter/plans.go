@@ -69,11 +69,11 @@ func runPlans(ctx context.Context, args []string) error {
 		return err
 	}
 	bs := brokers(c.kafka)
-	if err := prepareTopics(ctx, bs, c.partitions, c.replication, c.events); err != nil {
+	if err := prepareTopics(ctx, c.sec.kafka, bs, c.partitions, c.replication, c.events); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic = bs, c.events
+	pcfg.Brokers, pcfg.Topic, pcfg.Security = bs, c.events, c.sec.kafka
 	p, err := ingest.NewProducer(pcfg)
 	if err != nil {
 		return err

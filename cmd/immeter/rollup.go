@@ -61,7 +61,7 @@ func (s *rollupSettings) build(c *common) error {
 		}
 		s.cfg.Prices = pb
 	}
-	s.cfg.Brokers = brokers(c.kafka)
+	s.cfg.Brokers, s.cfg.Security = brokers(c.kafka), c.sec.kafka
 	s.cfg.Topic, s.cfg.Location = c.billing, c.loc
 	s.alert.Brokers, s.alert.Location, s.alert.Prices = s.cfg.Brokers, c.loc, s.cfg.Prices
 	if s.alert.Topic == c.billing || s.alert.Topic == c.events || s.alert.Topic == c.dlq {
@@ -130,7 +130,7 @@ func runRollup(ctx context.Context, args []string) error {
 				month, month, schemas.TimezoneName(c.loc), end.Format(time.RFC3339))
 		}
 	}
-	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, c.replication, c.billing, s.alert.Topic); err != nil {
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, s.cfg.Brokers, c.partitions, c.replication, c.billing, s.alert.Topic); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)

@@ -117,7 +117,7 @@ func runAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ingest.EnsureTopics(ctx, rs.cfg.Brokers, c.partitions, c.replication, c.billing, rs.alert.Topic); err != nil {
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, rs.cfg.Brokers, c.partitions, c.replication, c.billing, rs.alert.Topic); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)
@@ -137,7 +137,7 @@ func runAll(ctx context.Context, args []string) error {
 	defer alerter.Close()
 
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic, pcfg.Block = brokers(c.kafka), c.events, true
+	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = brokers(c.kafka), c.events, true, c.sec.kafka
 	producer, err := ingest.NewProducer(pcfg)
 	if err != nil {
 		return err
