@@ -264,7 +264,7 @@ func (a *Aggregator) clearStuck(partition int, log *slog.Logger) {
 // Run consumes until ctx is done, then flushes what it folded and returns.
 func (a *Aggregator) Run(ctx context.Context) error {
 	defer a.dlq.Close()
-	admin, err := newKafkaAdmin(a.cfg.Brokers)
+	admin, err := newKafkaAdmin(a.cfg.Brokers, a.cfg.Security)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -12,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/immeter/immeter/schemas"
 )
@@ -113,8 +116,22 @@ func place(partition int, pos position, lr logRange, committed int64, lost bool)
 // kafkaAdmin asks the brokers about partitions.
 type kafkaAdmin struct{ cl *kgo.Client }
 
-func newKafkaAdmin(brokers []string) (*kafkaAdmin, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(time.Second))
+func newKafkaAdmin(brokers []string, sec schemas.KafkaSecurity) (*kafkaAdmin, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(time.Second)}
+	tc, err := sec.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	switch strings.ToUpper(sec.SASLMechanism) {
+	case schemas.SASLScramSHA512:
+		opts = append(opts, kgo.SASL(scram.Auth{User: sec.Username, Pass: sec.Password}.AsSha512Mechanism()))
+	case schemas.SASLPlain:
+		opts = append(opts, kgo.SASL(plain.Auth{User: sec.Username, Pass: sec.Password}.AsMechanism()))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
@@ -210,8 +227,9 @@ func writeEpoch(ctx context.Context, conn driver.Conn, group, topic string, part
 
 // GapConfig says which partition AcceptGap acts on, and why.
 type GapConfig struct {
-	Brokers   []string // KAFKA_BROKERS
-	Topic     string   // default im.usage.events
+	Brokers   []string              // KAFKA_BROKERS
+	Security  schemas.KafkaSecurity // SASL and TLS towards the brokers
+	Topic     string                // default im.usage.events
 	Group     string   // the aggregators' group; default immeter-aggregate
 	Partition int
 	Reason    string // required: why skipping is right (a ticket, an incident)
@@ -260,7 +278,7 @@ func AcceptGap(ctx context.Context, conn driver.Conn, cfg GapConfig) (Gap, error
 	case cfg.Partition < 0:
 		return Gap{}, errors.New("--partition: required")
 	}
-	admin, err := newKafkaAdmin(cfg.Brokers)
+	admin, err := newKafkaAdmin(cfg.Brokers, cfg.Security)
 	if err != nil {
 		return Gap{}, err
 	}

@@ -22,8 +22,9 @@ import (
 // field means zero, not the default (only a nil Location, Prices, Now or
 // Logger takes the default).
 type AlertConfig struct {
-	Brokers  []string       // KAFKA_BROKERS; required
-	Topic    string         // ALERTS_TOPIC; default im.usage.alerts
+	Brokers  []string              // KAFKA_BROKERS; required
+	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
+	Topic    string                // ALERTS_TOPIC; default im.usage.alerts
 	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
 	Prices   *PriceBook     // PLANS_FILE (limits and alert levels); default DefaultPriceBook()
 
@@ -117,12 +118,17 @@ func NewAlerter(cfg AlertConfig, conn driver.Conn) (*Alerter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	tr, err := cfg.Security.Transport("immeter-alerts")
+	if err != nil {
+		return nil, err
+	}
+	tr.MetadataTTL = time.Second
 	return &Alerter{cfg: cfg, conn: conn, known: map[string]bool{}, w: &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
-		Transport:    &kafka.Transport{ClientID: "immeter-alerts", MetadataTTL: time.Second},
+		Transport:    tr,
 		BatchTimeout: time.Millisecond,
 		BatchSize:    1000,
 	}}, nil

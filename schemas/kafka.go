@@ -93,6 +93,10 @@ func (s KafkaSecurity) mechanism() (sasl.Mechanism, error) {
 	}
 }
 
+// TLSConfig returns the TLS configuration towards the brokers; nil without
+// TLS.
+func (s KafkaSecurity) TLSConfig() (*tls.Config, error) { return s.tlsConfig() }
+
 func (s KafkaSecurity) tlsConfig() (*tls.Config, error) {
 	if !s.TLS {
 		for name, v := range map[string]string{"KAFKA_TLS_CA_FILE": s.CAFile, "KAFKA_TLS_CERT_FILE": s.CertFile,

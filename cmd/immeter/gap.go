@@ -50,7 +50,7 @@ func runAcceptGap(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	cfg.Brokers, cfg.Topic = brokers(c.kafka), c.events
+	cfg.Brokers, cfg.Security, cfg.Topic = brokers(c.kafka), c.sec.kafka, c.events
 	conn, err := c.clickhouse(ctx)
 	if err != nil {
 		return err

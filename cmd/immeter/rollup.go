@@ -63,7 +63,7 @@ func (s *rollupSettings) build(c *common) error {
 	}
 	s.cfg.Brokers, s.cfg.Security = brokers(c.kafka), c.sec.kafka
 	s.cfg.Topic, s.cfg.Location = c.billing, c.loc
-	s.alert.Brokers, s.alert.Location, s.alert.Prices = s.cfg.Brokers, c.loc, s.cfg.Prices
+	s.alert.Brokers, s.alert.Security, s.alert.Location, s.alert.Prices = s.cfg.Brokers, c.sec.kafka, c.loc, s.cfg.Prices
 	if s.alert.Topic == c.billing || s.alert.Topic == c.events || s.alert.Topic == c.dlq {
 		return fmt.Errorf("ALERTS_TOPIC: %q is already the events, dead-letter or billing topic", s.alert.Topic)
 	}
