@@ -230,7 +230,7 @@ type GapConfig struct {
 	Brokers   []string              // KAFKA_BROKERS
 	Security  schemas.KafkaSecurity // SASL and TLS towards the brokers
 	Topic     string                // default im.usage.events
-	Group     string   // the aggregators' group; default immeter-aggregate
+	Group     string                // the aggregators' group; default immeter-aggregate
 	Partition int
 	Reason    string // required: why skipping is right (a ticket, an incident)
 	By        string // required: who decides

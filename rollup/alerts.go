@@ -25,8 +25,8 @@ type AlertConfig struct {
 	Brokers  []string              // KAFKA_BROKERS; required
 	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
 	Topic    string                // ALERTS_TOPIC; default im.usage.alerts
-	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
-	Prices   *PriceBook     // PLANS_FILE (limits and alert levels); default DefaultPriceBook()
+	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
+	Prices   *PriceBook            // PLANS_FILE (limits and alert levels); default DefaultPriceBook()
 
 	// Interval is how often the apps whose usage rows changed are checked
 	// (ALERT_INTERVAL). Default 1s; must be > 0.
