@@ -43,10 +43,31 @@ func (gatewayMetrics) Collect(ch chan<- prometheus.Metric) {
 	gatewayDuration.Collect(ch)
 }
 
+// descRefused counts the requests the gateway refused before publishing,
+// from its own counters (Gateway.Stats) at scrape time.
+var descRefused = prometheus.NewDesc("immeter_gateway_refused_requests_total",
+	"Gateway requests refused before anything was published, by reason: auth (401: unknown app, bad or missing signature, timestamp out of the window), replay (409), rate_limited (429), replay_cache_full (503).",
+	[]string{"reason"}, nil)
+
+// gatewayRefusals exports a Gateway's refusal counters.
+type gatewayRefusals struct{ g *Gateway }
+
+func (gatewayRefusals) Describe(ch chan<- *prometheus.Desc) { ch <- descRefused }
+
+func (r gatewayRefusals) Collect(ch chan<- prometheus.Metric) {
+	st := r.g.Stats()
+	for _, c := range []struct {
+		reason string
+		n      uint64
+	}{{"auth", st.AuthFailures}, {"replay", st.Replays}, {"rate_limited", st.RateLimited}, {"replay_cache_full", st.ReplayFull}} {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(c.n), c.reason)
+	}
+}
+
 // Collector returns the gateway's request metrics (counted by every Gateway
-// of the process) and those of its producer.
+// of the process), its refusals and those of its producer.
 func (g *Gateway) Collector() prometheus.Collector {
-	return collectors{gatewayMetrics{}, g.p.Collector()}
+	return collectors{gatewayMetrics{}, gatewayRefusals{g}, g.p.Collector()}
 }
 
 // Checks are the gateway's readiness checks: the producer's last write to

@@ -54,6 +54,17 @@ func TestGatewayMetrics(t *testing.T) {
 		t.Fatalf("unexpected status; got %d; want 400", a.status)
 	}
 	serve(t, g, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	refused := `
+# HELP immeter_gateway_refused_requests_total Gateway requests refused before anything was published, by reason: auth (401: unknown app, bad or missing signature, timestamp out of the window), replay (409), rate_limited (429), replay_cache_full (503).
+# TYPE immeter_gateway_refused_requests_total counter
+immeter_gateway_refused_requests_total{reason="auth"} 1
+immeter_gateway_refused_requests_total{reason="rate_limited"} 0
+immeter_gateway_refused_requests_total{reason="replay"} 0
+immeter_gateway_refused_requests_total{reason="replay_cache_full"} 0
+`
+	if err := testutil.CollectAndCompare(gatewayRefusals{g}, strings.NewReader(refused)); err != nil {
+		t.Error(err)
+	}
 	for code, want := range map[string]float64{"202": 3, "401": 1, "400": 1} {
 		if got := reqs(code) - before[code]; got != want {
 			t.Errorf("unexpected immeter_gateway_requests_total{code=%q} increase; got %v; want %v", code, got, want)

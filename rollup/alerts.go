@@ -13,6 +13,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/schemas"
@@ -104,6 +105,8 @@ type Alerter struct {
 	known   map[string]bool // ids stored or pending: never alerted again
 	oldest  string          // no id of a period before this month is in known
 	pending []pendingAlert  // detected, not yet marked published
+
+	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
 }
 
 type pendingAlert struct {
@@ -123,7 +126,14 @@ func NewAlerter(cfg AlertConfig, conn driver.Conn) (*Alerter, error) {
 		return nil, err
 	}
 	tr.MetadataTTL = time.Second
-	return &Alerter{cfg: cfg, conn: conn, known: map[string]bool{}, w: &kafka.Writer{
+	published := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "immeter_alerts_published_total",
+		Help: "Usage alerts acknowledged by Kafka on the alerts topic, by kind (mau_quota, community_allowance, daily_net_groups, live_groups); a republished alert counts again.",
+	}, []string{"kind"})
+	for _, k := range []string{schemas.AlertMAUQuota, schemas.AlertCommunityAllowance, schemas.AlertDailyNetGroups, schemas.AlertLiveGroups} {
+		published.WithLabelValues(k)
+	}
+	return &Alerter{cfg: cfg, conn: conn, known: map[string]bool{}, published: published, w: &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
@@ -136,6 +146,9 @@ func NewAlerter(cfg AlertConfig, conn driver.Conn) (*Alerter, error) {
 
 // Close releases the Kafka writer.
 func (a *Alerter) Close() error { return a.w.Close() }
+
+// Collector returns the alerter's metrics.
+func (a *Alerter) Collector() prometheus.Collector { return a.published }
 
 // Run checks for crossings until ctx is done: first it republishes stored
 // alerts that Kafka never acknowledged and checks every app; then, every
@@ -322,6 +335,9 @@ func (a *Alerter) flush(ctx context.Context) error {
 	}
 	if err := a.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish to %s: %w", a.cfg.Topic, err)
+	}
+	for _, p := range a.pending {
+		a.published.WithLabelValues(p.alert.Kind).Inc()
 	}
 	b, err := a.conn.PrepareBatch(ctx, sqlInsertAlertPublished)
 	if err != nil {

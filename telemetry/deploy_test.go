@@ -50,7 +50,14 @@ func metricNames(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := []prometheus.Collector{agg.Collector(), roll.Collector(), gw.Collector()}
+	alcfg := rollup.DefaultAlertConfig()
+	alcfg.Brokers = brokers
+	al, err := rollup.NewAlerter(alcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	cs := []prometheus.Collector{agg.Collector(), roll.Collector(), gw.Collector(), al.Collector()}
 	telemetry.NewRegistry(cs...) // panics on a name served twice
 	ch := make(chan *prometheus.Desc, 1000)
 	go func() {

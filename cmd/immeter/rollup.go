@@ -149,7 +149,7 @@ func runRollup(ctx context.Context, args []string) error {
 			return err
 		}
 		defer a.Close()
-		stopOps, err := s.ops.serve([]prometheus.Collector{r.Collector()}, r.Checks()...)
+		stopOps, err := s.ops.serve([]prometheus.Collector{r.Collector(), a.Collector()}, r.Checks()...)
 		if err != nil {
 			return err
 		}

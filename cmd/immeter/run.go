@@ -149,7 +149,7 @@ func runAll(ctx context.Context, args []string) error {
 		}
 	}
 
-	opsCollectors := []prometheus.Collector{agg.Collector(), roll.Collector(), producer.Collector()}
+	opsCollectors := []prometheus.Collector{agg.Collector(), roll.Collector(), producer.Collector(), alerter.Collector()}
 	opsChecks := append(agg.Checks(o.ops.failAfter), roll.Checks()...)
 	opsChecks = append(opsChecks, producer.Checks()...)
 	if gw != nil {
