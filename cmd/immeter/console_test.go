@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,22 @@ func TestConsole(t *testing.T) {
 	t.Run("access", func(t *testing.T) { testConsoleAccess(t, ce) })
 	t.Run("figures", func(t *testing.T) { testConsoleFigures(t, ce) })
 	t.Run("browser", func(t *testing.T) { testConsoleBrowser(ctx, t, ce) })
+	t.Run("latency", func(t *testing.T) { testConsoleLatency(t, ce) })
+}
+
+// testConsoleLatency logs the latency of one app's month over 100 requests
+// (BENCHMARKS.md); it asserts nothing, the machine is shared.
+func testConsoleLatency(t *testing.T, ce *consoleEnv) {
+	var d []time.Duration
+	for range 100 {
+		start := time.Now()
+		if code, _ := ce.get(t, fmt.Sprintf("/v1/apps/%d/months/2026-10", appPremium), bearer(staffToken)); code != 200 {
+			t.Fatalf("got %d", code)
+		}
+		d = append(d, time.Since(start))
+	}
+	slices.Sort(d)
+	t.Logf("GET /v1/apps/{app}/months/{month}, 100 requests: p50 %v, p99 %v, max %v", d[49], d[98], d[99])
 }
 
 // testConsoleAccess is the accept/reject matrix: every route, every kind of
@@ -410,7 +427,9 @@ func testConsoleBrowser(ctx context.Context, t *testing.T, ce *consoleEnv) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, size := range []struct{ name, wh string }{{"phone", "390,844"}, {"desktop", "1280,900"}} {
+	// The two window sizes, and a tall desktop window that shows the charts
+	// and the records history too.
+	for _, size := range []struct{ name, wh string }{{"phone", "390,844"}, {"desktop", "1280,900"}, {"desktop-tall", "1280,2200"}} {
 		for _, p := range []struct{ name, path string }{
 			{"app", fmt.Sprintf("/apps/%d?month=2026-10", appPremium)},
 			{"apps", "/?month=2026-10"},
