@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -167,7 +168,9 @@ func (pb *PriceBook) Quotas(e Edition, u schemas.Usage) ([]Quota, error) {
 	return out, nil
 }
 
-// AppSummary is an app's newest stored record of a month, in short.
+// AppSummary is an app's newest stored record of a month, in short;
+// Revision 0 and the other fields empty when the app has usage in the month
+// but no stored record yet.
 type AppSummary struct {
 	App         uint32    `json:"app"`
 	Revision    int       `json:"revision"`
@@ -179,9 +182,41 @@ type AppSummary struct {
 	GeneratedAt time.Time `json:"generated_at"`
 }
 
-// ReadApps returns the newest stored record of month m of every app that has
-// one, by app.
+// ReadApps returns, by app, the newest stored record of month m of every app
+// that has one or has usage in the month.
 func ReadApps(ctx context.Context, conn driver.Conn, m schemas.Month) ([]AppSummary, error) {
+	rows, err := conn.Query(ctx, sqlMonthUsageApps, m.FirstDay().String(), m.LastDay().String())
+	if err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	used := map[uint32]bool{}
+	for rows.Next() {
+		var app uint32
+		if err := rows.Scan(&app); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read daily_usage: %w", err)
+		}
+		used[app] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	out, err := readSummaries(ctx, conn, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range out {
+		delete(used, s.App)
+	}
+	for app := range used {
+		out = append(out, AppSummary{App: app})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
+	return out, nil
+}
+
+func readSummaries(ctx context.Context, conn driver.Conn, m schemas.Month) ([]AppSummary, error) {
 	rows, err := conn.Query(ctx, sqlMonthApps, m.String())
 	if err != nil {
 		return nil, fmt.Errorf("read billing_records: %w", err)

@@ -63,4 +63,7 @@ GROUP BY app, day`
 	sqlMonthApps = `SELECT app, max(revision), argMax(status, revision), argMax(edition, revision), argMax(mau, revision),
 		argMax(total, revision), argMax(currency, revision), argMax(generated_at, revision)
 		FROM billing_records WHERE month = ? GROUP BY app ORDER BY app`
+	// sqlMonthUsageApps is the apps with usage in [first, last]: those the
+	// rollup has not stored a record for yet are listed too.
+	sqlMonthUsageApps = `SELECT DISTINCT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?)`
 )

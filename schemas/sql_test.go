@@ -129,6 +129,7 @@ func samples() map[string]sample {
 		"rollup.sqlAppDayUsers":     {args: []any{app1, "2026-10-01", "2026-10-31"}},
 		"rollup.sqlAppRecords":      {args: []any{app1, "2026-10", app1, "2026-10"}},
 		"rollup.sqlMonthApps":       {args: []any{"2026-10"}},
+		"rollup.sqlMonthUsageApps":  {args: []any{"2026-10-01", "2026-10-31"}},
 
 		"cmd/immeter/e2ebench.sqlRawEventsTable": {},
 		"cmd/immeter/e2ebench.sqlInsertRawEvents": {rows: [][]any{
