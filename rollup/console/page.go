@@ -119,7 +119,7 @@ func charts(days []rollup.DayUsage) []chart {
 // barChart draws one bar per day, the series stacked: positive values up
 // from zero, negative ones down.
 func barChart(title string, days []rollup.DayUsage, ss []series) template.HTML {
-	const w, h, left, top, bottom = 640.0, 180.0, 44.0, 10.0, 22.0
+	const w, h, left, top, bottom = 640.0, 200.0, 56.0, 12.0, 26.0
 	n := len(days)
 	hi, lo := 0.0, 0.0
 	for i := range n {
@@ -142,11 +142,11 @@ func barChart(title string, days []rollup.DayUsage, ss []series) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg viewBox="0 0 %g %g" role="img" aria-label="%s">`, w, h, template.HTMLEscapeString(title))
 	fmt.Fprintf(&b, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" class="axis"/>`, left, y(0), w, y(0))
-	fmt.Fprintf(&b, `<text x="%g" y="%.1f" class="tick" text-anchor="end">%s</text>`, left-4, y(hi)+4, num(hi))
+	fmt.Fprintf(&b, `<text x="%g" y="%.1f" class="tick" text-anchor="end">%s</text>`, left-4, y(hi)+14, num(hi))
 	if lo < 0 {
 		fmt.Fprintf(&b, `<text x="%g" y="%.1f" class="tick" text-anchor="end">%s</text>`, left-4, y(lo), num(lo))
 	}
-	fmt.Fprintf(&b, `<text x="%g" y="%.1f" class="tick" text-anchor="end">0</text>`, left-4, y(0)+4)
+	fmt.Fprintf(&b, `<text x="%g" y="%.1f" class="tick" text-anchor="end">0</text>`, left-4, y(0)+6)
 	for i, d := range days {
 		x := left + float64(i)*bw
 		up, down := 0.0, 0.0
