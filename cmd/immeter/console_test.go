@@ -36,6 +36,7 @@ type consoleEnv struct {
 	oct    map[uint32]schemas.BillingRecord // the final records published
 	nov    map[uint32]schemas.BillingRecord // the provisional records published
 	client *http.Client
+	stream *stream // the events published, and their truth
 }
 
 func newConsoleEnv(ctx context.Context, t *testing.T) *consoleEnv {
@@ -70,7 +71,7 @@ func newConsoleEnv(ctx context.Context, t *testing.T) *consoleEnv {
 		t.Fatal(err)
 	}
 	ce := &consoleEnv{env: env, oct: map[uint32]schemas.BillingRecord{}, nov: map[uint32]schemas.BillingRecord{},
-		client: &http.Client{Timeout: 30 * time.Second}}
+		client: &http.Client{Timeout: 30 * time.Second}, stream: s}
 	for _, rec := range env.readBilling(ctx, t, 6) {
 		if rec.Month == "2026-10" {
 			ce.oct[rec.App] = rec
@@ -291,6 +292,14 @@ func testConsoleFigures(t *testing.T, ce *consoleEnv) {
 			if len(am.Days) != m.Days() || sum.Logins != u.Logins || sum.Messages != u.Messages ||
 				sum.GroupsCreated != u.GroupsCreated || sum.GroupsDissolved != u.GroupsDissolved || sum.CallSeconds != u.CallSeconds {
 				t.Errorf("app %d %s: the %d days add up to %+v; the record has %+v", app, c.month, len(am.Days), sum, u)
+			}
+			// Each day where the stream put it, in the billing time zone.
+			for _, d := range am.Days {
+				day, _ := time.Parse(time.DateOnly, d.Day)
+				want := ce.stream.truth[m][app].dailyNet[schemas.DayFromDate(day.Year(), day.Month(), day.Day())]
+				if d.GroupsNet != want {
+					t.Errorf("app %d %s: net groups %d; the stream has %d", app, d.Day, d.GroupsNet, want)
+				}
 			}
 			if len(am.Quotas) == 0 || am.Quotas[0].Name != "mau" || am.Quotas[0].Used != int64(u.MAU) {
 				t.Errorf("app %d %s: unexpected quotas %+v", app, c.month, am.Quotas)
