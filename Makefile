@@ -35,6 +35,7 @@ test: check-ops
 	export IMMETER_INTEGRATION=1; \
 	echo "+ go vet ./..."; go vet ./...; \
 	.ci/chdb.sh install; \
+	.ci/chromium.sh install; \
 	mkdir -p .run; \
 	echo "+ go test -count=1 -timeout 15m -v ./... (full log: .run/test.log)"; \
 	rc=0; go test -count=1 -timeout 15m -v ./... > .run/test.log 2>&1 || rc=$$?; \

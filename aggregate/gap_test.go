@@ -28,13 +28,13 @@ func logins(tag string, n int) []kafka.Message {
 	now := time.Now().Add(-time.Minute)
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
-		app := uint32(1400000001 + i%3)
+		app := uint32(1400000001 + i%16) // 16 apps: every partition gets some
 		v, err := json.Marshal(schemas.Event{ID: fmt.Sprintf("%s-%d", tag, i), Type: schemas.Login, App: app, Time: now,
 			User: fmt.Sprintf("%s-u%d", tag, i)})
 		if err != nil {
 			panic(err)
 		}
-		msgs[i] = kafka.Message{Key: []byte(strconv.Itoa(i)), Value: v}
+		msgs[i] = kafka.Message{Key: []byte(strconv.FormatUint(uint64(app), 10)), Value: v} // keyed by app, as the contract says
 	}
 	return msgs
 }

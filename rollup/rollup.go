@@ -369,7 +369,13 @@ func decideStatus(prev *revisionInfo, fp string, settled bool, mode Mode) string
 
 // Record prices one app's month. Status, revision and time are left to the caller.
 func (r *Rollup) Record(u *MonthUsage) (schemas.BillingRecord, error) {
-	bill, err := r.cfg.Prices.Price(PricingInput{
+	return priceRecord(u, r.cfg.Prices, r.cfg.Location)
+}
+
+// priceRecord prices one app's month with prices in the billing time zone
+// loc: the content of a billing record, without status, revision and time.
+func priceRecord(u *MonthUsage, prices *PriceBook, loc *time.Location) (schemas.BillingRecord, error) {
+	bill, err := prices.Price(PricingInput{
 		Year:              u.Month.Year,
 		Month:             u.Month.Month,
 		DayEditions:       u.DayEditions,
@@ -383,7 +389,7 @@ func (r *Rollup) Record(u *MonthUsage) (schemas.BillingRecord, error) {
 	rec := schemas.BillingRecord{
 		App:         u.App,
 		Month:       u.Month.String(),
-		Timezone:    schemas.TimezoneName(r.cfg.Location),
+		Timezone:    schemas.TimezoneName(loc),
 		Edition:     string(bill.Edition),
 		EditionDays: spans(u.DayEditions, u.Month),
 		Usage:       u.Usage,

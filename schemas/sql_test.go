@@ -162,6 +162,14 @@ func samples() map[string]sample {
 		"rollup.sqlLatest":               {args: []any{"2026-10"}},
 		"rollup.sqlUnpublished":          {},
 		"rollup.sqlStatement":            {args: []any{app1, "2026-10"}, alt: [][]any{{app3, "2026-10"}}},
+		"rollup.sqlAppDaily":             {args: []any{app1, "2026-10-01", "2026-10-31"}},
+		"rollup.sqlAppMAU":               {args: []any{app1, "2026-10-01", "2026-10-31"}},
+		"rollup.sqlAppSketches":          {args: []any{app1, "2026-10-01", "2026-10-31"}},
+		"rollup.sqlAppPlans":             {args: []any{app1, octEnd + 1}},
+		"rollup.sqlAppDayUsers":          {args: []any{app1, "2026-10-01", "2026-10-31"}},
+		"rollup.sqlAppRecords":           {args: []any{app1, "2026-10", app1, "2026-10"}},
+		"rollup.sqlMonthApps":            {args: []any{"2026-10"}},
+		"rollup.sqlMonthUsageApps":       {args: []any{"2026-10-01", "2026-10-31"}},
 
 		"cmd/immeter/e2ebench.sqlRawEventsTable": {},
 		"cmd/immeter/e2ebench.sqlInsertRawEvents": {rows: [][]any{

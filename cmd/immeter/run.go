@@ -30,6 +30,8 @@ type runOptions struct {
 	common
 	agg      aggregate.Config
 	roll     rollupSettings
+	con      consoleSettings
+	demo     string // staff token made up for the console when none is set
 	gw       ingest.GatewayConfig
 	secrets  string // no gateway when empty
 	simulate bool
@@ -49,6 +51,7 @@ func parseRun(args []string) (*runOptions, error) {
 	o.register(r)
 	aggregateFlags(r, &o.agg)
 	o.roll.register(r)
+	o.con.register(r)
 	o.gw.Addr = "127.0.0.1:8080"
 	r.str(&o.gw.Addr, "ingest-addr", "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
 	r.str(&o.secrets, "secrets", "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
@@ -85,7 +88,13 @@ func (o *runOptions) check() error {
 	if err := o.agg.Validate(); err != nil {
 		return err
 	}
-	return o.roll.build(&o.common)
+	if err := o.roll.build(&o.common); err != nil {
+		return err
+	}
+	if !o.con.configured() && o.demo == "" {
+		o.demo = o.con.demoToken()
+	}
+	return o.con.build(&o.common, o.roll.cfg.Prices)
 }
 
 // runAll runs the whole pipeline in one process: an embedded Kafka broker
@@ -135,6 +144,10 @@ func runAll(ctx context.Context, args []string) error {
 		return err
 	}
 	defer alerter.Close()
+	con, conLn, err := o.con.server(conn, o.demo)
+	if err != nil {
+		return err
+	}
 
 	pcfg := ingest.DefaultProducerConfig()
 	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = brokers(c.kafka), c.events, true, c.sec.kafka
@@ -169,7 +182,7 @@ func runAll(ctx context.Context, args []string) error {
 	pipeline, stopPipeline := context.WithCancel(context.Background())
 	defer stopPipeline()
 	var wg, intakeWG sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	goRun := func(wg *sync.WaitGroup, name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -181,6 +194,7 @@ func runAll(ctx context.Context, args []string) error {
 	}
 	goRun(&wg, "aggregate", func() error { return agg.Run(pipeline) })
 	goRun(&wg, "rollup", func() error { return rs.runDaemons(pipeline, roll, alerter) })
+	goRun(&wg, "console", func() error { return con.Serve(pipeline, conLn) })
 	if gw != nil {
 		goRun(&intakeWG, "ingest", func() error { return gw.ListenAndServe(intake) })
 	}
