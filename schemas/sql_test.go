@@ -152,7 +152,7 @@ func samples() map[string]sample {
 		}},
 		"rollup.sqlInsertAlertPublished": {rows: [][]any{{app1, "1400000001:mau_quota:2026-10:developer:80", at("2026-10-02 00:00:06")}}},
 		"rollup.sqlAlertsStored":         {},
-		"rollup.sqlAlertsOfApp":          {args: []any{app1}, alt: [][]any{{app3}}},
+		"rollup.sqlAlertsOfApp":          {args: []any{app1}},
 		"rollup.sqlAlertDays":            {args: []any{"2026-10-01", "2026-10-31", "2026-10-01", "2026-10-31", int64(0)}},
 		"rollup.sqlAlertPlans":           {args: []any{octEnd + 1}},
 		"rollup.sqlAlertMAU":             {args: []any{"2026-10-01", "2026-10-31", clickhouse.GroupSet{Value: []any{app1, app2}}}},
