@@ -7,6 +7,7 @@ export CLICKHOUSE_PORT ?= 19000
 export IMMETER_RUN_DIR ?= $(CURDIR)/.run
 # Embedded ClickHouse engines (24.8, 26.9) that schemas/sql_test.go runs every statement on.
 export CHDB_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/chdb
+
 # staticcheck for `make lint`, pinned (2026.2.2 supports Go 1.26); installed once into the cache.
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/bin/staticcheck-$(STATICCHECK_VERSION)/staticcheck
@@ -15,14 +16,14 @@ STATICCHECK := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/immeter/bin/staticcheck-$(
 # CLICKHOUSE_ADDR when set, else starts what does not answer on the ports above, and on
 # exit (success, failure or Ctrl-C) stops only what it started.
 
-.PHONY: build test test-body test-race run bench bench-body bench-accuracy services-up services-down fmt vet lint clean
+.PHONY: build test test-body test-race test-cluster test-cluster-body check-ops run bench bench-body bench-accuracy services-up services-down fmt vet lint clean
 
 build:
 	go build -o bin/immeter ./cmd/immeter
 
 # Unit and integration tests against the real services; every SQL statement also runs on
 # the embedded ClickHouse 24.8 and 26.9 that .ci/chdb.sh installs (pip, into CHDB_DIR).
-test:
+test: check-ops
 	@.ci/services.sh kafka clickhouse -- $(MAKE) --no-print-directory test-body
 
 # test's work, once the services are up.
@@ -30,6 +31,7 @@ test-body:
 	@export IMMETER_INTEGRATION=1; \
 	echo "+ go vet ./..."; go vet ./...; \
 	.ci/chdb.sh install; \
+	.ci/chromium.sh install; \
 	mkdir -p .run; \
 	echo "+ go test -count=1 -timeout 15m -v ./... (full log: .run/test.log)"; \
 	rc=0; go test -count=1 -timeout 15m -v ./... > .run/test.log 2>&1 || rc=$$?; \
@@ -46,6 +48,30 @@ test-race:
 		go test -race -short -count=1 -timeout 10m -v ./... > .run/test-race.log 2>&1 || rc=$$?; \
 	grep -E '^(--- FAIL|FAIL|ok|panic|WARNING: DATA RACE)|^\s+\S+_test\.go:[0-9]+:' .run/test-race.log || true; \
 	echo "test-race: $$(grep -c -- '--- PASS' .run/test-race.log) passed, $$(grep -c -- '--- FAIL' .run/test-race.log) failed, $$(grep -c -- '--- SKIP' .run/test-race.log) skipped"; \
+	exit $$rc
+
+# Prometheus configuration and alerting rules checked by promtool (.ci/promtool.sh installs
+# it when missing), the Grafana dashboard and docker-compose.yml by Go tests.
+check-ops:
+	.ci/promtool.sh
+	go test -count=1 -run 'TestDashboardMetricsExist|TestAlertRules|TestComposeStack' ./telemetry
+
+# The replicated setup (.ci/cluster.sh: ZooKeeper, two ClickHouse replicas, three
+# Kafka brokers, on private ports) and its fault test, with the single-node services
+# beside it for the comparison run. Stops what it started.
+test-cluster:
+	@.ci/services.sh kafka clickhouse cluster -- $(MAKE) --no-print-directory test-cluster-body
+
+# test-cluster's work, once the services and the cluster are up.
+test-cluster-body:
+	@export IMMETER_INTEGRATION=1 \
+		CLUSTER_KAFKA_BROKERS=$$(.ci/cluster.sh env | sed -n 's/^KAFKA_BROKERS=//p') \
+		CLUSTER_CLICKHOUSE_ADDR=$$(.ci/cluster.sh env | sed -n 's/^CLICKHOUSE_ADDR=//p') \
+		CLICKHOUSE_CLUSTER=$$(.ci/cluster.sh env | sed -n 's/^CLICKHOUSE_CLUSTER=//p'); \
+	mkdir -p .run; \
+	echo "+ go test -p 1 -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./cmd/immeter/ ./aggregate/ (full log: .run/test-cluster.log)"; \
+	rc=0; go test -p 1 -count=1 -timeout 20m -v -run 'TestCluster' ./schemas/ ./cmd/immeter/ ./aggregate/ > .run/test-cluster.log 2>&1 || rc=$$?; \
+	grep -E '^(--- |FAIL|ok|panic)|^\s+\S+_test\.go:[0-9]+:' .run/test-cluster.log || true; \
 	exit $$rc
 
 # All-in-one pipeline with simulated traffic; uses an embedded Kafka broker unless

@@ -3,10 +3,21 @@
 #
 #   .ci/clickhouse.sh start|stop|pause|status
 #
+# CLICKHOUSE_SECURE_PORT adds the native protocol over TLS there (tcp_port_secure), with a
+# certificate for 127.0.0.1 and localhost signed by a CA the script makes with openssl:
+# $IMMETER_RUN_DIR/clickhouse/tls/ca.pem verifies it.
+#
+# CLICKHOUSE_USERS_D names a directory whose *.xml files are copied into the server's
+# users.d (e.g. schemas/access/users.d, with passwords filled in).
+#
 # Installs clickhouse-server/clickhouse-client with apt-get when missing. Config, data,
 # pid and log live in $IMMETER_RUN_DIR/clickhouse and are removed by stop; the system
 # instance (/etc/clickhouse-server, /var/lib/clickhouse) is never touched. pause stops
 # the server but keeps its data: the next start resumes on it (fault tests use this).
+#
+# Replicas (.ci/cluster.sh): CLICKHOUSE_INTERSERVER_PORT opens the port replicas fetch
+# parts from, and CLICKHOUSE_EXTRA_CONFIG names a file of XML elements added to the
+# server config (<zookeeper>, <macros>, <remote_servers>, <distributed_ddl>).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +27,8 @@ dir=${IMMETER_RUN_DIR:-$root/.run}/clickhouse
 pidfile=$dir/clickhouse.pid
 log=$dir/log/clickhouse-server.log
 timeout=${CLICKHOUSE_START_TIMEOUT:-60}
+interserver_port=${CLICKHOUSE_INTERSERVER_PORT:-}
+extra=${CLICKHOUSE_EXTRA_CONFIG:-}
 name=clickhouse
 ours_match=$dir/config.xml
 logs=("$dir/stdout.log" "$log")
@@ -49,7 +62,41 @@ install() {
 	}
 }
 
+secure_port=${CLICKHOUSE_SECURE_PORT:-}
+
+# make_certs writes a CA and a server certificate for 127.0.0.1 and localhost into $dir/tls.
+make_certs() {
+	mkdir -p "$dir/tls"
+	(
+		cd "$dir/tls"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=immeter-test-ca -keyout ca-key.pem -out ca.pem
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+		openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server-key.pem -out server.csr
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile san.ext -out server.pem
+	) >"$dir/tls.log" 2>&1 || fail "making certificates with openssl failed (see $dir/tls.log)"
+}
+
+# secure_config prints the config of the TLS port, if one is asked for.
+secure_config() {
+	[ -n "$secure_port" ] || return 0
+	cat <<EOF
+    <tcp_port_secure>$secure_port</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$dir/tls/server.pem</certificateFile>
+            <privateKeyFile>$dir/tls/server-key.pem</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+EOF
+}
+
 write_config() {
+	[ -z "$secure_port" ] || make_certs
 	cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -63,7 +110,13 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$port</tcp_port>
     <http_port>$http_port</http_port>
-    <!-- no interserver_http_port: no replication, so nothing else listens -->
+$(secure_config)
+$(if [ -n "$interserver_port" ]; then
+		echo "    <interserver_http_port>$interserver_port</interserver_http_port>"
+		echo "    <interserver_http_host>127.0.0.1</interserver_http_host>"
+	else
+		echo "    <!-- no interserver_http_port: no replication, so nothing else listens -->"
+	fi)
     <max_connections>1024</max_connections>
     <max_concurrent_queries>100</max_concurrent_queries>
     <keep_alive_timeout>3</keep_alive_timeout>
@@ -78,6 +131,7 @@ write_config() {
     <default_database>default</default_database>
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
+$([ -z "$extra" ] || cat "$extra")
 </yandex>
 EOF
 	cat >"$dir/users.xml" <<'EOF'
@@ -131,6 +185,10 @@ start() {
 	local t0=$SECONDS
 	mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
 	write_config
+	if [ -n "${CLICKHOUSE_USERS_D:-}" ]; then
+		mkdir -p "$dir/users.d"
+		cp "$CLICKHOUSE_USERS_D"/*.xml "$dir/users.d/"
+	fi
 	# setsid: keep the server out of the terminal's process group, so Ctrl-C reaches
 	# the caller (whose trap runs stop) rather than killing the server underneath it.
 	local cmd=(clickhouse server)

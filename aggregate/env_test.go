@@ -464,6 +464,7 @@ func (e *testEnv) startAggregate(t *testing.T, bin, chAddr string, logw io.Write
 		"AGGREGATE_SESSION_TIMEOUT=6s",
 		"MAX_EVENT_AGE=2400h",
 		"LOG_LEVEL=info",
+		"METRICS_ADDR=127.0.0.1:0", // tests run several at once
 	)
 	c.Env = append(c.Env, extraEnv...)
 	stderr, err := c.StderrPipe()
@@ -527,7 +528,7 @@ const maxPast = 100 * 24 * time.Hour
 func (e *testEnv) runAggregator(ctx context.Context, t *testing.T, name string, cfg aggregate.Config, conn driver.Conn) (*aggregate.Aggregator, func()) {
 	t.Helper()
 	log := &syncWriter{}
-	// The test sets FlushInterval and MaxPending when it cares; the rest is
+	// The test sets FlushInterval, MaxPending, Now and StuckRecheck when it cares; the rest is
 	// the defaults, with the env's topics and group.
 	d := aggregate.DefaultConfig()
 	if cfg.FlushInterval != 0 {
@@ -538,6 +539,9 @@ func (e *testEnv) runAggregator(ctx context.Context, t *testing.T, name string, 
 	}
 	if cfg.Now != nil {
 		d.Now = cfg.Now
+	}
+	if cfg.StuckRecheck != 0 {
+		d.StuckRecheck = cfg.StuckRecheck
 	}
 	cfg = d
 	cfg.Brokers, cfg.Topic, cfg.DLQTopic, cfg.Group = e.brokers, e.events, e.dlq, e.group

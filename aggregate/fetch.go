@@ -21,6 +21,8 @@ type batch struct {
 	offsets []int64
 	ends    []int32 // message i's key is data[ends[2i-1]:ends[2i]], its value data[ends[2i]:ends[2i+1]]
 	data    []byte
+	// lastTime is the Kafka timestamp (Unix ns) of the last message.
+	lastTime int64
 }
 
 func (b *batch) len() int { return len(b.offsets) }
@@ -44,12 +46,15 @@ type fetcher struct {
 	log       *slog.Logger
 	batches   chan *batch // fetched, in order
 	free      chan *batch // folded, to reuse
+	failed    chan error  // why the fetcher stopped before its context ended
+	m         *partitionMetrics
 }
 
-func newFetcher(brokers []string, topic string, partition int, log *slog.Logger) *fetcher {
+func newFetcher(brokers []string, sec *kafka.Transport, topic string, partition int, log *slog.Logger) *fetcher {
 	// Its own connections and metadata: a fetch waits up to fetchWait at
-	// the broker, and must not queue behind others.
-	tr := &kafka.Transport{MetadataTTL: 2 * time.Second}
+	// the broker, and must not queue behind others. sec gives its SASL and
+	// TLS settings.
+	tr := &kafka.Transport{MetadataTTL: 2 * time.Second, SASL: sec.SASL, TLS: sec.TLS}
 	return &fetcher{
 		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr},
 		transport: tr,
@@ -58,11 +63,13 @@ func newFetcher(brokers []string, topic string, partition int, log *slog.Logger)
 		log:       log,
 		batches:   make(chan *batch, 1),
 		free:      make(chan *batch, 3),
+		failed:    make(chan error, 1),
 	}
 }
 
 // recycle gives a folded batch back for reuse.
 func (f *fetcher) recycle(b *batch) {
+	f.m.appliedBatch(b)
 	select {
 	case f.free <- b:
 	default:
@@ -75,9 +82,10 @@ const (
 )
 
 // run fetches from offset on into f.batches until ctx ends. A failing fetch
-// is retried with backoff (100 ms to 5 s), never skipped: an offset out of
-// range (events deleted by retention before they were aggregated) is logged
-// at level error at every retry.
+// is retried with backoff (100 ms to 5 s), never skipped; an offset out of
+// range (events deleted by retention before they were aggregated, or a
+// topic recreated) stops the fetcher with the error on f.failed: the
+// aggregator checks the log's offsets and holds the partition stuck.
 func (f *fetcher) run(ctx context.Context, offset int64) {
 	defer f.transport.CloseIdleConnections()
 	backoff := 100 * time.Millisecond
@@ -87,11 +95,12 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 			if ctx.Err() != nil {
 				return
 			}
-			level := slog.LevelWarn
+			f.m.fetchFailed(err)
 			if errors.Is(err, kafka.OffsetOutOfRange) {
-				level = slog.LevelError
+				f.failed <- err
+				return
 			}
-			f.log.Log(ctx, level, "aggregate: fetch; retrying", "offset", offset, "err", err, "backoff", backoff)
+			f.log.Warn("aggregate: fetch; retrying", "offset", offset, "err", err, "backoff", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -116,6 +125,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 // fetch reads the messages from offset on that one fetch returns, and the
 // offset to fetch next.
 func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error) {
+	f.m.fetching()
 	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{
 		Topic: f.topic, Partition: f.partition, Offset: offset,
 		MinBytes: 1, MaxBytes: fetchBytes, MaxWait: fetchWait,
@@ -124,8 +134,11 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 		return nil, offset, err
 	}
 	if res.Error != nil {
-		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w (log start %d, end %d)", f.topic, f.partition, offset, res.Error, res.LogStartOffset, res.HighWatermark)
+		// The log's offsets are -1 in an error answer: the aggregator asks
+		// for them (ListOffsets) when it matters.
+		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w", f.topic, f.partition, offset, res.Error)
 	}
+	f.m.fetched(res.HighWatermark)
 	var b *batch
 	select {
 	case b = <-f.free:
@@ -159,6 +172,7 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 		}
 		b.ends = append(b.ends, int32(len(b.data)))
 		b.offsets = append(b.offsets, r.Offset)
+		b.lastTime = r.Time.UnixNano()
 		offset = r.Offset + 1
 	}
 }

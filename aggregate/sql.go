@@ -3,9 +3,6 @@ package aggregate
 // The statements the aggregator sends; schemas/sql_test.go runs each on every
 // supported ClickHouse version.
 
-const sqlNextOffset = `SELECT max(next_offset), count() FROM consumer_offsets
-		WHERE consumer_group = ? AND topic = ? AND partition = ?`
-
 const sqlLoadDays = `SELECT app, day, max(version), ` + countersArgMax + `
 		FROM daily_usage WHERE src_partition = ? AND day >= toDate(?) GROUP BY app, day`
 
@@ -18,9 +15,26 @@ const sqlLoadIDs = `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
 const sqlProgress = `SELECT partition, max(next_offset) FROM consumer_offsets
 		WHERE consumer_group = ? AND topic = ? GROUP BY partition`
 
+// Positions and epochs (position.go).
+const sqlReadPosition = `SELECT max(next_offset), count() FROM consumer_offsets
+	WHERE consumer_group = ? AND topic = ? AND partition = ?`
+
+const sqlReadEpoch = `SELECT max(epoch), argMax(offset_base, epoch), argMax(topic_id, epoch), count()
+	FROM partition_epochs WHERE consumer_group = ? AND topic = ? AND partition = ?`
+
+const sqlInsertEpoch = `INSERT INTO partition_epochs
+	(consumer_group, topic, partition, epoch, topic_id, offset_base, first_position, created_at)`
+
+const sqlInsertPosition = `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)`
+
+const sqlInsertGap = `INSERT INTO offset_gaps (consumer_group, topic, partition, kind, old_topic_id, new_topic_id,
+	from_offset, to_offset, position_before, position_after, accepted_at, accepted_by, reason)`
+
+const sqlProgressBases = `SELECT partition, argMax(offset_base, epoch) FROM partition_epochs
+	WHERE consumer_group = ? AND topic = ? GROUP BY partition`
+
 // Batch inserts: the rows follow as native blocks.
 const (
-	sqlInsertOffset      = `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)`
 	sqlInsertDeadLetters = `INSERT INTO dead_letters
 		(received_at, src_topic, src_partition, src_offset, app, reason, payload)`
 	sqlInsertEventIDs    = `INSERT INTO event_ids (src_partition, app, day, id_hi, id_lo, src_offset)`

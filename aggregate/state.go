@@ -115,7 +115,10 @@ type partitionState struct {
 	idsSwept   schemas.Day // minDay of the last sweep of ids in evict
 	load       func(dayKey) (Counters, uint64, error)
 
-	next      uint64 // next offset to read
+	next      uint64 // next position to read: Kafka offset + base
+	base      int64  // the partition epoch's offset_base
+	stored    int64  // the position stored in ClickHouse when loaded or last written; -1: none
+	topicID   string // the Kafka topic ID read; "" unknown
 	flushes   uint64 // evict calls so far: one per flush
 	sketchSeq int    // numbers this writer's sketches
 	// writer names this state's sketches in user_sketches: unique per
@@ -127,6 +130,7 @@ type partitionState struct {
 	pendingUsers []userRow
 	pendingIDs   []idRow
 	pendingPlans []schemas.Event
+	pendingLive  []schemas.Event // live-streaming group changes
 	pendingDLQ   []deadLetter
 }
 
@@ -138,6 +142,7 @@ func newPartitionState(partition int32, loc *time.Location) *partitionState {
 		ids:       newIDSet(0),
 		replay:    map[xxh3.Uint128]uint64{},
 		users:     newUserCache(userCacheBuckets),
+		stored:    -1,
 	}
 }
 
@@ -167,22 +172,30 @@ func prefixHash(prefix uint64, n int, s string) xxh3.Uint128 {
 
 // Apply folds one message at offset of the partition into the state.
 func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error) {
-	o := uint64(offset)
+	o := uint64(offset + s.base)
 	s.next = o + 1
 	e, err := schemas.DecodeEvent(value)
 	if err == nil {
 		err = checkKey(key, e.App)
 	}
 	if err == nil {
-		err = s.checkTime(e.Time)
+		err = s.checkTime(e.Time, e.Type == schemas.Plan)
 	}
 	if err != nil {
 		s.reject(offset, key, value, e.App, err.Error())
 		return Rejected, nil
 	}
+	if e.Type == schemas.Plan {
+		// Plan events are state, not usage: accepted at any age, written to
+		// plan_changes (a set, so a replay adds nothing), never counted and
+		// never in the dedup window. The rollup sees them in its plan mark.
+		s.pendingPlans = append(s.pendingPlans, e)
+		return Counted, nil
+	}
 	day := schemas.DayOf(e.Time, s.loc)
 	h := idHash(e.App, e.ID)
-	if first, seen := s.ids.Get(h); seen && !s.replayed(h, o) {
+	first, seen := s.ids.Get(h)
+	if seen && !s.replayed(h, o) {
 		st, err := s.day(dayKey{e.App, first})
 		if err != nil {
 			return 0, err
@@ -192,20 +205,26 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 			st.dirty = true
 		}
 		return Duplicate, nil
-	} else if !seen {
-		s.ids.Add(h, day)
-		s.pendingIDs = append(s.pendingIDs, idRow{app: e.App, day: day, id: h, offset: o})
 	}
+	// The day first: when loading it fails, nothing has changed and the
+	// retry applies the event anew (an id added before would make the
+	// retry take the event for a duplicate of itself).
 	st, err := s.day(dayKey{e.App, day})
 	if err != nil {
 		return 0, err
+	}
+	if !seen {
+		s.ids.Add(h, day)
+		s.pendingIDs = append(s.pendingIDs, idRow{app: e.App, day: day, id: h, offset: o})
 	}
 	// Sets are idempotent: replays may add to them again.
 	switch e.Type {
 	case schemas.Login:
 		s.addUser(st, e.App, day, e.User)
-	case schemas.Plan:
-		s.pendingPlans = append(s.pendingPlans, e)
+	case schemas.Group:
+		if e.GroupType == liveGroupType {
+			s.pendingLive = append(s.pendingLive, e)
+		}
 	}
 	if o < st.version {
 		return Replayed, nil
@@ -272,14 +291,19 @@ func checkKey(key []byte, app uint32) error {
 	return &schemas.InvalidError{Field: "key", Reason: strconv.Quote(string(key)) + " does not match app " + strconv.FormatUint(uint64(app), 10) + ": the message key must be the app id in decimal"}
 }
 
-func (s *partitionState) checkTime(t time.Time) error {
+// checkTime refuses events too far in the future, and usage events older
+// than the accepted window; anyAge lets a plan event through at any age.
+func (s *partitionState) checkTime(t time.Time, anyAge bool) error {
 	if !s.maxTime.IsZero() && t.After(s.maxTime) && s.clock != nil {
 		s.maxTime = s.clock().Add(s.maxFuture) // the bound may be a flush old
 	}
 	if !s.maxTime.IsZero() && t.After(s.maxTime) {
 		return &schemas.InvalidError{Field: "time", Reason: "too far in the future: " + t.Format(time.RFC3339) + " is after " + s.maxTime.Format(time.RFC3339)}
 	}
-	if d := schemas.DayOf(t, s.loc); d < s.minDay {
+	if anyAge && t.Unix() < 0 {
+		return &schemas.InvalidError{Field: "time", Reason: "too old: " + t.Format(time.RFC3339) + " is before 1970-01-01T00:00:00Z, the first instant plan_changes holds"}
+	}
+	if d := schemas.DayOf(t, s.loc); d < s.minDay && !anyAge {
 		return &schemas.InvalidError{Field: "time", Reason: "too old: day " + d.String() + " is before the accepted window starting " + s.minDay.String()}
 	}
 	return nil
@@ -374,5 +398,5 @@ func (s *partitionState) evict(keepFrom schemas.Day) {
 
 // pending reports whether anything waits to be written.
 func (s *partitionState) pending() int {
-	return len(s.pendingUsers) + len(s.pendingIDs) + len(s.pendingPlans) + len(s.pendingDLQ)
+	return len(s.pendingUsers) + len(s.pendingIDs) + len(s.pendingPlans) + len(s.pendingLive) + len(s.pendingDLQ)
 }

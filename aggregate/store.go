@@ -13,6 +13,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // store reads and writes a partition's state in ClickHouse.
@@ -53,12 +54,10 @@ func (c *Counters) values() [12]uint64 {
 		c.CallSecondsAudio, c.CallSecondsVideo, c.Duplicates}
 }
 
-// nextOffset returns where the partition was aggregated up to, or -1.
-func (st *store) nextOffset(ctx context.Context, partition int32) (int64, error) {
-	var n uint64
-	var rows uint64
-	err := st.conn.QueryRow(ctx, sqlNextOffset, st.group, st.topic, partition).Scan(&n, &rows)
-	if err != nil {
+// storedNext returns the partition's stored position, or -1.
+func (st *store) storedNext(ctx context.Context, partition int32) (int64, error) {
+	var n, rows uint64
+	if err := st.conn.QueryRow(ctx, sqlReadPosition, st.group, st.topic, partition).Scan(&n, &rows); err != nil {
 		return 0, fmt.Errorf("read consumer_offsets: %w", err)
 	}
 	if rows == 0 {
@@ -131,7 +130,7 @@ func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) er
 // flush makes everything folded so far durable, in an order that keeps a
 // crash at any point harmless (see README, "Exactly once"):
 //  1. dead letters to the DLQ topic and table;
-//  2. at once: the sets (event ids, user days, sketches, plan changes),
+//  2. at once: the sets (event ids, user days, sketches, plan and live-group changes),
 //     which writing twice changes nothing, and the absolute counters of
 //     dirty days, each row versioned with the offset it is complete up to;
 //  3. the partition's next offset, once all of 2 landed.
@@ -140,20 +139,37 @@ func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) er
 // replays the partition from the previous offset, and a replayed event adds
 // its id, user and sketch entry again even where the stored counters
 // already hold it.
+//
+// First of all it checks that the stored position is still the one this
+// state last loaded or wrote: if ClickHouse lost it (a database dropped and
+// migrated again, a restore from an older backup) or another aggregator
+// moved it, writing the state's absolute counters onto what is there now
+// would be wrong, so it returns errPositionMoved and writes nothing.
 func (st *store) flush(ctx context.Context, s *partitionState, now time.Time) error {
+	cur, err := st.storedNext(ctx, s.partition)
+	if err != nil {
+		return err
+	}
+	if cur != s.stored && cur != int64(s.next) { // s.next: a failed attempt may have stored it
+		return fmt.Errorf("%w: partition %d: ClickHouse has %d, this aggregator stored %d", errPositionMoved, s.partition, cur, s.stored)
+	}
 	if err := st.flushDLQ(ctx, s, now); err != nil {
 		return err
 	}
 	if err := st.flushRows(ctx, s, now); err != nil {
 		return err
 	}
-	err := schemas.InsertRow(ctx, st.conn, sqlInsertOffset,
-		st.group, st.topic, s.partition, s.next, now.UTC().Truncate(time.Second))
+	err = schemas.InsertRow(ctx, st.conn, sqlInsertPosition, st.group, st.topic, s.partition, s.next, now.UTC().Truncate(time.Second))
 	if err != nil {
 		return fmt.Errorf("write consumer_offsets: %w", err)
 	}
+	s.stored = int64(s.next)
 	return nil
 }
+
+// errPositionMoved says a partition's stored position is not the one its
+// state was loaded at or last wrote: the state must be loaded again.
+var errPositionMoved = errors.New("stored position changed under this aggregator")
 
 func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time) error {
 	if len(s.pendingDLQ) == 0 {
@@ -170,6 +186,7 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 		}}
 	}
 	if err := st.dlq.WriteMessages(ctx, msgs...); err != nil {
+		telemetry.KafkaError(telemetry.KafkaPublishDLQ)
 		return fmt.Errorf("publish to dead-letter topic %s: %w", st.dlq.Topic, err)
 	}
 	b, err := st.conn.PrepareBatch(ctx, sqlInsertDeadLetters)
@@ -189,13 +206,13 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 	return nil
 }
 
-// flushRows writes the four sets and the counters at once: they are
+// flushRows writes the five sets and the counters at once: they are
 // independent of each other, and only the offset must wait for all of them.
 func (st *store) flushRows(ctx context.Context, s *partitionState, now time.Time) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 5)
-	wg.Go(func() { errs[4] = st.flushCounters(ctx, s, now) })
-	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushSketches} {
+	errs := make([]error, 6)
+	wg.Go(func() { errs[5] = st.flushCounters(ctx, s, now) })
+	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushLive, st.flushSketches} {
 		wg.Go(func() {
 			select {
 			case st.inserts <- struct{}{}:
@@ -371,7 +388,25 @@ func appendColumns(b driver.Batch, cols ...any) error {
 // aggregators of group have made events durable in ClickHouse (exclusive):
 // with ingest.EndOffsets, their lag.
 func Progress(ctx context.Context, conn driver.Conn, group, topic string) (map[int]int64, error) {
-	rows, err := conn.Query(ctx, sqlProgress, group, topic)
+	bases := map[int32]int64{}
+	rows, err := conn.Query(ctx, sqlProgressBases, group, topic)
+	if err != nil {
+		return nil, fmt.Errorf("read partition_epochs: %w", err)
+	}
+	for rows.Next() {
+		var p int32
+		var base int64
+		if err := rows.Scan(&p, &base); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read partition_epochs: %w", err)
+		}
+		bases[p] = base
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read partition_epochs: %w", err)
+	}
+	rows, err = conn.Query(ctx, sqlProgress, group, topic)
 	if err != nil {
 		return nil, fmt.Errorf("read consumer_offsets: %w", err)
 	}
@@ -383,7 +418,7 @@ func Progress(ctx context.Context, conn driver.Conn, group, topic string) (map[i
 		if err := rows.Scan(&p, &next); err != nil {
 			return nil, fmt.Errorf("read consumer_offsets: %w", err)
 		}
-		out[int(p)] = int64(next)
+		out[int(p)] = int64(next) - bases[p]
 	}
 	return out, rows.Err()
 }

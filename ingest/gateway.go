@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -65,6 +67,24 @@ type GatewayConfig struct {
 	// clock, either way; it bounds how long a captured request can be
 	// replayed. Default 5m.
 	MaxClockSkew time.Duration
+	// MaxConnections bounds the open connections; more wait in the
+	// listen backlog until one closes. Default 256.
+	MaxConnections int
+	// MaxRequests bounds the requests whose body is read, decoded and
+	// published at once; others wait. With MaxBodyBytes it bounds the
+	// gateway's memory (README, Security). Default 4.
+	MaxRequests int
+	// AppRate is the events a second each app may average; a request of
+	// an app over it gets 429 with Retry-After. Default 20000.
+	AppRate float64
+	// AppBurst is the events an app may send at once above AppRate.
+	// Default 100000.
+	AppBurst int
+	// ReplayCacheSize bounds the signatures of accepted requests the
+	// gateway remembers for twice MaxClockSkew to refuse a replay (409).
+	// When it is full, requests get 503 until the oldest expire. Default
+	// 1000000 (about 40 MB).
+	ReplayCacheSize int
 	// Secrets maps each app allowed to post to its HMAC secret. Required.
 	// Load it with LoadSecrets; it is never logged.
 	Secrets map[uint32][]byte
@@ -83,6 +103,11 @@ func DefaultGatewayConfig() GatewayConfig {
 		PublishTimeout:  10 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 		MaxClockSkew:    5 * time.Minute,
+		MaxConnections:  256,
+		MaxRequests:     4,
+		AppRate:         20000,
+		AppBurst:        100000,
+		ReplayCacheSize: 1000000,
 		Now:             time.Now,
 	}
 }
@@ -110,6 +135,18 @@ func (c GatewayConfig) Validate() error {
 		return fmt.Errorf("ingest: GatewayConfig.ShutdownTimeout: must be >= 0; got %s", c.ShutdownTimeout)
 	case c.MaxClockSkew <= 0:
 		return fmt.Errorf("ingest: GatewayConfig.MaxClockSkew: must be > 0; got %s", c.MaxClockSkew)
+	case c.MaxConnections < 1:
+		return fmt.Errorf("ingest: GatewayConfig.MaxConnections: must be >= 1; got %d", c.MaxConnections)
+	case c.MaxRequests < 1:
+		return fmt.Errorf("ingest: GatewayConfig.MaxRequests: must be >= 1; got %d", c.MaxRequests)
+	case c.MaxConnections < c.MaxRequests:
+		return fmt.Errorf("ingest: GatewayConfig.MaxConnections: must be >= MaxRequests (%d); got %d", c.MaxRequests, c.MaxConnections)
+	case !(c.AppRate > 0) || math.IsInf(c.AppRate, 1):
+		return fmt.Errorf("ingest: GatewayConfig.AppRate: must be a number > 0; got %v", c.AppRate)
+	case c.AppBurst < 1:
+		return fmt.Errorf("ingest: GatewayConfig.AppBurst: must be >= 1; got %d", c.AppBurst)
+	case c.ReplayCacheSize < 1:
+		return fmt.Errorf("ingest: GatewayConfig.ReplayCacheSize: must be >= 1; got %d", c.ReplayCacheSize)
 	case len(c.Secrets) == 0:
 		return errors.New("ingest: GatewayConfig.Secrets: required: no app could authenticate")
 	}
@@ -134,20 +171,32 @@ func (c GatewayConfig) Validate() error {
 //     listed as rejected with the reason; they were not published (there is
 //     no 207: a mixed request is a 202 whose results say which ones).
 //   - 400: no event was valid (or the body is empty or not JSON at all).
-//   - 401: X-Immeter-App missing or unknown, X-Immeter-Timestamp missing or
-//     more than MaxClockSkew away (a replayed old request), or a bad
-//     signature.
+//   - 401: X-Immeter-App missing, X-Immeter-Timestamp missing or more than
+//     MaxClockSkew away (a replayed old request), or authentication failed:
+//     an unknown app and a bad signature get the same answer.
+//   - 409: the same signed request was accepted already (a replay); sign
+//     each request anew (a new timestamp).
 //   - 403: some event's app is not the signing app. The whole request is
 //     refused and nothing is published: one app's key never writes another
 //     app's usage, even in part.
 //   - 413: the body is larger than MaxBodyBytes; nothing is published.
+//   - 429: the app is over AppRate; Retry-After says when to retry.
 //   - 503: Kafka did not acknowledge some valid event within PublishTimeout;
 //     those are listed as rejected with the reason. Retry the request as it
 //     is: the events that did get through are deduplicated downstream by id.
+//     Also when the replay cache is full, with Retry-After.
 type Gateway struct {
-	cfg GatewayConfig
-	p   *Producer
+	cfg      GatewayConfig
+	p        *Producer
+	requests chan struct{} // a slot per request being read or handled
+	limiter  *rateLimiter
+	replays  *replayCache
+	authLog  authLog
+	counters gatewayCounters
 }
+
+// Stats returns the counts of refused requests (for metrics).
+func (g *Gateway) Stats() GatewayStats { return g.counters.stats() }
 
 // NewGateway checks cfg and returns a gateway publishing through p. The
 // caller closes p after Serve returned.
@@ -159,7 +208,13 @@ func NewGateway(cfg GatewayConfig, p *Producer) (*Gateway, error) {
 	if p == nil {
 		return nil, errors.New("ingest: NewGateway: nil producer")
 	}
-	return &Gateway{cfg: cfg, p: p}, nil
+	return &Gateway{
+		cfg:      cfg,
+		p:        p,
+		requests: make(chan struct{}, cfg.MaxRequests),
+		limiter:  newRateLimiter(cfg.AppRate, cfg.AppBurst),
+		replays:  newReplayCache(2*cfg.MaxClockSkew, cfg.ReplayCacheSize),
+	}, nil
 }
 
 // route is one endpoint of the gateway. schemas/openapi.yaml documents
@@ -180,7 +235,7 @@ func (g *Gateway) routes() []route {
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range g.routes() {
-		mux.HandleFunc(r.method+" "+r.path, r.handle)
+		mux.Handle(r.method+" "+r.path, instrument(r.path, r.handle))
 	}
 	return mux
 }
@@ -197,15 +252,25 @@ func (g *Gateway) ListenAndServe(ctx context.Context) error {
 	return g.Serve(ctx, ln)
 }
 
-// Serve answers requests on ln until ctx ends, then stops accepting
-// connections and lets in-flight requests finish (up to ShutdownTimeout)
-// before it returns. It closes ln.
+// maxHeaderBytes bounds a request's headers (net/http allows 4 KiB more).
+const maxHeaderBytes = 16 << 10
+
+// Serve answers requests on ln, at most MaxConnections connections at a
+// time, until ctx ends, then stops accepting connections and lets in-flight
+// requests finish (up to ShutdownTimeout) before it returns. It closes ln.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	ln = newLimitListener(ln, g.cfg.MaxConnections)
+	readHeader := 10 * time.Second
+	if g.cfg.ReadTimeout > 0 {
+		readHeader = min(g.cfg.ReadTimeout, readHeader)
+	}
 	srv := &http.Server{
 		Handler:           g.Handler(),
 		ReadTimeout:       g.cfg.ReadTimeout,
-		ReadHeaderTimeout: min(g.cfg.ReadTimeout, 10*time.Second),
+		ReadHeaderTimeout: readHeader,
 		WriteTimeout:      g.cfg.WriteTimeout,
+		IdleTimeout:       readHeader * 6,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
 	}
 	slog.Info("ingest: gateway listening", "addr", ln.Addr().String(), "apps", len(g.cfg.Secrets), "topic", g.p.Topic())
@@ -258,75 +323,172 @@ func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (g *Gateway) postEvents(w http.ResponseWriter, r *http.Request) {
-	fail := func(status int, format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		slog.Debug("ingest: request refused", "status", status, "reason", msg, "remote", r.RemoteAddr)
-		writeJSON(w, status, GatewayResponse{Results: []EventResult{}, Error: msg})
-	}
+// authFailed is the one answer to an unknown app and to a bad signature,
+// so that the gateway does not tell which apps exist.
+const authFailed = "authentication failed: unknown app or bad signature"
 
-	// Authenticate what can be before reading the body.
+// refusal is a request refused as a whole.
+type refusal struct {
+	status     int
+	msg        string
+	retryAfter time.Duration // > 0: a Retry-After header
+}
+
+func refuse(status int, format string, args ...any) *refusal {
+	return &refusal{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func (g *Gateway) postEvents(w http.ResponseWriter, r *http.Request) {
+	req, rf := g.authenticate(w, r)
+	if rf == nil {
+		defer func() { <-g.requests }()
+		rf = g.handle(w, r, req)
+	}
+	if rf == nil {
+		return
+	}
+	slog.Debug("ingest: request refused", "status", rf.status, "reason", rf.msg, "remote", r.RemoteAddr)
+	if rf.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(rf.retryAfter.Seconds())), 10))
+	}
+	writeJSON(w, rf.status, GatewayResponse{Results: []EventResult{}, Error: rf.msg})
+}
+
+// signedBody is a request whose signature was verified.
+type signedBody struct {
+	app  uint32
+	body []byte
+	key  replayKey
+}
+
+// authenticate checks the headers, which needs no body, then reads the body
+// (in a request slot, which the caller releases when the refusal is nil)
+// and verifies the signature.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (signedBody, *refusal) {
+	fail := func(app, reason string) *refusal {
+		g.counters.authFailures.Add(1)
+		g.authLog.log(app, r.RemoteAddr, reason)
+		return refuse(http.StatusUnauthorized, "%s", authFailed)
+	}
+	// What does not depend on the app first, so that the answer is the
+	// same for every app.
 	appHeader := r.Header.Get(HeaderApp)
 	if appHeader == "" {
-		fail(http.StatusUnauthorized, "%s: required", HeaderApp)
-		return
+		return signedBody{}, refuse(http.StatusUnauthorized, "%s: required", HeaderApp)
 	}
-	app64, err := strconv.ParseUint(appHeader, 10, 32)
-	secret := g.cfg.Secrets[uint32(app64)]
-	if err != nil || secret == nil {
-		fail(http.StatusUnauthorized, "%s: unknown app %.20q", HeaderApp, appHeader)
-		return
-	}
-	app := uint32(app64)
 	ts := r.Header.Get(HeaderTimestamp)
 	if ts == "" {
-		fail(http.StatusUnauthorized, "%s: required (Unix seconds)", HeaderTimestamp)
-		return
+		return signedBody{}, refuse(http.StatusUnauthorized, "%s: required (Unix seconds)", HeaderTimestamp)
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		fail(http.StatusUnauthorized, "%s: must be Unix seconds; got %.20q", HeaderTimestamp, ts)
-		return
+		return signedBody{}, refuse(http.StatusUnauthorized, "%s: must be Unix seconds; got %.20q", HeaderTimestamp, ts)
 	}
 	if skew := g.cfg.Now().Sub(time.Unix(sec, 0)); skew > g.cfg.MaxClockSkew || skew < -g.cfg.MaxClockSkew {
-		fail(http.StatusUnauthorized, "%s: %s is outside ±%s of the gateway's clock (replayed or clock skew)", HeaderTimestamp, ts, g.cfg.MaxClockSkew)
-		return
+		g.counters.authFailures.Add(1)
+		g.authLog.log(appHeader, r.RemoteAddr, "timestamp outside the window")
+		return signedBody{}, refuse(http.StatusUnauthorized, "%s: %s is outside ±%s of the gateway's clock (replayed or clock skew)", HeaderTimestamp, ts, g.cfg.MaxClockSkew)
 	}
-	sig := r.Header.Get(HeaderSignature)
-	if sig == "" {
-		fail(http.StatusUnauthorized, "%s: required", HeaderSignature)
-		return
+	sigHeader := r.Header.Get(HeaderSignature)
+	if sigHeader == "" {
+		return signedBody{}, refuse(http.StatusUnauthorized, "%s: required", HeaderSignature)
+	}
+	if r.ContentLength > g.cfg.MaxBodyBytes {
+		return signedBody{}, refuse(http.StatusRequestEntityTooLarge, "body larger than %d bytes", g.cfg.MaxBodyBytes)
+	}
+	sig, sigErr := hex.DecodeString(sigHeader)
+	app64, appErr := strconv.ParseUint(appHeader, 10, 32)
+	secret := g.cfg.Secrets[uint32(app64)]
+	if appErr != nil || secret == nil || sigErr != nil || len(sig) != sha256.Size {
+		// Read the body as for a known app (without keeping it), so that
+		// timing does not tell either.
+		io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+		return signedBody{}, fail(appHeader, "unknown app or malformed signature")
+	}
+	req := signedBody{app: uint32(app64)}
+	copy(req.key[:], sig)
+	if g.replays.seen(req.key, g.cfg.Now()) {
+		g.counters.replays.Add(1)
+		return signedBody{}, refuse(http.StatusConflict, "%s: this request was accepted already; sign each request anew", HeaderSignature)
 	}
 
+	// The body, in a request slot.
+	select {
+	case g.requests <- struct{}{}:
+	case <-r.Context().Done():
+		return signedBody{}, refuse(http.StatusServiceUnavailable, "gateway busy")
+	}
 	body, err := readBody(w, r, g.cfg.MaxBodyBytes)
 	if err != nil {
+		<-g.requests
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", g.cfg.MaxBodyBytes)
-			return
+			return signedBody{}, refuse(http.StatusRequestEntityTooLarge, "body larger than %d bytes", g.cfg.MaxBodyBytes)
 		}
-		fail(http.StatusBadRequest, "reading body: %v", err)
-		return
+		return signedBody{}, refuse(http.StatusBadRequest, "reading body: %v", err)
 	}
-	want, _ := hex.DecodeString(Sign(secret, ts, body)) // of our own hex, cannot fail
-	got, err := hex.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, want) {
-		fail(http.StatusUnauthorized, "%s: does not match the body", HeaderSignature)
-		return
+	want := hmac.New(sha256.New, secret)
+	want.Write([]byte(ts))
+	want.Write([]byte{'.'})
+	want.Write(body)
+	if !hmac.Equal(sig, want.Sum(nil)) {
+		<-g.requests
+		return signedBody{}, fail(appHeader, "bad signature")
+	}
+	req.body = body
+	return req, nil
+}
+
+// handle admits a verified request (rate limit, replay), decodes its events
+// and publishes them; it writes the answer unless it returns a refusal.
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, req signedBody) *refusal {
+	now := g.cfg.Now()
+	if wait := g.limiter.wait(req.app, now); wait > 0 {
+		g.counters.rateLimited.Add(1)
+		rf := refuse(http.StatusTooManyRequests, "app %d is over its rate of %v events a second; retry after %s", req.app, g.cfg.AppRate, wait.Round(time.Second))
+		rf.retryAfter = wait
+		return rf
+	}
+	switch added, full := g.replays.add(req.key, now); {
+	case full > 0:
+		g.counters.replayFull.Add(1)
+		slog.Warn("ingest: replay cache full: requests refused", "size", g.cfg.ReplayCacheSize, "retry_after", full)
+		rf := refuse(http.StatusServiceUnavailable, "gateway busy: too many requests to remember; retry later")
+		rf.retryAfter = full
+		return rf
+	case !added:
+		g.counters.replays.Add(1)
+		return refuse(http.StatusConflict, "%s: this request was accepted already; sign each request anew", HeaderSignature)
 	}
 
-	raws, err := splitEvents(body, r.Header.Get("Content-Type"))
+	raws, err := splitEvents(req.body, r.Header.Get("Content-Type"))
 	if err != nil {
-		fail(http.StatusBadRequest, "%v", err)
-		return
+		return refuse(http.StatusBadRequest, "%v", err)
 	}
+	g.limiter.charge(req.app, len(raws), now)
+	res, msgs, valid, foreign := g.decode(raws, req.app)
+	if foreign > 0 {
+		for i := range res.Results {
+			if valid[i] {
+				res.Results[i].Reason = "not published: the request has events of another app"
+			}
+		}
+		res.Rejected = len(raws)
+		res.Error = fmt.Sprintf("%d events are not for app %d: request refused, nothing published", foreign, req.app)
+		slog.Warn("ingest: request with events of another app", "app", req.app, "foreign", foreign, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusForbidden, res)
+		return nil
+	}
+	g.publish(w, r, req, res, msgs, valid)
+	return nil
+}
 
-	// Decode everything, then decide: nothing is published before the whole
-	// request is known to be for the signing app.
-	res := GatewayResponse{Results: make([]EventResult, len(raws))}
-	msgs := make([]kafka.Message, len(raws))
-	valid := make([]bool, len(raws))
-	foreign := 0
+// decode decides every event before anything is published: nothing is
+// published before the whole request is known to be for the signing app.
+func (g *Gateway) decode(raws [][]byte, app uint32) (res GatewayResponse, msgs []kafka.Message, valid []bool, foreign int) {
+	res = GatewayResponse{Results: make([]EventResult, len(raws))}
+	msgs = make([]kafka.Message, len(raws))
+	valid = make([]bool, len(raws))
 	for i, raw := range raws {
 		res.Results[i] = EventResult{Index: i, Status: StatusRejected}
 		if len(raw) > g.cfg.MaxEventBytes {
@@ -352,22 +514,14 @@ func (g *Gateway) postEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		valid[i] = true
 	}
-	if foreign > 0 {
-		for i := range res.Results {
-			if valid[i] {
-				res.Results[i].Reason = "not published: the request has events of another app"
-			}
-		}
-		res.Rejected = len(raws)
-		res.Error = fmt.Sprintf("%d events are not for app %d: request refused, nothing published", foreign, app)
-		slog.Warn("ingest: request with events of another app", "app", app, "foreign", foreign, "remote", r.RemoteAddr)
-		writeJSON(w, http.StatusForbidden, res)
-		return
-	}
+	return res, msgs, valid, foreign
+}
 
+// publish sends the valid events and answers.
+func (g *Gateway) publish(w http.ResponseWriter, r *http.Request, req signedBody, res GatewayResponse, msgs []kafka.Message, valid []bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.PublishTimeout)
 	defer cancel()
-	errs := make([]error, len(raws))
+	errs := make([]error, len(msgs))
 	pubErr := g.p.publishSync(ctx, msgs, valid, errs)
 	for i := range res.Results {
 		if valid[i] {
@@ -385,8 +539,10 @@ func (g *Gateway) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case pubErr != nil:
+		// The client may retry the very same request.
+		g.replays.forget(req.key)
 		res.Error = "Kafka unavailable: " + pubErr.Error() + "; retry the request"
-		slog.Warn("ingest: events not acknowledged by Kafka", "app", app, "events", len(raws), "err", pubErr)
+		slog.Warn("ingest: events not acknowledged by Kafka", "app", req.app, "events", len(msgs), "err", pubErr)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, res)
 	case res.Accepted == 0:
@@ -397,18 +553,31 @@ func (g *Gateway) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readBody reads the whole body, at most max bytes.
+// readBody reads the whole body, at most max bytes, into a buffer that
+// grows with what arrives (never sized from Content-Length, which a client
+// can set to anything).
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
-	if r.ContentLength > max {
-		return nil, &http.MaxBytesError{Limit: max}
+	rd := http.MaxBytesReader(w, r.Body, max)
+	buf := make([]byte, 0, min(int64(bodyChunk), max+1))
+	for {
+		if len(buf) == cap(buf) {
+			next := make([]byte, len(buf), min(int64(2*cap(buf)), max+1))
+			copy(next, buf)
+			buf = next
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
-	return buf.Bytes(), err
 }
+
+// bodyChunk is the first buffer of a body.
+const bodyChunk = 32 << 10
 
 // splitEvents cuts a body into raw events: a JSON array, a single JSON
 // object, or NDJSON (by Content-Type application/x-ndjson, or a body that is

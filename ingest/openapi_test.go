@@ -194,6 +194,20 @@ func TestOpenAPIMatchesHandler(t *testing.T) {
 		"POST /v1/events 403": func() (*Gateway, *http.Request) {
 			return up, signedRequest(otherApp, testSecrets[otherApp], gwNow, login())
 		},
+		"POST /v1/events 409": func() (*Gateway, *http.Request) {
+			body := login()
+			if a := serve(t, up, post(body)); a.status != http.StatusAccepted {
+				t.Fatalf("first request: %d %s", a.status, a.raw)
+			}
+			return up, post(body)
+		},
+		"POST /v1/events 429": func() (*Gateway, *http.Request) {
+			limited := newTestGateway(t, k.producer(t, topic, nil), func(c *GatewayConfig) { c.AppBurst = 1 })
+			if a := serve(t, limited, post(login())); a.status != http.StatusAccepted {
+				t.Fatalf("first request: %d %s", a.status, a.raw)
+			}
+			return limited, post(login())
+		},
 		"POST /v1/events 413": func() (*Gateway, *http.Request) {
 			return up, post([]byte("[" + strings.Repeat(string(login())+",", 1000) + "{}]"))
 		},

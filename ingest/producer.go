@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // Errors the producer returns for conditions callers act on.
@@ -57,6 +58,8 @@ type ProducerConfig struct {
 	// Default: log the event's app and id at level error. (PublishSync
 	// returns its errors to its caller instead.)
 	OnError func(schemas.Event, error)
+	// Security is SASL and TLS towards the brokers. Default: plaintext.
+	Security schemas.KafkaSecurity
 }
 
 // DefaultProducerConfig returns the defaults; Brokers must still be set.
@@ -199,7 +202,10 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 			slog.Error("ingest: event not delivered", "app", e.App, "id", e.ID, "type", e.Type, "err", err)
 		}
 	}
-	tr := &kafka.Transport{ClientID: "immeter-ingest"}
+	tr, err := cfg.Security.Transport("immeter-ingest")
+	if err != nil {
+		return nil, err
+	}
 	p := &Producer{
 		cfg:       cfg,
 		tr:        tr,
@@ -374,6 +380,11 @@ func (p *Producer) message(e *schemas.Event, check bool) (kafka.Message, error) 
 	if check && e.ID == "" {
 		e.ID = NewID()
 	}
+	if check {
+		if err := e.CheckText(); err != nil {
+			return kafka.Message{}, err
+		}
+	}
 	// Key and value share one allocation (a long event moves both to a
 	// larger one).
 	b := strconv.AppendUint(make([]byte, 0, 208), uint64(e.App), 10)
@@ -506,6 +517,7 @@ func (p *Producer) completed(msgs []kafka.Message, err error) {
 // when err is final, else schedules them for a retry.
 func (p *Producer) writeFailed(events []*pending, err error) {
 	err = summarize(err)
+	telemetry.KafkaError(telemetry.KafkaProduce)
 	p.lastErr.Store(&err)
 	wasOK := p.lastWriteOK.Swap(false)
 	if !retryable(err) {

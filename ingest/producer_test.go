@@ -102,6 +102,11 @@ func TestPublishRefusesInvalid(t *testing.T) {
 	f(NewPlan(1, "gold", at), "edition")
 	f(schemas.Event{ID: strings.Repeat("x", 129), Type: schemas.Plan, App: 1, Time: at, Edition: "premium"}, "id")
 	f(schemas.Event{Type: "logout", App: 1, Time: at}, "type")
+	// Invalid UTF-8 would be encoded as U+FFFD: "inv-\xff" and "inv-\xfe"
+	// would reach the topic as one id.
+	f(schemas.Event{ID: "inv-\xff", Type: schemas.Plan, App: 1, Time: at, Edition: "premium"}, "id")
+	f(schemas.Event{ID: "inv-\xfe", Type: schemas.Plan, App: 1, Time: at, Edition: "premium"}, "id")
+	f(NewLogin(1, "u\xc3", at), "user")
 	if err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -14,13 +15,17 @@ import (
 // LoadSecrets reads the gateway's app secrets from a file of lines
 // "app=secret": app is the SDKAppID in decimal, secret is the rest of the
 // line with surrounding blanks trimmed, used as bytes. Blank lines and lines
-// starting with # are skipped. Errors name the line, never the secret.
+// starting with # are skipped. Errors name the line, never the secret. A
+// file that its group or others may access is loaded with a warning.
 func LoadSecrets(path string) (map[uint32][]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: secrets: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		slog.Warn("ingest: secrets file is readable by others: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+	}
 	s, err := ParseSecrets(f)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: secrets %s: %w", path, err)

@@ -4,19 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/immeter/immeter/schemas"
 )
 
 // ensureTopicsTimeout bounds EnsureTopics when ctx has no deadline.
 const ensureTopicsTimeout = 60 * time.Second
 
 // EnsureTopics creates the topics that do not exist yet with the given number
-// of partitions and replication factor, and waits until the metadata of every
-// topic shows all its partitions with a leader. Existing topics are left as
-// they are. Without a deadline on ctx it gives up after 60 s.
+// of partitions and replication factor (from 3 replicas on with
+// min.insync.replicas = replication - 1, so that a write acknowledged by all
+// in-sync replicas is on two brokers at least while one may be down), and
+// waits until the metadata of every topic shows all its partitions with a
+// leader. Existing topics are left as they are. Without a deadline on ctx it
+// gives up after 60 s.
 func EnsureTopics(ctx context.Context, brokers []string, partitions, replication int, topics ...string) error {
+	return EnsureTopicsWith(ctx, schemas.KafkaSecurity{}, brokers, partitions, replication, topics...)
+}
+
+// EnsureTopicsWith is EnsureTopics with SASL and TLS towards the brokers.
+func EnsureTopicsWith(ctx context.Context, sec schemas.KafkaSecurity, brokers []string, partitions, replication int, topics ...string) error {
 	switch {
 	case len(brokers) == 0:
 		return errors.New("ingest: EnsureTopics: no brokers")
@@ -34,13 +45,22 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions, replication
 	}
 	// A transport of its own with a short metadata TTL: the shared default one
 	// caches metadata for seconds and would report the new partitions late.
-	tr := &kafka.Transport{MetadataTTL: 200 * time.Millisecond, ClientID: "immeter-ensure-topics"}
+	tr, err := sec.Transport("immeter-ensure-topics")
+	if err != nil {
+		return err
+	}
+	tr.MetadataTTL = 200 * time.Millisecond
 	defer tr.CloseIdleConnections()
 	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
 
 	req := &kafka.CreateTopicsRequest{}
+	var configs []kafka.ConfigEntry
+	if replication >= 3 {
+		configs = append(configs, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(replication - 1)})
+	}
 	for _, t := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication})
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication,
+			ConfigEntries: configs})
 	}
 	res, err := c.CreateTopics(ctx, req)
 	if err != nil {

@@ -5,9 +5,11 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/shopspring/decimal"
@@ -84,6 +86,7 @@ type PriceBook struct {
 	callPerMinutes int64
 	audioPrice     decimal.Decimal // per callPerMinutes minutes
 	videoPrice     decimal.Decimal // per callPerMinutes minutes
+	alertLevels    []int           // percentages of a limit that alert, ascending
 }
 
 // Currency returns the ISO 4217 code of every amount in the price book.
@@ -147,6 +150,15 @@ func ParsePriceBook(data []byte) (*PriceBook, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("rollup: parse price book: %w", err)
 	}
+	// A second document would be ignored by Decode: refuse it rather than
+	// bill from half a file.
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		return nil, fmt.Errorf("rollup: parse price book: a second YAML document starts at line %d: the price book is one document", extra.Line)
+	case !errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("rollup: parse price book: after the first document: %w", err)
+	}
 	pb, err := raw.validate()
 	if err != nil {
 		return nil, fmt.Errorf("rollup: invalid price book: %w", err)
@@ -161,6 +173,8 @@ type rawPriceBook struct {
 	Currency   string                 `yaml:"currency"`
 	Editions   map[string]*rawEdition `yaml:"editions"`
 	CallPrices *rawCallPrices         `yaml:"call_prices"`
+	// AlertLevels is nil when the key is omitted (the default levels).
+	AlertLevels *[]int `yaml:"alert_levels"`
 }
 
 type rawEdition struct {
@@ -208,6 +222,10 @@ func (c *checker) money(path string, s *string, required bool) (d decimal.Decima
 		if required {
 			c.failf(path, "required")
 		}
+		return decimal.Decimal{}, false
+	}
+	if !plainDecimal(*s) {
+		c.failf(path, "must be a plain decimal number such as 0.015 (at most %d digits before the point and %d after, no exponent); got %.40q", maxMoneyWhole, maxMoneyFraction, *s)
 		return decimal.Decimal{}, false
 	}
 	d, err := decimal.NewFromString(*s)
@@ -265,11 +283,42 @@ func (r *rawPriceBook) validate() (*PriceBook, error) {
 		pb.videoPrice, _ = c.money("call_prices.video", r.CallPrices.Video, true)
 	}
 
+	pb.alertLevels = c.levels("alert_levels", r.AlertLevels)
+
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
 	}
 	return pb, nil
 }
+
+// DefaultAlertLevels are the alert levels when the price book sets none:
+// percent of each limit.
+var DefaultAlertLevels = []int{80, 100}
+
+// levels checks the alert levels: omitted means DefaultAlertLevels; else at
+// least one, each in 1..1000, strictly ascending.
+func (c *checker) levels(path string, v *[]int) []int {
+	if v == nil {
+		return DefaultAlertLevels
+	}
+	if len(*v) == 0 {
+		c.failf(path, "at least one level (omit the key for the default %v)", DefaultAlertLevels)
+		return nil
+	}
+	for i, l := range *v {
+		switch {
+		case l < 1 || l > 1000:
+			c.failf(path, "%d: a level is a percentage of the limit in 1..1000", l)
+		case i > 0 && l <= (*v)[i-1]:
+			c.failf(path, "levels must be strictly ascending; got %v", *v)
+		}
+	}
+	return slices.Clone(*v)
+}
+
+// AlertLevels returns the percentages of a limit at which an app is alerted,
+// ascending.
+func (pb *PriceBook) AlertLevels() []int { return slices.Clone(pb.alertLevels) }
 
 func (re *rawEdition) validate(c *checker, path string) editionPrices {
 	var ep editionPrices
@@ -313,6 +362,31 @@ func (re *rawEdition) validate(c *checker, path string) editionPrices {
 		}
 	}
 	return ep
+}
+
+// Bounds of the digits of a money value before and after the point: far
+// beyond any price, and far from what a typo such as 1e400 means.
+const (
+	maxMoneyWhole    = 12
+	maxMoneyFraction = 30
+)
+
+// plainDecimal says whether s is an optionally negative decimal written
+// with digits and at most one point, within maxMoneyWhole and
+// maxMoneyFraction digits.
+// The sign is left to the caller's check (so "-1" reads "must be >= 0").
+func plainDecimal(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	whole, frac, hasPoint := strings.Cut(s, ".")
+	digits := func(t string, most int) bool {
+		for i := 0; i < len(t); i++ {
+			if t[i] < '0' || t[i] > '9' {
+				return false
+			}
+		}
+		return len(t) >= 1 && len(t) <= most
+	}
+	return digits(whole, maxMoneyWhole) && (!hasPoint || digits(frac, maxMoneyFraction))
 }
 
 func isCurrencyCode(s string) bool {

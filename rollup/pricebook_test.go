@@ -132,7 +132,22 @@ func TestParsePriceBookInvalid(t *testing.T) {
 		"call_prices.video: must be >= 0")
 	f("price not a number",
 		edit(t, "audio: 0.99", "audio: cheap"),
-		`call_prices.audio: not a decimal number: "cheap"`)
+		`call_prices.audio: must be a plain decimal number such as 0.015`, `got "cheap"`)
+	f("price with an exponent",
+		edit(t, "monthly_fee: 699", "monthly_fee: 1e400"),
+		"editions.premium.monthly_fee: must be a plain decimal number", `got "1e400"`)
+	f("price with too many digits",
+		edit(t, "audio: 0.99", "audio: 1234567890123.5"),
+		"call_prices.audio: must be a plain decimal number")
+	f("price with too many decimals",
+		edit(t, "audio: 0.99", "audio: 0.0000000000000000000000000000001"),
+		"call_prices.audio: must be a plain decimal number")
+	f("second YAML document",
+		append(edit(t, "currency: USD", "currency: USD"), "---\ncurrency: EUR\n"...),
+		"a second YAML document starts at line")
+	f("second document that is not YAML",
+		append(edit(t, "currency: USD", "currency: USD"), "---\n{[\n"...),
+		"after the first document")
 	f("price not a scalar",
 		edit(t, "audio: 0.99", "audio: [0.99]"),
 		"line")

@@ -17,6 +17,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // Config configures a Rollup. Start from DefaultConfig: a zero field means
@@ -24,10 +25,11 @@ import (
 // the default), and New rejects values that make no sense, naming the
 // setting.
 type Config struct {
-	Brokers  []string       // KAFKA_BROKERS; required
-	Topic    string         // billing topic (BILLING_TOPIC); default im.billing.monthly
-	Location *time.Location // billing time zone (BILLING_TZ); default +08:00
-	Prices   *PriceBook     // PLANS_FILE; default DefaultPriceBook()
+	Brokers  []string              // KAFKA_BROKERS; required
+	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
+	Topic    string                // billing topic (BILLING_TOPIC); default im.billing.monthly
+	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
+	Prices   *PriceBook            // PLANS_FILE; default DefaultPriceBook()
 
 	// Interval is how often provisional records are published for the open
 	// month, only for apps whose figures changed (ROLLUP_INTERVAL). Default
@@ -95,7 +97,7 @@ func (c *Config) Validate() error {
 	case c.SettleAfter >= time.Duration(c.CorrectionMonths)*28*24*time.Hour:
 		return fmt.Errorf("SETTLE_AFTER: must be shorter than %d days (the months checked after a month ends); got %s", c.CorrectionMonths*28, c.SettleAfter)
 	}
-	return nil
+	return c.Security.Validate()
 }
 
 // Rollup turns ClickHouse usage into billing records: it stores each new
@@ -104,6 +106,7 @@ type Rollup struct {
 	cfg  Config
 	conn driver.Conn
 	w    *kafka.Writer
+	m    *metrics // for Prometheus (metrics.go)
 }
 
 // New returns a Rollup reading and writing through conn (migrated).
@@ -112,14 +115,25 @@ func New(cfg Config, conn driver.Conn) (*Rollup, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Rollup{cfg: cfg, conn: conn, w: &kafka.Writer{
+	// A transport of its own: the shared default caches topic metadata for
+	// seconds and could miss a topic created just before.
+	tr, err := cfg.Security.Transport("immeter-rollup")
+	if err != nil {
+		return nil, err
+	}
+	tr.MetadataTTL = time.Second
+	// kafka-go has no idempotent producer (no producer id or sequence
+	// numbers): it writes one batch at a time per partition, in order, and
+	// retries a batch whose acknowledgement was lost, which can store it
+	// twice. So records are acknowledged by all in-sync replicas (with
+	// min.insync.replicas 2 on a 3-broker cluster, on two brokers at least),
+	// and billing dedupes on (app, month, revision) (README).
+	return &Rollup{cfg: cfg, conn: conn, m: newMetrics(cfg), w: &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
-		// A transport of its own: the shared default caches topic metadata
-		// for seconds and could miss a topic created just before.
-		Transport:    &kafka.Transport{ClientID: "immeter-rollup", MetadataTTL: time.Second},
+		Transport:    tr,
 		BatchTimeout: 10 * time.Millisecond,
 		BatchSize:    1000,
 	}}, nil
@@ -137,9 +151,18 @@ const (
 	// corrections after that.
 	Auto Mode = iota
 	// ForceFinal: final now if the month has none, else a correction if the
-	// figures changed (immeter rollup --month M --final).
+	// figures changed (immeter rollup --month M --final). Refused, with an
+	// error wrapping ErrMonthNotEnded, while the month has not ended in the
+	// billing time zone.
 	ForceFinal
+	// ForceFinalOpen is ForceFinal without that check: a month may be
+	// finalized before it ends (immeter rollup --final --allow-open-month).
+	ForceFinalOpen
 )
+
+// ErrMonthNotEnded says a final record was asked for a month that has not
+// ended in the billing time zone.
+var ErrMonthNotEnded = errors.New("the month has not ended in the billing time zone")
 
 // Result counts the records a pass published.
 type Result struct {
@@ -147,18 +170,29 @@ type Result struct {
 }
 
 // Run publishes records until ctx is done. First it republishes stored
-// revisions that Kafka never acknowledged. Then, every tick, for the open
+// revisions that Kafka never acknowledged (retrying every tick until that
+// succeeds). Then, every tick, for the open
 // month and the CorrectionMonths before it: a month still open or not yet
 // settled gets provisional records at most every Interval; a settled month
 // gets its final records once, and corrections whenever its usage changed.
 // A month is recomputed only when its usage changed (see usageMark) or its
 // final is due, so a pass over quiet months costs one small query each.
 func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
-	if err := r.Repair(ctx); err != nil {
-		return err
+	// Nothing new is published before the unacknowledged revisions are out.
+	for {
+		err := r.Repair(ctx)
+		if err == nil {
+			break
+		}
+		r.cfg.Logger.Warn("rollup: repair; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(tick):
+		}
 	}
 	type monthState struct {
-		mark    uint64    // usageMark at the last successful pass
+		mark    usageMark // at the last successful pass
 		at      time.Time // when that pass ran
 		settled bool      // that pass ran after the settlement time
 	}
@@ -184,9 +218,11 @@ func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
 			}
 			if _, err := r.Publish(ctx, m, Auto); err != nil {
 				r.cfg.Logger.Warn("rollup: month", "month", m, "err", err)
+				r.m.failures.Inc()
 				continue
 			}
 			seen[m] = &monthState{mark: mark, at: now, settled: settled}
+			r.m.passed(m, settled, now)
 		}
 		for m := range seen {
 			if m.Next().FirstDay() < cur.FirstDay()-schemas.Day(31*r.cfg.CorrectionMonths) {
@@ -205,16 +241,27 @@ func (r *Rollup) settled(m schemas.Month, now time.Time) bool {
 	return !now.Before(m.End(r.cfg.Location).Add(r.cfg.SettleAfter))
 }
 
-// usageMark changes whenever usage of month m is written: it sums, over
-// source partitions, the newest version (offset) of the month's counter
-// rows, which grows with every flush that touches the month and is not
-// changed by merges.
-func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (uint64, error) {
-	var mark uint64
-	err := r.conn.QueryRow(ctx, sqlUsageMark,
-		m.FirstDay().String(), m.LastDay().String()).Scan(&mark)
+// usageMark changes whenever what month m is billed from is written.
+type usageMark struct {
+	// usage sums, over source partitions, the newest version (offset) of
+	// the month's counter rows, which grows with every flush that touches
+	// the month and is not changed by merges.
+	usage uint64
+	// plans counts the distinct plan changes in force before the month
+	// ends. Plan events never touch the counters (they are accepted at any
+	// age), so a plan change, however old, is seen here.
+	plans uint64
+}
+
+func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (usageMark, error) {
+	var mark usageMark
+	err := r.conn.QueryRow(ctx, sqlUsageMark, m.FirstDay().String(), m.LastDay().String()).Scan(&mark.usage)
 	if err != nil {
-		return 0, fmt.Errorf("read daily_usage: %w", err)
+		return mark, fmt.Errorf("read daily_usage: %w", err)
+	}
+	// As readPlans: whole seconds, the at_nanos of the last one do not matter here.
+	if err := r.conn.QueryRow(ctx, sqlPlanMark, m.End(r.cfg.Location).Unix()+1).Scan(&mark.plans); err != nil {
+		return mark, fmt.Errorf("read plan_changes: %w", err)
 	}
 	return mark, nil
 }
@@ -222,7 +269,12 @@ func (r *Rollup) usageMark(ctx context.Context, m schemas.Month) (uint64, error)
 // Publish computes month m for every app and publishes what changed, as mode
 // allows.
 func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Result, error) {
+	defer r.m.observe(time.Now())
 	var res Result
+	if end := m.End(r.cfg.Location); mode == ForceFinal && r.cfg.Now().Before(end) {
+		return res, fmt.Errorf("%s: %w (%s): it ends at %s", m, ErrMonthNotEnded,
+			schemas.TimezoneName(r.cfg.Location), end.In(r.cfg.Location).Format(time.RFC3339))
+	}
 	usage, err := ReadMonth(ctx, r.conn, m, r.cfg.Location)
 	if err != nil {
 		return res, err
@@ -252,23 +304,21 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		}
 		fp := fingerprint(rec)
 		prev, hasPrev := latest[app]
-		finalized := hasPrev && prev.status != schemas.Provisional
-		switch {
-		case finalized && prev.fingerprint == fp:
+		var p *revisionInfo
+		if hasPrev {
+			p = &prev
+		}
+		rec.Status = decideStatus(p, fp, settled, mode)
+		switch rec.Status {
+		case "":
 			res.Unchanged++
 			continue
-		case finalized:
-			rec.Status = schemas.Correction
-			res.Correction++
-		case settled || mode == ForceFinal:
-			rec.Status = schemas.Final
-			res.Final++
-		case hasPrev && prev.fingerprint == fp:
-			res.Unchanged++
-			continue
-		default:
-			rec.Status = schemas.Provisional
+		case schemas.Provisional:
 			res.Provisional++
+		case schemas.Final:
+			res.Final++
+		case schemas.Correction:
+			res.Correction++
 		}
 		rec.Revision = 1
 		if hasPrev {
@@ -290,9 +340,42 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 	return res, nil
 }
 
+// decideStatus returns the status of the next revision of an app's month,
+// or "" when no record is due. prev is the newest stored revision (nil if
+// none), fp the fingerprint of the figures now, settled whether the
+// settlement time has passed.
+//
+//   - After a final or a correction: a correction if the figures changed,
+//     else nothing.
+//   - Otherwise, once settled or when forced: the final, even if the figures
+//     are those of the last provisional record.
+//   - Otherwise: a provisional record if there is none or the figures
+//     changed, else nothing.
+func decideStatus(prev *revisionInfo, fp string, settled bool, mode Mode) string {
+	switch {
+	case prev != nil && prev.status != schemas.Provisional:
+		if prev.fingerprint == fp {
+			return ""
+		}
+		return schemas.Correction
+	case settled || mode == ForceFinal || mode == ForceFinalOpen:
+		return schemas.Final
+	case prev != nil && prev.fingerprint == fp:
+		return ""
+	default:
+		return schemas.Provisional
+	}
+}
+
 // Record prices one app's month. Status, revision and time are left to the caller.
 func (r *Rollup) Record(u *MonthUsage) (schemas.BillingRecord, error) {
-	bill, err := r.cfg.Prices.Price(PricingInput{
+	return priceRecord(u, r.cfg.Prices, r.cfg.Location)
+}
+
+// priceRecord prices one app's month with prices in the billing time zone
+// loc: the content of a billing record, without status, revision and time.
+func priceRecord(u *MonthUsage, prices *PriceBook, loc *time.Location) (schemas.BillingRecord, error) {
+	bill, err := prices.Price(PricingInput{
 		Year:              u.Month.Year,
 		Month:             u.Month.Month,
 		DayEditions:       u.DayEditions,
@@ -306,7 +389,7 @@ func (r *Rollup) Record(u *MonthUsage) (schemas.BillingRecord, error) {
 	rec := schemas.BillingRecord{
 		App:         u.App,
 		Month:       u.Month.String(),
-		Timezone:    schemas.TimezoneName(r.cfg.Location),
+		Timezone:    schemas.TimezoneName(loc),
 		Edition:     string(bill.Edition),
 		EditionDays: spans(u.DayEditions, u.Month),
 		Usage:       u.Usage,
@@ -439,8 +522,10 @@ func (r *Rollup) publish(ctx context.Context, recs []storedRecord) error {
 		}
 	}
 	if err := r.w.WriteMessages(ctx, msgs...); err != nil {
+		telemetry.KafkaError(telemetry.KafkaPublishBilling)
 		return fmt.Errorf("publish to %s: %w", r.cfg.Topic, err)
 	}
+	r.m.recordsPublished(recs)
 	b, err := r.conn.PrepareBatch(ctx, sqlInsertPublished)
 	if err != nil {
 		return fmt.Errorf("write billing_published: %w", err)
@@ -478,6 +563,9 @@ func (r *Rollup) Repair(ctx context.Context) error {
 		})
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read unpublished billing_records: %w", err)
+	}
 	if len(recs) > 0 {
 		r.cfg.Logger.Info("rollup: republishing unacknowledged revisions", "count", len(recs))
 	}

@@ -15,6 +15,10 @@ const sqlPlans = `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_chang
 const sqlUsageMark = `SELECT sum(v) FROM (SELECT src_partition, max(version) AS v FROM daily_usage
 		WHERE day >= toDate(?) AND day <= toDate(?) GROUP BY src_partition)`
 
+// sqlPlanMark counts the distinct plan changes in force before a month ends
+// (plan events are accepted at any age, so a change however old is seen).
+const sqlPlanMark = `SELECT uniqExact(app, at, at_nanos, edition, id) FROM plan_changes WHERE at < toDateTime(?)`
+
 const sqlLatest = `SELECT app, max(revision), argMax(status, revision), argMax(fingerprint, revision),
 		countIf(status != 'provisional') FROM billing_records WHERE month = ? GROUP BY app`
 
@@ -29,4 +33,41 @@ const (
 	sqlInsertRecords = `INSERT INTO billing_records
 		(app, month, revision, status, supersedes, edition, mau, total, currency, fingerprint, record, generated_at)`
 	sqlInsertPublished = `INSERT INTO billing_published (app, month, revision, published_at)`
+)
+
+// The one-app forms of the statements of ReadMonth and the console's reads:
+// each reads only one app's rows (the tables are ordered by app first).
+const (
+	sqlAppDaily = `SELECT app, day,
+	sum(logins), sum(messages_c2c), sum(messages_group), sum(messages_community), sum(messages_live),
+	sum(groups_created), sum(groups_dissolved), sum(call_seconds_audio), sum(call_seconds_video)
+FROM (
+	SELECT app, day, src_partition,
+		argMax(logins, version) AS logins, argMax(messages_c2c, version) AS messages_c2c,
+		argMax(messages_group, version) AS messages_group, argMax(messages_community, version) AS messages_community,
+		argMax(messages_live, version) AS messages_live, argMax(groups_created, version) AS groups_created,
+		argMax(groups_dissolved, version) AS groups_dissolved,
+		argMax(call_seconds_audio, version) AS call_seconds_audio, argMax(call_seconds_video, version) AS call_seconds_video
+	FROM daily_usage
+	WHERE app = ? AND day >= toDate(?) AND day <= toDate(?)
+	GROUP BY app, day, src_partition
+)
+GROUP BY app, day`
+	sqlAppMAU      = `SELECT app, uniqExact(user) FROM user_days WHERE app = ? AND day >= toDate(?) AND day <= toDate(?) GROUP BY app`
+	sqlAppSketches = `SELECT app, sketch FROM user_sketches WHERE app = ? AND day >= toDate(?) AND day <= toDate(?)`
+	sqlAppPlans    = `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes
+		WHERE app = ? AND at < toDateTime(?) ORDER BY app, at, at_nanos, id`
+	// sqlAppDayUsers is the active users of each day of an app's month.
+	sqlAppDayUsers = `SELECT day, uniqExact(user) FROM user_days WHERE app = ? AND day >= toDate(?) AND day <= toDate(?) GROUP BY day`
+	// sqlAppRecords is every stored revision of an app's month, and whether
+	// Kafka acknowledged it.
+	sqlAppRecords = `SELECT revision, any(record), revision IN (SELECT revision FROM billing_published WHERE app = ? AND month = ?)
+		FROM billing_records WHERE app = ? AND month = ? GROUP BY revision ORDER BY revision`
+	// sqlMonthApps is the newest stored revision of every app's month.
+	sqlMonthApps = `SELECT app, max(revision), argMax(status, revision), argMax(edition, revision), argMax(mau, revision),
+		argMax(total, revision), argMax(currency, revision), argMax(generated_at, revision)
+		FROM billing_records WHERE month = ? GROUP BY app ORDER BY app`
+	// sqlMonthUsageApps is the apps with usage in [first, last]: those the
+	// rollup has not stored a record for yet are listed too.
+	sqlMonthUsageApps = `SELECT DISTINCT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?)`
 )

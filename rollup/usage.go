@@ -44,7 +44,22 @@ GROUP BY app, day`
 // ReadMonth reads the usage of every app with usage in the month, or with a
 // paid edition in force during it.
 func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time.Location) (map[uint32]*MonthUsage, error) {
+	return readMonth(ctx, conn, m, loc, 0, nil)
+}
+
+// readMonth reads the month of every app (app 0) or of one app, with the
+// statements that read only that app's rows; for one app, days receives its
+// counters of each day with usage (active users are left to the caller).
+func readMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time.Location, app uint32, days map[schemas.Day]*DayUsage) (map[uint32]*MonthUsage, error) {
 	first, last := m.FirstDay().String(), m.LastDay().String()
+	// query runs the all-apps statement, or its one-app form with the app
+	// bound first.
+	query := func(all, one string, args ...any) (driver.Rows, error) {
+		if app == 0 {
+			return conn.Query(ctx, all, args...)
+		}
+		return conn.Query(ctx, one, append([]any{app}, args...)...)
+	}
 	out := map[uint32]*MonthUsage{}
 	get := func(app uint32) *MonthUsage {
 		u := out[app]
@@ -56,7 +71,7 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 	}
 
 	daysSeen := map[uint32]int{} // days with a daily_usage row
-	rows, err := conn.Query(ctx, sqlDaily, first, last)
+	rows, err := query(sqlDaily, sqlAppDaily, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read daily_usage: %w", err)
 	}
@@ -67,6 +82,14 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		if err := rows.Scan(&app, &day, &logins, &c2c, &group, &community, &live, &created, &dissolved, &audio, &video); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read daily_usage: %w", err)
+		}
+		if days != nil {
+			d := schemas.DayFromDate(day.Year(), day.Month(), day.Day())
+			days[d] = &DayUsage{Day: d.String(), Logins: logins,
+				Messages:      schemas.Messages{C2C: c2c, Group: group, Community: community, Live: live},
+				GroupsCreated: created, GroupsDissolved: dissolved, GroupsNet: int64(created) - int64(dissolved),
+				CallSeconds: schemas.MediaAmounts{Audio: audio, Video: video},
+				CallMinutes: schemas.MediaAmounts{Audio: (audio + 59) / 60, Video: (video + 59) / 60}}
 		}
 		u := get(app)
 		us := &u.Usage
@@ -90,7 +113,7 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		return nil, fmt.Errorf("read daily_usage: %w", err)
 	}
 
-	rows, err = conn.Query(ctx, sqlMAU, first, last)
+	rows, err = query(sqlMAU, sqlAppMAU, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read user_days: %w", err)
 	}
@@ -104,13 +127,18 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		get(app).Usage.MAU = n
 	}
 	rows.Close()
+	// A stream cut in the middle ends the loop early: without this check
+	// the MAU would be too small, and could be published as final.
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read user_days: %w", err)
+	}
 
 	// An app's sketches of a month merge into one, unless the month holds
 	// sketches of two precisions (written before and after an upgrade of
 	// the aggregator): those cannot merge, and the estimate is then the
 	// larger of the partial ones, a lower bound.
 	sketches := map[uint32][]*hyperloglog.Sketch{}
-	rows, err = conn.Query(ctx, sqlSketches, first, last)
+	rows, err = query(sqlSketches, sqlAppSketches, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("read user_sketches: %w", err)
 	}
@@ -132,13 +160,16 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		}
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read user_sketches: %w", err)
+	}
 	for app, sks := range sketches {
 		for _, sk := range sks {
 			get(app).Usage.MAUEstimate = max(get(app).Usage.MAUEstimate, sk.Estimate())
 		}
 	}
 
-	plans, err := readPlans(ctx, conn, m.End(loc))
+	plans, err := readPlans(ctx, conn, m.End(loc), app)
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +201,16 @@ type planChange struct {
 	edition Edition
 }
 
-func readPlans(ctx context.Context, conn driver.Conn, before time.Time) (map[uint32][]planChange, error) {
-	rows, err := conn.Query(ctx, sqlPlans, before.Unix()+1)
+// readPlans reads the plan changes before a time of every app (app 0) or of
+// one app.
+func readPlans(ctx context.Context, conn driver.Conn, before time.Time, app uint32) (map[uint32][]planChange, error) {
+	var rows driver.Rows
+	var err error
+	if app == 0 {
+		rows, err = conn.Query(ctx, sqlPlans, before.Unix()+1)
+	} else {
+		rows, err = conn.Query(ctx, sqlAppPlans, app, before.Unix()+1)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read plan_changes: %w", err)
 	}
@@ -193,14 +232,16 @@ func readPlans(ctx context.Context, conn driver.Conn, before time.Time) (map[uin
 }
 
 // editionDays returns the edition in force at the end of each day of the
-// month: the last change before the next day starts; Developer before any.
+// month: the last change on that day or before; Developer before any. A
+// change's day is schemas.DayOf, as for usage, so days whose midnight a
+// change of offset skips or repeats are cut where the aggregator cuts them.
 func editionDays(changes []planChange, m schemas.Month, loc *time.Location) []Edition {
 	sort.SliceStable(changes, func(i, j int) bool { return changes[i].at.Before(changes[j].at) })
 	days := make([]Edition, m.Days())
 	cur, i := EditionDeveloper, 0
 	for d := range days {
-		end := time.Date(m.Year, m.Month, d+2, 0, 0, 0, 0, loc) // start of the next day
-		for i < len(changes) && changes[i].at.Before(end) {
+		day := m.FirstDay() + schemas.Day(d)
+		for i < len(changes) && schemas.DayOf(changes[i].at, loc) <= day {
 			cur = changes[i].edition
 			i++
 		}

@@ -1,7 +1,9 @@
 package schemas
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"time"
 )
@@ -10,16 +12,26 @@ import (
 const DefaultTimezone = "+08:00"
 
 // ParseTimezone reads a billing time zone: a fixed offset such as +08:00 or
-// -05:30, "UTC", or an IANA name such as Asia/Shanghai.
+// -05:30 (at most 14 hours), "UTC", or an IANA name such as Asia/Shanghai.
+// "Local" (the machine's zone, which differs between machines) and the
+// empty string are refused. The error names the value, not the setting: the
+// caller prefixes the setting's name.
 func ParseTimezone(s string) (*time.Location, error) {
-	if s == "UTC" || s == "Z" {
+	switch {
+	case s == "UTC" || s == "Z":
 		return time.UTC, nil
-	}
-	if len(s) == 6 && (s[0] == '+' || s[0] == '-') && s[3] == ':' {
-		h, err1 := strconv.Atoi(s[1:3])
-		m, err2 := strconv.Atoi(s[4:6])
-		if err1 != nil || err2 != nil || h > 14 || m > 59 {
+	case s == "":
+		return nil, errors.New(`"": empty; want an offset like +08:00 or an IANA zone name`)
+	case s == "Local":
+		return nil, errors.New(`"Local": the machine's zone is not a billing time zone; want an offset like +08:00 or an IANA zone name`)
+	case s[0] == '+' || s[0] == '-':
+		if len(s) != 6 || s[3] != ':' || !digits(s[1:3]) || !digits(s[4:6]) {
 			return nil, fmt.Errorf("%q: want an offset like +08:00", s)
+		}
+		h, _ := strconv.Atoi(s[1:3])
+		m, _ := strconv.Atoi(s[4:6])
+		if m > 59 || h*60+m > 14*60 {
+			return nil, fmt.Errorf("%q: want an offset from -14:00 to +14:00", s)
 		}
 		off := h*3600 + m*60
 		if s[0] == '-' {
@@ -28,10 +40,23 @@ func ParseTimezone(s string) (*time.Location, error) {
 		return time.FixedZone(s, off), nil
 	}
 	loc, err := time.LoadLocation(s)
-	if err != nil {
+	if err != nil || !zoneName.MatchString(s) {
 		return nil, fmt.Errorf("%q: want an offset like +08:00 or an IANA zone name", s)
 	}
 	return loc, nil
+}
+
+// zoneName is the form of an IANA zone name that billing records carry
+// (the pattern of "timezone" in billing-record.schema.json).
+var zoneName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`)
+
+func digits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // TimezoneName is how a billing record names loc: its fixed offset (+08:00)
@@ -122,8 +147,30 @@ func (m Month) Prev() Month {
 }
 
 // Start is the instant the month begins in loc; End the instant it ends
-// (the start of the next month).
-func (m Month) Start(loc *time.Location) time.Time {
-	return time.Date(m.Year, m.Month, 1, 0, 0, 0, 0, loc)
+// (the start of the next month). See Day.Start.
+func (m Month) Start(loc *time.Location) time.Time { return m.FirstDay().Start(loc) }
+func (m Month) End(loc *time.Location) time.Time   { return m.Next().Start(loc) }
+
+// Start returns the first instant of the day in loc: the earliest instant t
+// with DayOf(t, loc) >= d, the boundary DayOf draws. Where a change of
+// offset skips or repeats local midnight (America/Havana, Atlantic/Azores,
+// Asia/Amman, …), time.Date(y, m, d, 0, 0, 0, 0, loc) may be an hour off
+// that boundary; Start is not.
+func (d Day) Start(loc *time.Location) time.Time {
+	y, m, dd := d.Date().Date()
+	if t := time.Date(y, m, dd, 0, 0, 0, 0, loc); DayOf(t, loc) == d && DayOf(t.Add(-time.Second), loc) == d-1 {
+		return t
+	}
+	// Offsets stay within ±26 hours: search the whole seconds around UTC
+	// midnight for the first one of the day.
+	lo, hi := int64(d)*86400-26*3600, int64(d)*86400+26*3600 // DayOf(lo) < d <= DayOf(hi)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if DayOf(time.Unix(mid, 0), loc) >= d {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return time.Unix(hi, 0).In(loc)
 }
-func (m Month) End(loc *time.Location) time.Time { return m.Next().Start(loc) }

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -21,10 +23,35 @@ var migrations embed.FS
 
 // ClickHouseConfig says where immeter's ClickHouse database is.
 type ClickHouseConfig struct {
-	Addr     string // host:port of the native protocol, e.g. 127.0.0.1:9000
+	// Addr is host:port of the native protocol, e.g. 127.0.0.1:9000; with
+	// replicas, a comma-separated list tried in order.
+	Addr     string
 	Database string // created if missing; default "immeter"
 	Username string // default "default"
 	Password string
+	// TLS connects to the server's secure native port (tcp_port_secure,
+	// usually 9440) and verifies its certificate against TLSCAFile (PEM;
+	// default the system's roots) for TLSServerName (default the host of
+	// Addr).
+	TLS           bool
+	TLSCAFile     string
+	TLSServerName string
+
+	// Cluster names a cluster of the servers' <remote_servers> (one shard,
+	// its replicas): the migrations create Replicated*MergeTree tables ON
+	// CLUSTER and every connection uses ReplicaSettings. Empty: one server.
+	Cluster string
+}
+
+// Addrs returns the addresses of Addr.
+func (c *ClickHouseConfig) Addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Validate reports the first bad field, named as in the environment.
@@ -32,8 +59,18 @@ func (c *ClickHouseConfig) Validate() error {
 	if c.Addr == "" {
 		return errors.New("CLICKHOUSE_ADDR: required (host:port of the native protocol)")
 	}
-	if _, _, err := splitHostPort(c.Addr); err != nil {
-		return fmt.Errorf("CLICKHOUSE_ADDR: %w", err)
+	for _, a := range c.Addrs() {
+		if _, _, err := splitHostPort(a); err != nil {
+			return fmt.Errorf("CLICKHOUSE_ADDR: %w", err)
+		}
+	}
+	if len(c.Addrs()) > 1 && c.Cluster == "" {
+		return errors.New("CLICKHOUSE_ADDR: several servers need CLICKHOUSE_CLUSTER (the cluster of their replicas)")
+	}
+	for _, r := range c.Cluster {
+		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return fmt.Errorf("CLICKHOUSE_CLUSTER: %q: only letters, digits, _ and -", c.Cluster)
+		}
 	}
 	if c.Database == "" {
 		return errors.New("CLICKHOUSE_DATABASE: required")
@@ -43,7 +80,18 @@ func (c *ClickHouseConfig) Validate() error {
 			return fmt.Errorf("CLICKHOUSE_DATABASE: %q: only letters, digits and _", c.Database)
 		}
 	}
-	return nil
+	_, err := c.tlsConfig()
+	return err
+}
+
+func (c *ClickHouseConfig) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		if c.TLSCAFile != "" || c.TLSServerName != "" {
+			return nil, errors.New("CLICKHOUSE_TLS_CA_FILE, CLICKHOUSE_TLS_SERVER_NAME: set, but CLICKHOUSE_TLS is off")
+		}
+		return nil, nil
+	}
+	return loadTLS("CLICKHOUSE_TLS", c.TLSCAFile, "", "", c.TLSServerName)
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -64,10 +112,15 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	tlsConf, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	open := func(db string, settings clickhouse.Settings) (driver.Conn, error) {
 		return clickhouse.Open(&clickhouse.Options{
-			Addr:         []string{c.Addr},
+			Addr:         c.Addrs(),
 			Auth:         clickhouse.Auth{Database: db, Username: c.Username, Password: c.Password},
+			TLS:          tlsConf,
 			DialTimeout:  5 * time.Second,
 			ReadTimeout:  5 * time.Minute,
 			MaxOpenConns: 32,
@@ -83,6 +136,9 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
 	}
+	if c.Cluster != "" {
+		return openCluster(ctx, c, boot, open, insertSettings(v.Version))
+	}
 	if err := boot.Exec(ctx, fmt.Sprintf(sqlCreateDatabase, c.Database)); err != nil {
 		return nil, fmt.Errorf("clickhouse %s: create database %s: %w", c.Addr, c.Database, err)
 	}
@@ -95,6 +151,52 @@ func OpenClickHouse(ctx context.Context, c ClickHouseConfig) (driver.Conn, error
 		return nil, err
 	}
 	return conn, nil
+}
+
+// openCluster is OpenClickHouse for replicas (c.Cluster): it checks the
+// cluster, creates the database and applies the migrations ON CLUSTER when
+// some are missing, and returns a connection with ReplicaSettings (a quorum
+// of a majority of the replicas) whose inserts into one table are sent one
+// at a time.
+func openCluster(ctx context.Context, c ClickHouseConfig, boot driver.Conn,
+	open func(string, clickhouse.Settings) (driver.Conn, error), settings clickhouse.Settings) (driver.Conn, error) {
+	replicas, err := clusterShape(ctx, boot, c.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	known, err := knownSettings(ctx, boot)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range ReplicaSettings(replicas/2+1, known) {
+		settings[k] = v
+	}
+	var dbs uint64
+	if err := boot.QueryRow(ctx, sqlDatabaseCount, c.Database).Scan(&dbs); err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
+	}
+	pending := dbs == 0
+	if !pending {
+		if pending, err = clusterPending(ctx, boot, c.Database); err != nil {
+			return nil, err
+		}
+	}
+	if pending {
+		if err := boot.Exec(ctx, fmt.Sprintf(sqlCreateDBOn, c.Database, c.Cluster)); err != nil {
+			return nil, fmt.Errorf("clickhouse %s: create database %s on cluster %s: %w", c.Addr, c.Database, c.Cluster, err)
+		}
+	}
+	conn, err := open(c.Database, settings)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
+	}
+	if pending {
+		if err := migrate(ctx, conn, &ClusterDDL{Cluster: c.Cluster, Database: c.Database}); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return &quorumConn{Conn: conn, tables: map[string]*sync.Mutex{}}, nil
 }
 
 // insertSettings turns off what would change insert semantics on newer
@@ -168,7 +270,28 @@ func splitSQL(body string) []string {
 // Migrate applies the migrations not yet recorded in schema_migrations.
 // Every statement is idempotent, so a migration cut short is applied again.
 func Migrate(ctx context.Context, conn driver.Conn) error {
-	if err := conn.Exec(ctx, sqlCreateMigrations); err != nil {
+	return migrate(ctx, conn, nil)
+}
+
+// migrate is Migrate, with every statement rewritten by cluster when it is
+// not nil.
+func migrate(ctx context.Context, conn driver.Conn, cluster *ClusterDDL) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	tables := migrationTables(ms)
+	rewrite := func(stmt string) (string, error) {
+		if cluster == nil {
+			return stmt, nil
+		}
+		return cluster.Rewrite(stmt, tables)
+	}
+	create, err := rewrite(sqlCreateMigrations)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := conn.Exec(ctx, create); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	applied := map[uint32]bool{}
@@ -185,15 +308,18 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 		applied[v] = true
 	}
 	rows.Close()
-	ms, err := Migrations()
-	if err != nil {
-		return err
+	if err := rows.Err(); err != nil { // a cut read would apply migrations again
+		return fmt.Errorf("migrate: read schema_migrations: %w", err)
 	}
 	for _, m := range ms {
 		if applied[uint32(m.Version)] {
 			continue
 		}
 		for _, stmt := range m.Statements {
+			stmt, err := rewrite(stmt)
+			if err != nil {
+				return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
+			}
 			if err := conn.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
 			}

@@ -142,6 +142,39 @@ func decodeFast(data []byte) (e Event, ok bool) {
 	if has(fUser) && !str(fUser, MaxUserBytes) {
 		return Event{}, false
 	}
+	// Every other contract field present must be valid, used by the type or
+	// not (as in decodeStd and the JSON Schema).
+	for f := fPlatform; f < nFields; f++ {
+		if !has(f) {
+			continue
+		}
+		valid := true
+		switch f {
+		case fPlatform:
+			valid = enum(val(f), Platforms) != ""
+		case fChannel:
+			valid = enum(val(f), Channels) != ""
+		case fOp:
+			valid = enum(val(f), GroupOps) != ""
+		case fGroupType:
+			valid = enum(val(f), GroupTypes) != ""
+		case fMedia:
+			valid = enum(val(f), Medias) != ""
+		case fEdition:
+			valid = enum(val(f), Editions) != ""
+		case fGroup, fCall:
+			valid = str(f, MaxIDBytes)
+		case fCount:
+			c, ok := parseUintBytes(val(f))
+			valid = ok && c >= 1 && c <= 1<<63-1
+		case fSeconds:
+			s, ok := parseUintBytes(val(f))
+			valid = ok && s <= 1<<63-1
+		}
+		if !valid {
+			return Event{}, false
+		}
+	}
 	// The strings the event keeps share one allocation.
 	keep := [...]int{fID, fUser, fGroup, fCall}
 	switch typ {
@@ -405,8 +438,8 @@ func skipScalar(data []byte, i int) int {
 			switch c := data[i]; {
 			case c == '"':
 				return i + 1
-			case c < 0x20:
-				return -1
+			case c < 0x20 || c >= utf8.RuneSelf:
+				return -1 // decodeStd checks non-ASCII text
 			case c == '\\':
 				i++
 				if i >= len(data) {
@@ -414,17 +447,7 @@ func skipScalar(data []byte, i int) int {
 				}
 				switch data[i] {
 				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				case 'u':
-					if i+4 >= len(data) {
-						return -1
-					}
-					for _, h := range data[i+1 : i+5] {
-						if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
-							return -1
-						}
-					}
-					i += 4
-				default:
+				default: // \u escapes too: decodeStd checks surrogates
 					return -1
 				}
 			}

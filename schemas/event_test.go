@@ -48,7 +48,7 @@ func TestDecodeEventReasons(t *testing.T) {
 	f(`{"type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "required, 1 to 128 bytes")
 	f(`{"id":"","type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "required")
 	f(`{"id":"`+long+`","type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "too long: 129 bytes, at most 128")
-	f(`{"id":7,"type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "", "field id: must be string")
+	f(`{"id":7,"type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "must be a string of 1 to 128 bytes; got 7")
 	// type
 	f(`{"id":"e1","app":1,"time":"2026-11-25T21:00:00Z"}`, "type", "required")
 	f(`{`+head+`,"type":"logout"}`, "type", `must be one of login, message, group, call, plan; got "logout"`)
@@ -65,7 +65,7 @@ func TestDecodeEventReasons(t *testing.T) {
 	f(`{"id":"e1","type":"plan","app":1,"edition":"standard"}`, "time", "required")
 	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25T21:00:00","edition":"standard"}`, "time", "must be RFC 3339 with an offset")
 	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25 21:00:00+08:00","edition":"standard"}`, "time", "must be RFC 3339")
-	f(`{"id":"e1","type":"plan","app":1,"time":1764075600,"edition":"standard"}`, "", "field time: must be string")
+	f(`{"id":"e1","type":"plan","app":1,"time":1764075600,"edition":"standard"}`, "time", "must be a string")
 	// user
 	f(`{`+head+`,"type":"login","user":"`+long+`"}`, "user", "too long")
 	f(`{`+head+`,"type":"login","user":""}`, "user", "required")
@@ -103,6 +103,89 @@ func TestDecodeEventReasons(t *testing.T) {
 	f(`{`+head+`,"type":"plan"}`, "edition", "required, one of [developer standard premium]")
 	f(`{`+head+`,"type":"plan","edition":"enterprise"}`, "edition", `got "enterprise"`)
 	f(`{`+head+`,"type":"plan","edition":"premium"}`, "-", "")
+
+	// text encoding/json would change: two ids differing only in invalid
+	// bytes must not both become "inv-\uFFFD"
+	f(`{"id":"inv-`+"\xff"+`",`+head[len(`"id":"e1",`):]+`,"type":"plan","edition":"premium"}`, "", "invalid UTF-8 at byte 11")
+	f(`{"id":"inv-`+"\xfe"+`",`+head[len(`"id":"e1",`):]+`,"type":"plan","edition":"premium"}`, "", "invalid UTF-8 at byte 11")
+	f(`{`+head+`,"type":"login","user":"u`+"\xc3"+`"}`, "", "invalid UTF-8")
+	f(`{`+head+`,"type":"login","user":"u","note":"`+"\xff"+`"}`, "", "invalid UTF-8")
+	f(`{`+head+`,"type":"login","user":"u\ud800"}`, "", "unpaired UTF-16 surrogate escape")
+	f(`{`+head+`,"type":"login","user":"u\udfff\ud800"}`, "", "unpaired UTF-16 surrogate escape")
+	f(`{`+head+`,"type":"login","user":"u\ud83d\ude00"}`, "-", "")
+	f(`{`+head+`,"type":"login","user":"u\\ud800"}`, "-", "")
+	// keys match exactly, as in the JSON Schema
+	f(`{"id":"e1","type":"plan","App":1400000001,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "required")
+	f(`{"ID":"e1","type":"plan","app":1400000001,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "id", "required")
+	// time as RFC 3339 spells it
+	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25T1:00:00Z","edition":"standard"}`, "time", "two-digit fields")
+	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25T21:00:00+24:00","edition":"standard"}`, "time", "offset within ±23:59")
+	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25T21:00:00,5Z","edition":"standard"}`, "time", "must be RFC 3339")
+	f(`{"id":"e1","type":"plan","app":1,"time":"2026-11-25T21:00:00.5-23:59","edition":"standard"}`, "-", "")
+	// every contract field present is checked; null is no value
+	f(`{`+head+`,"type":"login","user":"u1","channel":"sms"}`, "channel", `got "sms"`)
+	f(`{`+head+`,"type":"login","user":"u1","seconds":-1}`, "seconds", "must be an integer >= 0")
+	f(`{`+head+`,"type":"login","user":"u1","platform":null}`, "platform", "got null")
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c","count":null}`, "count", "got null")
+	f(`{`+head+`,"type":"login","user":"u1","channel":"c2c","group":"g"}`, "-", "")
+	// integers in any JSON notation, exactly
+	f(`{"id":"e1","type":"plan","app":1.4e9,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "-", "")
+	f(`{"id":"e1","type":"plan","app":14000000010e-1,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "-", "")
+	f(`{"id":"e1","type":"plan","app":1400000001.5e0,"time":"2026-11-25T21:00:00Z","edition":"standard"}`, "app", "got 1400000001.5e0")
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c","count":1e400}`, "count", "got 1e400")
+	f(`{`+head+`,"type":"message","user":"u1","channel":"c2c","count":9223372036854775808}`, "count", "got 9223372036854775808")
+	f(`{`+head+`,"type":"call","user":"u1","media":"audio","seconds":1e-99999999999999999999}`, "seconds", "got 1e-99999999999999999999")
+	// no Go type names in reasons
+	f(`[]`, "", "an event is a JSON object, not an array")
+	f(`"login"`, "", "an event is a JSON object, not a string")
+	f(`null`, "", "an event is a JSON object, not null")
+}
+
+func TestDecodeEventIntegers(t *testing.T) {
+	f := func(raw string, want uint64, wantOK bool) {
+		t.Helper()
+		got, ok := jsonUint([]byte(raw))
+		if got != want || ok != wantOK {
+			t.Fatalf("unexpected jsonUint(%s); got %d %v; want %d %v", raw, got, ok, want, wantOK)
+		}
+	}
+	f("0", 0, true)
+	f("-0", 0, true)
+	f("-0.0e-7", 0, true)
+	f("0e99999999999999999999", 0, true)
+	f("7", 7, true)
+	f("7.0", 7, true)
+	f("0.7e1", 7, true)
+	f("700e-2", 7, true)
+	f("18446744073709551615", 1<<64-1, true)
+	f("1.8446744073709551615e19", 1<<64-1, true)
+	f("18446744073709551616", 0, false)
+	f("1e20", 0, false)
+	f("1e19", 1e19, true)
+	f("-1", 0, false)
+	f("7.5", 0, false)
+	f("1e-1", 0, false)
+	f("1e400", 0, false)
+	f("07", 0, false)
+	f("1.", 0, false)
+	f("", 0, false)
+}
+
+// TestNoGoTypeNames checks that no refusal names a Go type, whatever the
+// shape of the input.
+func TestNoGoTypeNames(t *testing.T) {
+	for _, in := range []string{`[]`, `"x"`, `1`, `true`, `null`, `{"id":{}}`, `{"id":"e","type":[]}`, `{"id":"e","type":"plan","app":{}}`,
+		`{"id":"e","type":"plan","app":1,"time":[]}`, `{"id":"e","type":"plan","app":1,"time":"2026-11-25T21:00:00Z","edition":7}`, `{"a":1,}`} {
+		_, err := DecodeEvent([]byte(in))
+		if err == nil {
+			t.Fatalf("unexpected success for %s", in)
+		}
+		for _, leak := range []string{"schemas.", "wireEvent", "json.RawMessage", "map[", "Go value", "Go struct"} {
+			if strings.Contains(err.Error(), leak) {
+				t.Fatalf("error for %s names a Go type: %v", in, err)
+			}
+		}
+	}
 }
 
 func TestDecodeEventDefaults(t *testing.T) {

@@ -18,3 +18,11 @@ const (
 	DLQTopic     = "im.usage.dlq"
 	BillingTopic = "im.billing.monthly"
 )
+
+// AlertSchema is the JSON Schema of alert contract v1.
+//
+//go:embed alert.schema.json
+var AlertSchema []byte
+
+// AlertsTopic is the default topic of usage alerts.
+const AlertsTopic = "im.usage.alerts"

@@ -98,6 +98,12 @@ func sqlLiteral(v any) string {
 		return "'" + v.UTC().Format(time.DateTime) + "'"
 	case decimal.Decimal:
 		return v.String()
+	case clickhouse.GroupSet:
+		parts := make([]string, len(v.Value))
+		for i, x := range v.Value {
+			parts[i] = sqlLiteral(x)
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
 	}
 	return fmt.Sprint(v)
 }
@@ -345,6 +351,12 @@ func tsvValue(v any, typ string) string {
 		return v.UTC().Format(time.DateTime)
 	case decimal.Decimal:
 		return v.String()
+	case clickhouse.GroupSet:
+		parts := make([]string, len(v.Value))
+		for i, x := range v.Value {
+			parts[i] = sqlLiteral(x)
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
 	}
 	return fmt.Sprint(v)
 }

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
 )
@@ -22,12 +24,14 @@ func aggregateFlags(r *settings, cfg *aggregate.Config) {
 	r.duration(&cfg.MaxPast, "max-past", "MAX_EVENT_AGE", positiveDuration, "oldest accepted event, before now; also how long ids are remembered")
 	r.duration(&cfg.MaxFuture, "max-future", "MAX_EVENT_FUTURE", anyDuration, "latest accepted event, after now; 0 accepts none dated after now")
 	r.duration(&cfg.SessionTimeout, "session-timeout", "AGGREGATE_SESSION_TIMEOUT", aggregate.MinSessionTimeout, "how long the group waits for a dead member")
+	r.duration(&cfg.StuckRecheck, "stuck-recheck", "AGGREGATE_STUCK_RECHECK", positiveDuration, "how often a stuck partition is checked for an accepted gap")
 }
 
 // aggregateOptions is what `immeter aggregate` runs with.
 type aggregateOptions struct {
 	common
 	cfg aggregate.Config
+	ops opsSettings
 }
 
 // parseAggregate reads the settings of `immeter aggregate`.
@@ -37,6 +41,7 @@ func parseAggregate(args []string) (*aggregateOptions, error) {
 	o := &aggregateOptions{cfg: aggregate.DefaultConfig()}
 	o.register(r)
 	aggregateFlags(r, &o.cfg)
+	o.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, err
 	}
@@ -63,13 +68,19 @@ func runAggregate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopOps, err := o.ops.serve([]prometheus.Collector{a.Collector()}, a.Checks(o.ops.failAfter)...)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	return a.Run(ctx)
 }
 
 // newAggregator creates the topics and returns an aggregator for cfg, which
 // aggregateConfig completed.
 func newAggregator(ctx context.Context, c *common, cfg aggregate.Config) (*aggregate.Aggregator, error) {
-	if err := ingest.EnsureTopics(ctx, cfg.Brokers, c.partitions, 1, c.events, c.dlq); err != nil {
+	cfg.Security = c.sec.kafka
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, cfg.Brokers, c.partitions, c.replication, c.events, c.dlq); err != nil {
 		return nil, err
 	}
 	conn, err := c.clickhouse(ctx)

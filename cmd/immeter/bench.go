@@ -31,7 +31,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Latency, "latency", d.Latency, "length of the latency phase")
 	fs.DurationVar(&cfg.ProbeEvery, "probe-every", d.ProbeEvery, "interval of the latency probes")
 	fs.BoolVar(&cfg.Simulate, "simulate", false, "offer the load with `immeter simulate` instead of the in-process generator")
-	skip := fs.String("skip", "", "phases to skip, comma-separated: sustain, latency, peer, close, month")
+	skip := fs.String("skip", "", "phases to skip, comma-separated: sustain, latency, peer, close, month, alerts")
 	aggEnv := fs.String("aggregate-env", "GOMEMLIMIT=256MiB", "environment of the aggregator, comma-separated; the default is docker-compose.yml's")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the private database and topics")
 	r.str(&cfg.Dir, "dir", "IMMETER_RUN_DIR", false, "where the child processes' logs go")
@@ -47,6 +47,7 @@ func runBench(ctx context.Context, args []string) error {
 		return fmt.Errorf("bench: find own binary: %w", err)
 	}
 	cfg.Brokers, cfg.ClickHouse, cfg.Binary, cfg.Partitions = brokers(c.kafka), c.ch, bin, c.partitions
+	cfg.Replication = c.replication
 	for _, kv := range strings.Split(*aggEnv, ",") {
 		if kv = strings.TrimSpace(kv); kv != "" {
 			if !strings.Contains(kv, "=") {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/immeter/immeter/schemas"
+	"github.com/immeter/immeter/telemetry"
 )
 
 // settings maps flags and their environment variables onto configuration
@@ -125,8 +127,8 @@ func integer[T ~int | ~int64](r *settings, p *T, flag, env string, least T, usag
 func (r *settings) float(p *float64, flag, env, usage string) {
 	r.add(&setting{flag: flag, env: env, def: strconv.FormatFloat(*p, 'g', -1, 64), parse: func(v string) error {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(f > 0) {
-			return errors.New("want a number > 0")
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return errors.New("want a finite number > 0")
 		}
 		*p = f
 		return nil
@@ -177,29 +179,37 @@ func (r *settings) duration(p *time.Duration, flag, env string, least time.Durat
 
 // common holds the settings every command shares.
 type common struct {
-	kafka      string
-	partitions int
-	ch         schemas.ClickHouseConfig
-	tz         string
-	loc        *time.Location
-	events     string
-	dlq        string
-	billing    string
+	kafka       string
+	partitions  int
+	replication int
+	ch          schemas.ClickHouseConfig
+	tz          string
+	loc         *time.Location
+	events      string
+	dlq         string
+	billing     string
+	tzSetting   *setting // where tz came from, to name it in an error
+	sec         security
 }
 
 // register adds the shared settings with their defaults.
 func (c *common) register(r *settings) {
-	c.partitions = 4
+	c.partitions, c.replication = 4, 1
 	c.ch.Database, c.ch.Username = "immeter", "default"
 	c.tz = schemas.DefaultTimezone
 	c.events, c.dlq, c.billing = schemas.EventsTopic, schemas.DLQTopic, schemas.BillingTopic
 	r.str(&c.kafka, "kafka", "KAFKA_BROKERS", false, "Kafka brokers, comma-separated")
 	integer(r, &c.partitions, "partitions", "KAFKA_PARTITIONS", 1, "partitions of topics immeter creates")
-	r.str(&c.ch.Addr, "clickhouse", "CLICKHOUSE_ADDR", false, "ClickHouse native protocol host:port")
+	integer(r, &c.replication, "replication", "KAFKA_REPLICATION", 1, "replication factor of topics immeter creates")
+	r.str(&c.ch.Addr, "clickhouse", "CLICKHOUSE_ADDR", false, "ClickHouse native protocol host:port; replicas comma-separated")
+	r.str(&c.ch.Cluster, "clickhouse-cluster", "CLICKHOUSE_CLUSTER", false, "ClickHouse cluster of replicas: replicated tables, quorum writes")
 	r.str(&c.ch.Database, "database", "CLICKHOUSE_DATABASE", true, "ClickHouse database")
 	r.str(&c.ch.Username, "clickhouse-user", "CLICKHOUSE_USER", true, "ClickHouse user")
 	r.secret(&c.ch.Password, "clickhouse-password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	c.sec.register(r)
+	registerClickHouseTLS(r, &c.ch)
 	r.str(&c.tz, "tz", "BILLING_TZ", true, "billing time zone: +08:00 or an IANA name")
+	c.tzSetting = r.all[len(r.all)-1]
 	r.str(&c.events, "events-topic", "EVENTS_TOPIC", true, "usage events topic")
 	r.str(&c.dlq, "dlq-topic", "DLQ_TOPIC", true, "dead-letter topic")
 	r.str(&c.billing, "billing-topic", "BILLING_TOPIC", true, "billing records topic")
@@ -211,6 +221,9 @@ func (c *common) validate(needKafka, needCH bool) error {
 	if needKafka && len(brokers(c.kafka)) == 0 {
 		return fmt.Errorf("KAFKA_BROKERS: required (e.g. 127.0.0.1:9092)")
 	}
+	if err := c.sec.load(&c.ch); err != nil {
+		return err
+	}
 	if needCH {
 		if err := c.ch.Validate(); err != nil {
 			return err
@@ -218,7 +231,11 @@ func (c *common) validate(needKafka, needCH bool) error {
 	}
 	loc, err := schemas.ParseTimezone(c.tz)
 	if err != nil {
-		return fmt.Errorf("BILLING_TZ: %w", err)
+		name := "BILLING_TZ"
+		if c.tzSetting != nil && c.tzSetting.from != "" {
+			name = c.tzSetting.from // as the user typed it: the variable or -tz
+		}
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	c.loc = loc
 	if c.events == c.dlq {
@@ -228,5 +245,6 @@ func (c *common) validate(needKafka, needCH bool) error {
 }
 
 func (c *common) clickhouse(ctx context.Context) (driver.Conn, error) {
-	return schemas.OpenClickHouse(ctx, c.ch)
+	conn, err := schemas.OpenClickHouse(ctx, c.ch)
+	return telemetry.ClickHouse(conn), err
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/immeter/immeter/schemas"
 )
 
 // settingVars are the environment variables the commands read; each case
@@ -14,9 +16,11 @@ var settingVars = []string{
 	"KAFKA_BROKERS", "KAFKA_PARTITIONS", "KAFKA_REPLICATION", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE",
 	"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "BILLING_TZ", "EVENTS_TOPIC", "DLQ_TOPIC", "BILLING_TOPIC",
 	"AGGREGATE_GROUP", "FLUSH_INTERVAL", "MAX_EVENT_AGE", "MAX_EVENT_FUTURE", "AGGREGATE_SESSION_TIMEOUT",
-	"PLANS_FILE", "ROLLUP_INTERVAL", "SETTLE_AFTER", "ROLLUP_TICK", "IMMETER_SECRETS_FILE", "INGEST_ADDR",
+	"PLANS_FILE", "ROLLUP_INTERVAL", "SETTLE_AFTER", "ROLLUP_TICK", "ALERTS_TOPIC", "ALERT_INTERVAL", "ALERT_SWEEP",
+	"IMMETER_SECRETS_FILE", "INGEST_ADDR",
 	"INGEST_MAX_BODY_BYTES", "INGEST_MAX_EVENT_BYTES", "INGEST_MAX_CLOCK_SKEW", "INGEST_PUBLISH_TIMEOUT",
 	"LOG_LEVEL", "STATUS_EVERY", "SIM_RATE", "SIM_APPS", "SIMULATE",
+	"CONSOLE_ADDR", "CONSOLE_STAFF_TOKEN", "CONSOLE_STAFF_TOKEN_FILE", "CONSOLE_SECRETS_FILE", "CONSOLE_REFRESH",
 }
 
 // setEnv sets exactly the variables of kv ("NAME=value") for the test.
@@ -138,6 +142,19 @@ func TestRollupSettings(t *testing.T) {
 	f([]string{"ROLLUP_INTERVAL=0"}, `ROLLUP_INTERVAL: "0": must be > 0`, nil)
 	f([]string{"ROLLUP_TICK=x"}, `ROLLUP_TICK: "x": want a duration`, nil)
 	f([]string{"PLANS_FILE=/nonexistent/plans.yaml"}, "PLANS_FILE: ", nil)
+	f(nil, "", func(s *rollupSettings) {
+		if s.alert.Topic != schemas.AlertsTopic || s.alert.Interval != time.Second || s.alert.Sweep != 10*time.Minute {
+			t.Fatalf("unexpected alert defaults; got %+v", s.alert)
+		}
+	})
+	f([]string{"ALERTS_TOPIC=my.alerts", "ALERT_INTERVAL=250ms"}, "", func(s *rollupSettings) {
+		if s.alert.Topic != "my.alerts" || s.alert.Interval != 250*time.Millisecond {
+			t.Fatalf("ALERTS_TOPIC, ALERT_INTERVAL not honoured; got %+v", s.alert)
+		}
+	})
+	f([]string{"ALERT_INTERVAL=0"}, `ALERT_INTERVAL: "0": must be > 0`, nil)
+	f([]string{"ALERT_SWEEP=0s"}, `ALERT_SWEEP: "0s": must be > 0`, nil)
+	f([]string{"ALERTS_TOPIC=im.billing.monthly"}, `ALERTS_TOPIC: "im.billing.monthly" is already`, nil)
 }
 
 // writeSecrets writes a gateway secrets file and returns its path.
@@ -211,6 +228,28 @@ func TestRunSettings(t *testing.T) {
 			t.Fatal("SIMULATE=true not honoured")
 		}
 	})
+	// The console: a made-up staff token unless one is set; bad tokens name
+	// the setting.
+	f(nil, "", func(o *runOptions) {
+		if len(o.demo) != 32 || string(o.con.cfg.StaffToken) != o.demo || o.con.cfg.Addr != "127.0.0.1:8090" {
+			t.Fatalf("console: want a made-up 32-character staff token on 127.0.0.1:8090; got %q %q", o.con.cfg.StaffToken, o.con.cfg.Addr)
+		}
+	})
+	f([]string{"CONSOLE_STAFF_TOKEN=staff-token-0123456789", "CONSOLE_ADDR=127.0.0.1:0"}, "", func(o *runOptions) {
+		if o.demo != "" || string(o.con.cfg.StaffToken) != "staff-token-0123456789" || o.con.cfg.Addr != "127.0.0.1:0" {
+			t.Fatalf("console settings not honoured; got %q %q %q", o.demo, o.con.cfg.StaffToken, o.con.cfg.Addr)
+		}
+	})
+	f([]string{"CONSOLE_STAFF_TOKEN=short"}, "CONSOLE_STAFF_TOKEN: must be at least 16 bytes", nil)
+	f([]string{"CONSOLE_SECRETS_FILE=" + writeSecrets(t)}, "", func(o *runOptions) {
+		if o.demo != "" || len(o.con.cfg.StaffToken) != 0 || string(o.con.cfg.AppTokens[1400000001]) != "s3cret-s3cret-s3cret" {
+			t.Fatalf("console app tokens not honoured; got demo %q staff %q apps %v", o.demo, o.con.cfg.StaffToken, o.con.cfg.AppTokens)
+		}
+	})
+	f([]string{"CONSOLE_SECRETS_FILE=/nonexistent"}, "CONSOLE_SECRETS_FILE: ", nil)
+	f([]string{"CONSOLE_STAFF_TOKEN=staff-token-0123456789", "CONSOLE_STAFF_TOKEN_FILE=/x"}, "CONSOLE_STAFF_TOKEN_FILE: set it or CONSOLE_STAFF_TOKEN", nil)
+	f([]string{"CONSOLE_REFRESH=0"}, `CONSOLE_REFRESH: "0": must be > 0`, nil)
+
 	// Without KAFKA_BROKERS run embeds a broker; what needs the brokers is
 	// checked then, the rest at once.
 	setEnv(t, []string{"CLICKHOUSE_ADDR=127.0.0.1:9", "DLQ_TOPIC=im.usage.events"})

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/schemas"
 )
@@ -21,11 +23,19 @@ func gatewayFlags(r *settings, cfg *ingest.GatewayConfig) {
 	integer(r, &cfg.MaxEventBytes, "max-event-bytes", "INGEST_MAX_EVENT_BYTES", 1, "largest event in a body")
 	r.duration(&cfg.MaxClockSkew, "max-clock-skew", "INGEST_MAX_CLOCK_SKEW", positiveDuration, "accepted X-Immeter-Timestamp distance from now")
 	r.duration(&cfg.PublishTimeout, "publish-timeout", "INGEST_PUBLISH_TIMEOUT", positiveDuration, "wait for Kafka before answering 503")
+	integer(r, &cfg.MaxConnections, "max-connections", "INGEST_MAX_CONNECTIONS", 1, "open connections at most; more wait")
+	integer(r, &cfg.MaxRequests, "max-requests", "INGEST_MAX_REQUESTS", 1, "requests read and handled at once; more wait")
+	r.float(&cfg.AppRate, "app-rate", "INGEST_APP_RATE", "events a second an app may average; over it, 429")
+	integer(r, &cfg.AppBurst, "app-burst", "INGEST_APP_BURST", 1, "events an app may send at once above its rate")
+	integer(r, &cfg.ReplayCacheSize, "replay-cache", "INGEST_REPLAY_CACHE", 1, "signatures remembered to refuse replays")
 }
 
 // gatewayConfig loads the secrets file into cfg and checks it.
 func gatewayConfig(cfg ingest.GatewayConfig, secrets string) (ingest.GatewayConfig, error) {
 	cfg.WriteTimeout = max(cfg.WriteTimeout, cfg.PublishTimeout+5*time.Second)
+	if cfg.MaxConnections < cfg.MaxRequests {
+		return cfg, fmt.Errorf("INGEST_MAX_CONNECTIONS: must be >= INGEST_MAX_REQUESTS (%d); got %d", cfg.MaxRequests, cfg.MaxConnections)
+	}
 	var err error
 	if cfg.Secrets, err = ingest.LoadSecrets(secrets); err != nil {
 		return cfg, fmt.Errorf("IMMETER_SECRETS_FILE: %w", err)
@@ -40,6 +50,8 @@ type ingestOptions struct {
 	partitions  int
 	replication int
 	gw          ingest.GatewayConfig
+	ops         opsSettings
+	sec         security
 }
 
 // parseIngest reads the settings of `immeter ingest`.
@@ -55,7 +67,12 @@ func parseIngest(args []string) (*ingestOptions, error) {
 	r.str(&o.gw.Addr, "addr", "INGEST_ADDR", true, "listen address")
 	r.str(&secrets, "secrets", "IMMETER_SECRETS_FILE", true, "file of app=secret lines (required)")
 	gatewayFlags(r, &o.gw)
+	o.ops.register(r)
+	o.sec.register(r)
 	if err := r.parse(args); err != nil {
+		return nil, err
+	}
+	if err := o.sec.load(nil); err != nil {
 		return nil, err
 	}
 	if o.brokers = brokers(brokerList); len(o.brokers) == 0 {
@@ -75,11 +92,11 @@ func runIngest(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareTopics(ctx, o.brokers, o.partitions, o.replication, o.topic); err != nil {
+	if err := prepareTopics(ctx, o.sec.kafka, o.brokers, o.partitions, o.replication, o.topic); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic = o.brokers, o.topic
+	pcfg.Brokers, pcfg.Topic, pcfg.Security = o.brokers, o.topic, o.sec.kafka
 	p, err := ingest.NewProducer(pcfg)
 	if err != nil {
 		return err
@@ -89,6 +106,12 @@ func runIngest(ctx context.Context, args []string) error {
 		p.Close(ctx)
 		return err
 	}
+	stopOps, err := o.ops.serve([]prometheus.Collector{g.Collector()}, g.Checks()...)
+	if err != nil {
+		p.Close(ctx)
+		return err
+	}
+	defer stopOps()
 	serveErr := g.ListenAndServe(ctx)
 	if err := flushProducer(p); err != nil {
 		return errors.Join(serveErr, err)
@@ -97,10 +120,10 @@ func runIngest(ctx context.Context, args []string) error {
 }
 
 // prepareTopics creates missing topics, giving the broker a minute.
-func prepareTopics(ctx context.Context, bs []string, partitions, replication int, topics ...string) error {
+func prepareTopics(ctx context.Context, sec schemas.KafkaSecurity, bs []string, partitions, replication int, topics ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return ingest.EnsureTopics(ctx, bs, partitions, replication, topics...)
+	return ingest.EnsureTopicsWith(ctx, sec, bs, partitions, replication, topics...)
 }
 
 // flushProducer flushes p, giving Kafka 30 s after the command was told to stop.

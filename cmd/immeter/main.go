@@ -16,13 +16,16 @@ import (
 const usage = `usage: immeter <command> [flags]
 
 Commands:
-  run        all-in-one: gateway, aggregate and rollup (embedded Kafka when KAFKA_BROKERS is unset)
+  run        all-in-one: gateway, aggregate, rollup and console (embedded Kafka when KAFKA_BROKERS is unset)
   aggregate  consume im.usage.events into ClickHouse rollups
   rollup     publish monthly billing records (daemon, or --month YYYY-MM [--final] once)
   ingest     HTTP gateway: POST /v1/events
+  console    usage console: JSON API and web pages of each app's month
   simulate   publish simulated IM traffic
   usage      print an app's monthly statement
+  plans      import FILE: publish the editions of many apps (app,edition,from lines) as plan events
   migrate    apply the ClickHouse migrations
+  accept-gap record the offsets a stuck partition cannot aggregate, and go on past them
   bench      end-to-end benchmark on private topics and a private database (BENCHMARKS.md)
 
 Run 'immeter <command> -h' for the flags of a command. Every flag can also be

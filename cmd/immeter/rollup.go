@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
@@ -26,20 +28,27 @@ func init() {
 // rollupSettings are the rollup flags beyond the common ones.
 type rollupSettings struct {
 	cfg   rollup.Config
+	alert rollup.AlertConfig
 	plans string
 	tick  time.Duration
 	month string
 	final bool
+	open  bool        // --allow-open-month
+	ops   opsSettings // `immeter rollup` only: run serves them itself
 }
 
 // register adds the rollup settings with the defaults of rollup.DefaultConfig.
 func (s *rollupSettings) register(r *settings) {
 	s.cfg = rollup.DefaultConfig()
+	s.alert = rollup.DefaultAlertConfig()
 	s.tick = time.Minute
 	r.str(&s.plans, "plans", "PLANS_FILE", false, "price book YAML; default the built-in one")
 	r.duration(&s.cfg.Interval, "interval", "ROLLUP_INTERVAL", positiveDuration, "provisional record interval")
 	r.duration(&s.cfg.SettleAfter, "settle-after", "SETTLE_AFTER", anyDuration, "final records this long after the month ends; 0 right at its end")
 	r.duration(&s.tick, "tick", "ROLLUP_TICK", positiveDuration, "how often settlement and corrections are checked")
+	r.str(&s.alert.Topic, "alerts-topic", "ALERTS_TOPIC", true, "usage alerts topic")
+	r.duration(&s.alert.Interval, "alert-interval", "ALERT_INTERVAL", positiveDuration, "how often apps whose usage changed are checked for alerts")
+	r.duration(&s.alert.Sweep, "alert-sweep", "ALERT_SWEEP", positiveDuration, "how often every app is checked for alerts")
 }
 
 // build completes the rollup configuration with the shared settings and
@@ -52,9 +61,29 @@ func (s *rollupSettings) build(c *common) error {
 		}
 		s.cfg.Prices = pb
 	}
-	s.cfg.Brokers = brokers(c.kafka)
+	s.cfg.Brokers, s.cfg.Security = brokers(c.kafka), c.sec.kafka
 	s.cfg.Topic, s.cfg.Location = c.billing, c.loc
-	return s.cfg.Validate()
+	s.alert.Brokers, s.alert.Security, s.alert.Location, s.alert.Prices = s.cfg.Brokers, c.sec.kafka, c.loc, s.cfg.Prices
+	if s.alert.Topic == c.billing || s.alert.Topic == c.events || s.alert.Topic == c.dlq {
+		return fmt.Errorf("ALERTS_TOPIC: %q is already the events, dead-letter or billing topic", s.alert.Topic)
+	}
+	if err := s.cfg.Validate(); err != nil {
+		return err
+	}
+	return s.alert.Validate()
+}
+
+// runDaemons runs the rollup daemon and the alerter until ctx is done or one
+// of them fails.
+func (s *rollupSettings) runDaemons(ctx context.Context, r *rollup.Rollup, a *rollup.Alerter) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- r.Run(ctx, s.tick) }()
+	go func() { errs <- a.Run(ctx) }()
+	err := <-errs
+	cancel()
+	return errors.Join(err, <-errs)
 }
 
 // parseRollup reads the settings of `immeter rollup`.
@@ -66,7 +95,9 @@ func parseRollup(args []string) (*common, *rollupSettings, error) {
 	var s rollupSettings
 	s.register(r)
 	fs.StringVar(&s.month, "month", "", "roll up this month (YYYY-MM) once and exit")
-	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed)")
+	fs.BoolVar(&s.final, "final", false, "with --month: publish the final record now (or a correction if the month is final and changed); refused before the month has ended in the billing time zone")
+	fs.BoolVar(&s.open, "allow-open-month", false, "with --final: finalize a month that has not ended yet (its later usage then comes as corrections)")
+	s.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -89,7 +120,17 @@ func runRollup(ctx context.Context, args []string) error {
 	} else if s.final {
 		return errors.New("--final: needs --month")
 	}
-	if err := ingest.EnsureTopics(ctx, s.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
+	if s.open && !s.final {
+		return errors.New("--allow-open-month: only with --final")
+	}
+	// A final record is invoiced: a month typed wrong must not be closed.
+	if s.final && !s.open {
+		if end := month.End(c.loc); time.Now().Before(end) {
+			return fmt.Errorf("--month %s --final: %s has not ended in the billing time zone %s (it ends at %s); final records are invoiced. Check the month, or add --allow-open-month to finalize it anyway",
+				month, month, schemas.TimezoneName(c.loc), end.Format(time.RFC3339))
+		}
+	}
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, s.cfg.Brokers, c.partitions, c.replication, c.billing, s.alert.Topic); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)
@@ -103,7 +144,17 @@ func runRollup(ctx context.Context, args []string) error {
 	}
 	defer r.Close()
 	if s.month == "" {
-		return r.Run(ctx, s.tick)
+		a, err := rollup.NewAlerter(s.alert, conn)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		stopOps, err := s.ops.serve([]prometheus.Collector{r.Collector(), a.Collector()}, r.Checks()...)
+		if err != nil {
+			return err
+		}
+		defer stopOps()
+		return s.runDaemons(ctx, r, a)
 	}
 	if err := r.Repair(ctx); err != nil {
 		return err
@@ -111,6 +162,9 @@ func runRollup(ctx context.Context, args []string) error {
 	mode := rollup.Auto
 	if s.final {
 		mode = rollup.ForceFinal
+	}
+	if s.open {
+		mode = rollup.ForceFinalOpen
 	}
 	res, err := r.Publish(ctx, month, mode)
 	if err != nil {
@@ -128,7 +182,9 @@ func runUsage(ctx context.Context, args []string) error {
 	c.register(r)
 	app := fs.Uint("app", 0, "SDKAppID")
 	monthFlag := fs.String("month", "", "month YYYY-MM; default the current one")
-	format := fs.String("format", "text", "text or json")
+	format := fs.String("format", "text", "text (statement, quota use and alerts) or json (the record)")
+	var plans string
+	r.str(&plans, "plans", "PLANS_FILE", false, "price book YAML (limits of the quota use); default the built-in one")
 	if err := r.parse(args); err != nil {
 		return err
 	}
@@ -154,19 +210,75 @@ func runUsage(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 	rec, err := rollup.Statement(ctx, conn, uint32(*app), month)
-	if errors.Is(err, rollup.ErrNoRecord) {
-		return fmt.Errorf("app %d has no billing record for %s yet (rollup publishes them)", *app, month)
-	}
-	if err != nil {
+	noRecord := errors.Is(err, rollup.ErrNoRecord)
+	if err != nil && !noRecord {
 		return err
 	}
 	if *format == "json" {
+		if noRecord {
+			return fmt.Errorf("app %d has no billing record for %s yet (rollup publishes them)", *app, month)
+		}
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rec)
 	}
-	printStatement(os.Stdout, rec)
+	if noRecord {
+		fmt.Printf("App %d has no billing record for %s yet (rollup publishes them).\n", *app, month)
+	} else {
+		printStatement(os.Stdout, rec)
+	}
+	pb := rollup.DefaultPriceBook()
+	if plans != "" {
+		if pb, err = rollup.LoadPriceBook(plans); err != nil {
+			return fmt.Errorf("PLANS_FILE: %w", err)
+		}
+	}
+	usage, err := rollup.ReadMonth(ctx, conn, month, c.loc)
+	if err != nil {
+		return err
+	}
+	u := usage[uint32(*app)]
+	if u == nil {
+		u = &rollup.MonthUsage{App: uint32(*app), Month: month}
+	}
+	quotas, err := pb.Quotas(u)
+	if err != nil {
+		return err
+	}
+	alerts, err := rollup.AppAlerts(ctx, conn, uint32(*app), month, c.loc)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	printQuotas(os.Stdout, quotas, alerts, c.loc)
 	return nil
+}
+
+// printQuotas writes the quota use (exact, from ClickHouse now) and the
+// alerts of the month.
+func printQuotas(w io.Writer, quotas []rollup.QuotaUse, alerts []schemas.Alert, loc *time.Location) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Quota use (now)\tedition\tused\n")
+	names := map[string]string{
+		schemas.AlertMAUQuota:           "Free MAU",
+		schemas.AlertCommunityAllowance: "Community messages included",
+		schemas.AlertDailyNetGroups:     "Daily net group increase (largest day)",
+	}
+	for _, q := range quotas {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", names[q.Kind], q.Edition, q.Use())
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	if len(alerts) == 0 {
+		fmt.Fprintln(w, "Alerts: none this month")
+		return
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Alerts\tperiod\tedition\tlevel\tvalue/limit\tdetected\n")
+	for _, a := range alerts {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d%%\t%d/%d\t%s\n", a.Kind, a.Period, a.Edition, a.Level, a.Value, a.Limit, a.At.In(loc).Format(time.RFC3339))
+	}
+	tw.Flush()
 }
 
 // printStatement writes a record as a statement a person reads.

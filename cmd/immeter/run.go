@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/immeter/immeter/aggregate"
@@ -29,12 +30,15 @@ type runOptions struct {
 	common
 	agg      aggregate.Config
 	roll     rollupSettings
+	con      consoleSettings
+	demo     string // staff token made up for the console when none is set
 	gw       ingest.GatewayConfig
 	secrets  string // no gateway when empty
 	simulate bool
 	simRate  float64
 	simApps  int
 	every    time.Duration
+	ops      opsSettings
 }
 
 // parseRun reads the settings of `immeter run`. With KAFKA_BROKERS unset,
@@ -47,6 +51,7 @@ func parseRun(args []string) (*runOptions, error) {
 	o.register(r)
 	aggregateFlags(r, &o.agg)
 	o.roll.register(r)
+	o.con.register(r)
 	o.gw.Addr = "127.0.0.1:8080"
 	r.str(&o.gw.Addr, "ingest-addr", "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
 	r.str(&o.secrets, "secrets", "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
@@ -55,6 +60,7 @@ func parseRun(args []string) (*runOptions, error) {
 	r.float(&o.simRate, "sim-rate", "SIM_RATE", "simulated events per second")
 	integer(r, &o.simApps, "sim-apps", "SIM_APPS", 1, "simulated apps")
 	r.duration(&o.every, "status-every", "STATUS_EVERY", positiveDuration, "how often the status table is printed")
+	o.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, err
 	}
@@ -82,7 +88,13 @@ func (o *runOptions) check() error {
 	if err := o.agg.Validate(); err != nil {
 		return err
 	}
-	return o.roll.build(&o.common)
+	if err := o.roll.build(&o.common); err != nil {
+		return err
+	}
+	if !o.con.configured() && o.demo == "" {
+		o.demo = o.con.demoToken()
+	}
+	return o.con.build(&o.common, o.roll.cfg.Prices)
 }
 
 // runAll runs the whole pipeline in one process: an embedded Kafka broker
@@ -97,7 +109,7 @@ func runAll(ctx context.Context, args []string) error {
 	}
 	c := &o.common
 	if c.kafka == "" {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.partitions), c.events, c.dlq, c.billing))
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.partitions), c.events, c.dlq, c.billing, o.roll.alert.Topic))
 		if err != nil {
 			return fmt.Errorf("embedded Kafka broker: %w", err)
 		}
@@ -114,7 +126,7 @@ func runAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ingest.EnsureTopics(ctx, rs.cfg.Brokers, c.partitions, 1, c.billing); err != nil {
+	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, rs.cfg.Brokers, c.partitions, c.replication, c.billing, rs.alert.Topic); err != nil {
 		return err
 	}
 	conn, err := c.clickhouse(ctx)
@@ -127,9 +139,18 @@ func runAll(ctx context.Context, args []string) error {
 		return err
 	}
 	defer roll.Close()
+	alerter, err := rollup.NewAlerter(rs.alert, conn)
+	if err != nil {
+		return err
+	}
+	defer alerter.Close()
+	con, conLn, err := o.con.server(conn, o.demo)
+	if err != nil {
+		return err
+	}
 
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic, pcfg.Block = brokers(c.kafka), c.events, true
+	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = brokers(c.kafka), c.events, true, c.sec.kafka
 	producer, err := ingest.NewProducer(pcfg)
 	if err != nil {
 		return err
@@ -141,6 +162,18 @@ func runAll(ctx context.Context, args []string) error {
 		}
 	}
 
+	opsCollectors := []prometheus.Collector{agg.Collector(), roll.Collector(), producer.Collector(), alerter.Collector()}
+	opsChecks := append(agg.Checks(o.ops.failAfter), roll.Checks()...)
+	opsChecks = append(opsChecks, producer.Checks()...)
+	if gw != nil {
+		opsCollectors[2] = gw.Collector() // the producer's and the gateway's
+	}
+	stopOps, err := o.ops.serve(opsCollectors, opsChecks...)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
+
 	// Stage one of shutdown stops intake (simulator, gateway) and flushes
 	// the producer; stage two stops the aggregator (which flushes) and the
 	// rollup.
@@ -149,7 +182,7 @@ func runAll(ctx context.Context, args []string) error {
 	pipeline, stopPipeline := context.WithCancel(context.Background())
 	defer stopPipeline()
 	var wg, intakeWG sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	goRun := func(wg *sync.WaitGroup, name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -160,7 +193,8 @@ func runAll(ctx context.Context, args []string) error {
 		}()
 	}
 	goRun(&wg, "aggregate", func() error { return agg.Run(pipeline) })
-	goRun(&wg, "rollup", func() error { return roll.Run(pipeline, rs.tick) })
+	goRun(&wg, "rollup", func() error { return rs.runDaemons(pipeline, roll, alerter) })
+	goRun(&wg, "console", func() error { return con.Serve(pipeline, conLn) })
 	if gw != nil {
 		goRun(&intakeWG, "ingest", func() error { return gw.ListenAndServe(intake) })
 	}
@@ -225,7 +259,7 @@ func printStatus(ctx context.Context, w io.Writer, conn driver.Conn, roll *rollu
 	fmt.Fprintf(w, "\n%s  month %s (%s)  events counted %d, duplicates %d, invalid %d\n",
 		time.Now().In(loc).Format("15:04:05"), month, schemas.TimezoneName(loc), st.Counted, st.Duplicates, st.Rejected)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "app\tedition\tMAU\tMAU est.\tlogins\tmessages\tcall min\tcharges so far (USD)\t")
+	fmt.Fprintln(tw, "app\tedition\tMAU\tfree MAU used\tMAU est.\tlogins\tmessages\tcall min\tcharges so far (USD)\t")
 	for _, app := range apps {
 		u := usage[app]
 		rec, err := roll.Record(u)
@@ -233,7 +267,11 @@ func printStatus(ctx context.Context, w io.Writer, conn driver.Conn, roll *rollu
 			return err
 		}
 		m := u.Usage.Messages
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", app, rec.Edition, u.Usage.MAU, u.Usage.MAUEstimate,
+		q, err := roll.Quotas(u)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t\n", app, rec.Edition, u.Usage.MAU, q[0].Use(), u.Usage.MAUEstimate,
 			u.Usage.Logins, m.C2C+m.Group+m.Community+m.Live, u.Usage.CallMinutes.Audio+u.Usage.CallMinutes.Video, rec.Total)
 	}
 	return tw.Flush()

@@ -41,7 +41,7 @@ func TestRunExitsNonZeroWhenAComponentFails(t *testing.T) {
 		"EVENTS_TOPIC="+env.events, "DLQ_TOPIC="+env.dlq, "BILLING_TOPIC="+env.billing,
 		"AGGREGATE_GROUP="+env.group, "AGGREGATE_SESSION_TIMEOUT=6s",
 		"CLICKHOUSE_ADDR="+env.ch.Addr, "CLICKHOUSE_DATABASE="+env.ch.Database,
-		"IMMETER_SECRETS_FILE="+writeSecrets(t), "INGEST_ADDR="+taken.Addr().String(),
+		"IMMETER_SECRETS_FILE="+writeSecrets(t), "INGEST_ADDR="+taken.Addr().String(), "CONSOLE_ADDR=127.0.0.1:0",
 	)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError

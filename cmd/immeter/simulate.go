@@ -35,7 +35,12 @@ func runSimulate(ctx context.Context, args []string) error {
 	r.duration(&cfg.Duration, "duration", "SIM_DURATION", anyDuration, "how long to run; 0 until interrupted")
 	integer(r, &cfg.Events, "events", "SIM_EVENTS", 0, "stop after this many events; 0 no limit")
 	r.str(&seed, "seed", "SIM_SEED", false, "seed; the same seed publishes the same events; default from the clock")
+	var sec security
+	sec.register(r)
 	if err := r.parse(args); err != nil {
+		return err
+	}
+	if err := sec.load(nil); err != nil {
 		return err
 	}
 	bs := brokers(brokerList)
@@ -56,12 +61,15 @@ func runSimulate(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := sec.load(nil); err != nil {
+		return err
+	}
 
-	if err := prepareTopics(ctx, bs, nParts, nRepl, topic); err != nil {
+	if err := prepareTopics(ctx, sec.kafka, bs, nParts, nRepl, topic); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic, pcfg.Block = bs, topic, true
+	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = bs, topic, true, sec.kafka
 	// Throughput over latency: larger batches, and a buffer of about a
 	// quarter second of traffic, so a slow acknowledgement does not hold
 	// the generator back.

@@ -25,11 +25,12 @@ import (
 
 // Config configures a run. Zero fields take the defaults of DefaultConfig.
 type Config struct {
-	Brokers    []string                 // Kafka bootstrap brokers; required
-	ClickHouse schemas.ClickHouseConfig // Addr and credentials; the database is a private one
-	Binary     string                   // the immeter binary run as `immeter aggregate` (and `simulate`); required
-	Partitions int                      // partitions of the private events topic; default 4
-	Dir        string                   // where child logs go; default a temporary directory
+	Brokers     []string                 // Kafka bootstrap brokers; required
+	ClickHouse  schemas.ClickHouseConfig // Addr and credentials; the database is a private one
+	Binary      string                   // the immeter binary run as `immeter aggregate` (and `simulate`); required
+	Partitions  int                      // partitions of the private events topic; default 4
+	Replication int                      // replication factor of the private topics; default 1
+	Dir         string                   // where child logs go; default a temporary directory
 
 	Apps int // apps in the load; default 100000
 	// Users is the number of distinct users (who log in: the MAU) of the
@@ -55,7 +56,7 @@ type Config struct {
 	Latency    time.Duration
 	ProbeEvery time.Duration
 	// Skip names phases not to run: "sustain", "latency", "peer", "close",
-	// "month".
+	// "month", and "alerts" (the alert probes of the latency phase).
 	Skip map[string]bool
 	// AggregateEnv is added to the environment of `immeter aggregate`, e.g.
 	// GOMEMLIMIT=256MiB.
@@ -70,14 +71,15 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Partitions: 4,
-		Apps:       100000,
-		Users:      2_000_000,
-		Preload:    6_000_000,
-		Rate:       300000,
-		Sustain:    60 * time.Second,
-		Latency:    30 * time.Second,
-		ProbeEvery: 100 * time.Millisecond,
+		Partitions:  4,
+		Replication: 1,
+		Apps:        100000,
+		Users:       2_000_000,
+		Preload:     6_000_000,
+		Rate:        300000,
+		Sustain:     60 * time.Second,
+		Latency:     30 * time.Second,
+		ProbeEvery:  100 * time.Millisecond,
 	}
 }
 
@@ -85,6 +87,9 @@ func (c *Config) fill() {
 	d := DefaultConfig()
 	if c.Partitions == 0 {
 		c.Partitions = d.Partitions
+	}
+	if c.Replication == 0 {
+		c.Replication = d.Replication
 	}
 	if c.Apps == 0 {
 		c.Apps = d.Apps
@@ -135,6 +140,7 @@ func (c *Config) Validate() error {
 type env struct {
 	cfg                  Config
 	events, dlq, billing string
+	alerts               string
 	group                string
 	ch                   schemas.ClickHouseConfig
 	conn                 driver.Conn
@@ -156,6 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 		events:  "bench.events." + sfx,
 		dlq:     "bench.dlq." + sfx,
 		billing: "bench.billing." + sfx,
+		alerts:  "bench.alerts." + sfx,
 		group:   "bench-" + sfx,
 		ch:      cfg.ClickHouse,
 		dir:     cfg.Dir,
@@ -173,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
 		return err
 	}
-	if err := ingest.EnsureTopics(ctx, cfg.Brokers, cfg.Partitions, 1, e.events, e.dlq, e.billing); err != nil {
+	if err := ingest.EnsureTopics(ctx, cfg.Brokers, cfg.Partitions, cfg.Replication, e.events, e.dlq, e.billing, e.alerts); err != nil {
 		return err
 	}
 	conn, err := schemas.OpenClickHouse(ctx, e.ch)
@@ -183,9 +190,13 @@ func Run(ctx context.Context, cfg Config) error {
 	e.conn = conn
 	defer func() {
 		if !cfg.Keep {
-			_ = conn.Exec(context.Background(), fmt.Sprintf(sqlDropDatabase, e.ch.Database))
+			drop := fmt.Sprintf(sqlDropDatabase, e.ch.Database)
+			if e.ch.Cluster != "" {
+				drop += " ON CLUSTER " + e.ch.Cluster
+			}
+			_ = conn.Exec(context.Background(), drop)
 			c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
-			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq, e.billing}})
+			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq, e.billing, e.alerts}})
 		} else {
 			e.log.Info("bench: kept", "database", e.ch.Database, "topic", e.events)
 		}
@@ -214,6 +225,14 @@ func (e *env) run(ctx context.Context, r *report) error {
 	r.preloadUsers = gen.Distinct()
 	e.log.Info("bench: preloaded", "events", n, "rate", rate(n, r.preload.elapsed))
 
+	alertProbes := 0
+	if !cfg.Skip["latency"] && !cfg.Skip["alerts"] && cfg.Latency > 0 {
+		alertProbes = int(cfg.Latency / cfg.ProbeEvery)
+		if err := e.prepareAlertProbes(ctx, alertProbes); err != nil {
+			return err
+		}
+	}
+
 	agg, err := e.startAggregate(ctx)
 	if err != nil {
 		return err
@@ -230,6 +249,13 @@ func (e *env) run(ctx context.Context, r *report) error {
 	r.drain = d
 	r.drainRSS = agg.rss()
 	e.log.Info("bench: drained", "events", d.events, "rate", rate(d.events, d.elapsed), "rss_mib", r.drainRSS.peak>>20)
+	if alertProbes > 0 {
+		stopAlerter, err := e.startAlerter(ctx)
+		if err != nil {
+			return err
+		}
+		defer stopAlerter()
+	}
 
 	// 2. Sustained load at Rate while the aggregator runs.
 	if !cfg.Skip["sustain"] && cfg.Sustain > 0 {
@@ -243,11 +269,20 @@ func (e *env) run(ctx context.Context, r *report) error {
 	// 3. Latency at half the rate, with probes.
 	if !cfg.Skip["latency"] && cfg.Latency > 0 {
 		e.log.Info("bench: latency", "rate", cfg.Rate/2, "for", cfg.Latency)
+		var ap *alertProber
+		probeCtx, stopProbes := context.WithCancel(ctx)
+		if alertProbes > 0 {
+			ap = e.startAlertProbes(probeCtx, alertProbes, cfg.ProbeEvery)
+		}
 		s, err := e.sustain(ctx, gen, agg, cfg.Rate/2, cfg.Latency, cfg.ProbeEvery)
+		stopProbes()
 		if err != nil {
 			return fmt.Errorf("latency: %w", err)
 		}
 		r.latency = &s
+		if ap != nil {
+			r.alertLatencies, r.alertProbes = ap.wait()
+		}
 	}
 	r.finalRSS = agg.rss()
 	if err := agg.stop(); err != nil {

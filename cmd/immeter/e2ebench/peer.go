@@ -240,6 +240,9 @@ func (e *env) peerMonth(ctx context.Context, from, to int64) (map[uint32]uint64,
 		mau[app] = n
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
 	rows, err = e.conn.Query(ctx, sqlPeerCounters, from, to)
 	if err != nil {
 		return nil, err
@@ -272,6 +275,9 @@ func (e *env) tableSizes(ctx context.Context, merge bool) ([]tableSize, error) {
 		names = append(names, n)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
 	if merge {
 		for _, n := range names {
 			if err := e.conn.Exec(ctx, fmt.Sprintf(sqlOptimizeFinal, n)); err != nil {

@@ -23,10 +23,14 @@ type report struct {
 	drainRSS     rssFigures
 	sustain      *sustainFigures
 	latency      *sustainFigures
-	finalRSS     rssFigures
-	peer         *peerFigures
-	close        *closeFigures
-	month        *monthFigures
+	// alertLatencies are from an alert probe's event to its alert on the
+	// alerts topic, sorted; alertProbes is how many were sent.
+	alertLatencies []time.Duration
+	alertProbes    int
+	finalRSS       rssFigures
+	peer           *peerFigures
+	close          *closeFigures
+	month          *monthFigures
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
@@ -75,6 +79,12 @@ func (r *report) write(w io.Writer) {
 				percentile(f.latencies, 0.95).Round(time.Millisecond), percentile(f.latencies, 0.99).Round(time.Millisecond),
 				percentile(f.latencies, 1).Round(time.Millisecond))
 		}
+	}
+	if r.alertProbes > 0 {
+		l := r.alertLatencies
+		p("alerts:  event to alert on the topic (a login crossing 80%% of a Developer app's free MAU; rollup.Alerter, default ALERT_INTERVAL), %d of %d probes: p50 %s, p95 %s, p99 %s, max %s",
+			len(l), r.alertProbes, percentile(l, 0.50).Round(time.Millisecond), percentile(l, 0.95).Round(time.Millisecond),
+			percentile(l, 0.99).Round(time.Millisecond), percentile(l, 1).Round(time.Millisecond))
 	}
 	if r.finalRSS.peak > 0 {
 		p("memory:  aggregator peak RSS over the run %s", mib(r.finalRSS.peak))

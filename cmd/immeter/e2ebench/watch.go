@@ -107,13 +107,16 @@ func (e *env) startAggregate(ctx context.Context) (*aggProc, error) {
 	cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+joinBrokers(e.cfg.Brokers),
 		"KAFKA_PARTITIONS="+strconv.Itoa(e.cfg.Partitions),
+		"KAFKA_REPLICATION="+strconv.Itoa(e.cfg.Replication),
 		"CLICKHOUSE_ADDR="+e.ch.Addr,
+		"CLICKHOUSE_CLUSTER="+e.ch.Cluster,
 		"CLICKHOUSE_DATABASE="+e.ch.Database,
 		"CLICKHOUSE_USER="+e.ch.Username,
 		"CLICKHOUSE_PASSWORD="+e.ch.Password,
 		"EVENTS_TOPIC="+e.events,
 		"DLQ_TOPIC="+e.dlq,
 		"AGGREGATE_GROUP="+e.group,
+		"METRICS_ADDR=127.0.0.1:0",
 	)
 	cmd.Env = append(cmd.Env, e.cfg.AggregateEnv...)
 	cmd.Stdout, cmd.Stderr = log, log

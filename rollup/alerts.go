@@ -1,0 +1,707 @@
+package rollup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/immeter/immeter/schemas"
+)
+
+// AlertConfig configures an Alerter. Start from DefaultAlertConfig: a zero
+// field means zero, not the default (only a nil Location, Prices, Now or
+// Logger takes the default).
+type AlertConfig struct {
+	Brokers  []string              // KAFKA_BROKERS; required
+	Security schemas.KafkaSecurity // SASL and TLS towards the brokers; default plaintext
+	Topic    string                // ALERTS_TOPIC; default im.usage.alerts
+	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
+	Prices   *PriceBook            // PLANS_FILE (limits and alert levels); default DefaultPriceBook()
+
+	// Interval is how often the apps whose usage rows changed are checked
+	// (ALERT_INTERVAL). Default 1s; must be > 0.
+	Interval time.Duration
+	// Sweep is how often every app with usage in the open or the previous
+	// month is checked, changed or not (ALERT_SWEEP): it catches what the
+	// change detection cannot see (see README). Default 10m; must be > 0.
+	Sweep time.Duration
+
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger     // default slog.Default()
+}
+
+// DefaultAlertConfig returns the defaults.
+func DefaultAlertConfig() AlertConfig {
+	return AlertConfig{
+		Topic:    schemas.AlertsTopic,
+		Location: time.FixedZone(schemas.DefaultTimezone, 8*3600),
+		Interval: time.Second,
+		Sweep:    10 * time.Minute,
+		Now:      time.Now,
+		Logger:   slog.Default(),
+	}
+}
+
+func (c *AlertConfig) fill() {
+	d := DefaultAlertConfig()
+	if c.Location == nil {
+		c.Location = d.Location
+	}
+	if c.Prices == nil {
+		c.Prices = DefaultPriceBook()
+	}
+	if c.Now == nil {
+		c.Now = d.Now
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+}
+
+// Validate reports the first bad field by the name of its setting.
+func (c *AlertConfig) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("KAFKA_BROKERS: required")
+	case c.Topic == "":
+		return errors.New("ALERTS_TOPIC: must not be empty")
+	case c.Interval <= 0:
+		return fmt.Errorf("ALERT_INTERVAL: must be > 0; got %s", c.Interval)
+	case c.Sweep <= 0:
+		return fmt.Errorf("ALERT_SWEEP: must be > 0; got %s", c.Sweep)
+	}
+	return nil
+}
+
+// changeWindow is how far before the previous check's start a daily_usage
+// row's updated_at (the aggregator's clock when its flush began) may lie
+// and the app still be checked: a flush that began before the previous
+// check can land after it. Rows that land later still (a flush slower than
+// this, or clocks further apart) are caught by the sweep. Every app changed
+// in the window is checked, so it is short.
+const changeWindow = 5 * time.Second
+
+// Alerter publishes usage alerts: when an app's exact usage reaches a level
+// (a percentage) of a limit of its edition, it stores the alert in
+// ClickHouse (alerts), then publishes it on the alerts topic, then marks it
+// published (alerts_published). Each (app, kind, period, edition, level) is
+// alerted once, with one content. One Alerter runs per database.
+type Alerter struct {
+	cfg  AlertConfig
+	conn driver.Conn
+	w    *kafka.Writer
+
+	known   map[string]bool // ids stored or pending: never alerted again
+	oldest  string          // no id of a period before this month is in known
+	pending []pendingAlert  // detected, not yet marked published
+
+	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
+}
+
+type pendingAlert struct {
+	alert  schemas.Alert
+	json   []byte
+	stored bool
+}
+
+// NewAlerter returns an Alerter reading and writing through conn (migrated).
+func NewAlerter(cfg AlertConfig, conn driver.Conn) (*Alerter, error) {
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tr, err := cfg.Security.Transport("immeter-alerts")
+	if err != nil {
+		return nil, err
+	}
+	tr.MetadataTTL = time.Second
+	published := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "immeter_alerts_published_total",
+		Help: "Usage alerts acknowledged by Kafka on the alerts topic, by kind (mau_quota, community_allowance, daily_net_groups, live_groups); a republished alert counts again.",
+	}, []string{"kind"})
+	for _, k := range []string{schemas.AlertMAUQuota, schemas.AlertCommunityAllowance, schemas.AlertDailyNetGroups, schemas.AlertLiveGroups} {
+		published.WithLabelValues(k)
+	}
+	return &Alerter{cfg: cfg, conn: conn, known: map[string]bool{}, published: published, w: &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Topic:        cfg.Topic,
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
+		RequiredAcks: kafka.RequireAll,
+		Transport:    tr,
+		BatchTimeout: time.Millisecond,
+		BatchSize:    1000,
+	}}, nil
+}
+
+// Close releases the Kafka writer.
+func (a *Alerter) Close() error { return a.w.Close() }
+
+// Collector returns the alerter's metrics.
+func (a *Alerter) Collector() prometheus.Collector { return a.published }
+
+// Run checks for crossings until ctx is done: first it republishes stored
+// alerts that Kafka never acknowledged and checks every app; then, every
+// Interval, the apps whose usage rows changed, and every Sweep all apps
+// again. A failed check is retried at the next tick.
+func (a *Alerter) Run(ctx context.Context) error {
+	for {
+		err := a.Start(ctx)
+		if err == nil {
+			break
+		}
+		a.cfg.Logger.Warn("alerts: start; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(a.cfg.Interval):
+		}
+	}
+	var since, swept time.Time // zero: every app
+	for {
+		began, start := time.Now(), a.cfg.Now()
+		from := since
+		if start.Sub(swept) >= a.cfg.Sweep {
+			from = time.Time{}
+		}
+		if _, err := a.Check(ctx, from); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.cfg.Logger.Warn("alerts: check", "err", err)
+		} else {
+			since = start.Add(-changeWindow)
+			if from.IsZero() {
+				swept = start
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(a.cfg.Interval - time.Since(began)):
+		}
+	}
+}
+
+// Start loads the ids of the stored alerts and republishes, byte for byte,
+// those never marked published (a crash between storing and publishing).
+func (a *Alerter) Start(ctx context.Context) error {
+	rows, err := a.conn.Query(ctx, sqlAlertsStored)
+	if err != nil {
+		return fmt.Errorf("read alerts: %w", err)
+	}
+	known := map[string]bool{}
+	var pending []pendingAlert
+	for rows.Next() {
+		var id, body string
+		var published uint8
+		if err := rows.Scan(&id, &body, &published); err != nil {
+			rows.Close()
+			return fmt.Errorf("read alerts: %w", err)
+		}
+		known[id] = true
+		if published == 0 {
+			var al schemas.Alert
+			if err := json.Unmarshal([]byte(body), &al); err != nil {
+				rows.Close()
+				return fmt.Errorf("read alerts: %s: %w", id, err)
+			}
+			pending = append(pending, pendingAlert{alert: al, json: []byte(body), stored: true})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read alerts: %w", err)
+	}
+	for _, p := range a.pending { // detected before a failed start
+		known[p.alert.ID] = true
+		if !p.stored { // the stored ones were read again above
+			pending = append(pending, p)
+		}
+	}
+	a.known = known
+	a.pending = pending
+	if len(pending) > 0 {
+		a.cfg.Logger.Info("alerts: republishing unacknowledged alerts", "count", len(pending))
+	}
+	return a.flush(ctx)
+}
+
+// Check publishes an alert for every level crossed and not alerted yet, for
+// the apps whose daily_usage rows were written at or after since (every app
+// with usage in the open or the previous month when since is zero). It
+// returns how many alerts it published.
+func (a *Alerter) Check(ctx context.Context, since time.Time) (int, error) {
+	if err := a.flush(ctx); err != nil { // what an earlier check could not finish
+		return 0, err
+	}
+	now := a.cfg.Now()
+	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
+	alerts, err := a.detect(ctx, since, now)
+	if err != nil {
+		return 0, err
+	}
+	gen := a.cfg.Now().UTC().Truncate(time.Second)
+	for _, al := range alerts {
+		al.GeneratedAt = gen
+		body, err := json.Marshal(al)
+		if err != nil {
+			return 0, err
+		}
+		a.known[al.ID] = true
+		a.pending = append(a.pending, pendingAlert{alert: al, json: body})
+	}
+	if err := a.flush(ctx); err != nil {
+		return 0, err
+	}
+	if len(alerts) > 0 {
+		a.cfg.Logger.Info("alerts: published", "count", len(alerts))
+	}
+	return len(alerts), nil
+}
+
+// forget drops the known ids of periods before month (YYYY-MM), which are
+// no longer checked; live-group ids ("current") stay.
+func (a *Alerter) forget(month string) {
+	if a.oldest == month {
+		return
+	}
+	for id := range a.known {
+		if p := alertPeriod(id); p != schemas.AlertLivePeriod && p < month {
+			delete(a.known, id)
+		}
+	}
+	a.oldest = month
+}
+
+// alertPeriod returns the period part of an alert id.
+func alertPeriod(id string) string {
+	parts := strings.SplitN(id, ":", 4)
+	if len(parts) < 4 {
+		return ""
+	}
+	return parts[2]
+}
+
+// flush stores the pending alerts not stored yet, publishes them all, and
+// marks them published. On an error the pending alerts stay, with the same
+// content, for the next call.
+func (a *Alerter) flush(ctx context.Context) error {
+	if len(a.pending) == 0 {
+		return nil
+	}
+	var unstored []*pendingAlert
+	for i := range a.pending {
+		if !a.pending[i].stored {
+			unstored = append(unstored, &a.pending[i])
+		}
+	}
+	if len(unstored) > 0 {
+		b, err := a.conn.PrepareBatch(ctx, sqlInsertAlert)
+		if err != nil {
+			return fmt.Errorf("write alerts: %w", err)
+		}
+		for _, p := range unstored {
+			al := p.alert
+			if err := b.Append(al.ID, al.App, al.Kind, al.Period, al.Edition, uint16(al.Level), al.Value, uint64(al.Limit),
+				al.At.UTC().Truncate(time.Second), string(p.json), al.GeneratedAt); err != nil {
+				return fmt.Errorf("write alerts: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("write alerts: %w", err)
+		}
+		for _, p := range unstored {
+			p.stored = true
+		}
+	}
+	msgs := make([]kafka.Message, len(a.pending))
+	for i, p := range a.pending {
+		msgs[i] = kafka.Message{
+			Key:     []byte(strconv.FormatUint(uint64(p.alert.App), 10)),
+			Value:   p.json,
+			Headers: []kafka.Header{{Key: "immeter-alert-id", Value: []byte(p.alert.ID)}},
+		}
+	}
+	if err := a.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish to %s: %w", a.cfg.Topic, err)
+	}
+	for _, p := range a.pending {
+		a.published.WithLabelValues(p.alert.Kind).Inc()
+	}
+	b, err := a.conn.PrepareBatch(ctx, sqlInsertAlertPublished)
+	if err != nil {
+		return fmt.Errorf("write alerts_published: %w", err)
+	}
+	at := a.cfg.Now().UTC().Truncate(time.Second)
+	for _, p := range a.pending {
+		if err := b.Append(p.alert.App, p.alert.ID, at); err != nil {
+			return fmt.Errorf("write alerts_published: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write alerts_published: %w", err)
+	}
+	a.pending = a.pending[:0]
+	return nil
+}
+
+// The statements of the alerter. The changed apps are those with a
+// daily_usage row written at or after a time (the aggregator writes the
+// day's counters in the flush that writes its login users and group
+// changes).
+const (
+	sqlAlertsStored = `SELECT id, any(record), max(id IN (SELECT id FROM alerts_published)) FROM alerts GROUP BY id`
+
+	sqlInsertAlert = `INSERT INTO alerts
+		(id, app, kind, period, edition, level, value, quota, at, record, generated_at)`
+
+	sqlInsertAlertPublished = `INSERT INTO alerts_published (app, id, published_at)`
+
+	// sqlAlertDays: args from, to, from, to, since (unix seconds).
+	sqlAlertDays = `SELECT app, day, sum(logins), sum(messages_community), sum(groups_created), sum(groups_dissolved)
+FROM (
+	SELECT app, day, src_partition,
+		argMax(logins, version) AS logins, argMax(messages_community, version) AS messages_community,
+		argMax(groups_created, version) AS groups_created, argMax(groups_dissolved, version) AS groups_dissolved
+	FROM daily_usage
+	WHERE day >= toDate(?) AND day <= toDate(?) AND app IN (
+		SELECT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?) AND updated_at >= toDateTime(?))
+	GROUP BY app, day, src_partition
+)
+GROUP BY app, day`
+
+	// sqlAlertPlans: arg before (unix seconds). plan_changes is small (a
+	// row per plan event): it is read whole rather than filtered by a
+	// second scan of daily_usage.
+	sqlAlertPlans = `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes
+WHERE at < toDateTime(?)
+ORDER BY app, at, at_nanos, id`
+
+	// sqlAlertMAU: args from, to, apps (a clickhouse.GroupSet).
+	sqlAlertMAU = `SELECT app, uniqExact(user) FROM user_days
+WHERE day >= toDate(?) AND day <= toDate(?) AND app IN ?
+GROUP BY app`
+
+	// sqlAlertLiveGroups: arg before (unix seconds). A group exists when
+	// its latest change is a creation. live_group_changes is small (live
+	// groups only): it is read whole, like plan_changes.
+	sqlAlertLiveGroups = `SELECT app, countIf(last_op = 'create') FROM (
+	SELECT app, group_id, argMax(op, (at, at_nanos, id)) AS last_op
+	FROM live_group_changes WHERE at < toDateTime(?)
+	GROUP BY app, group_id
+)
+GROUP BY app`
+
+	sqlAlertsOfApp = `SELECT any(record) FROM alerts WHERE app = ? GROUP BY id ORDER BY id`
+)
+
+// dayFigures are the counters of one app's day that alerts watch.
+type dayFigures struct {
+	logins, community, created, dissolved uint64
+}
+
+// watch is a limit of an app to check: the levels not alerted yet are
+// crossed when value*100 >= level*limit.
+type watch struct {
+	app     uint32
+	kind    string
+	period  string
+	edition Edition
+	limit   int64
+}
+
+func (w watch) id(level int) string {
+	return schemas.AlertID(w.app, w.kind, w.period, string(w.edition), level)
+}
+
+// detect returns the new alerts of the apps changed since, detected at now.
+func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.Alert, error) {
+	loc := a.cfg.Location
+	cur := schemas.MonthOf(now, loc)
+	months := []schemas.Month{cur.Prev(), cur}
+	from, to := months[0].FirstDay().String(), cur.LastDay().String()
+	sinceArg := max(since.Unix(), 0)
+
+	t0 := time.Now()
+	days := map[uint32]map[schemas.Day]dayFigures{}
+	rows, err := a.conn.Query(ctx, sqlAlertDays, from, to, from, to, sinceArg)
+	if err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	for rows.Next() {
+		var app uint32
+		var day time.Time
+		var f dayFigures
+		if err := rows.Scan(&app, &day, &f.logins, &f.community, &f.created, &f.dissolved); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read daily_usage: %w", err)
+		}
+		if days[app] == nil {
+			days[app] = map[schemas.Day]dayFigures{}
+		}
+		days[app][schemas.DayFromDate(day.Date())] = f
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	if len(days) == 0 {
+		return nil, nil
+	}
+	tDays := time.Since(t0)
+	plans, err := a.plansOf(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+
+	apps := make([]uint32, 0, len(days))
+	for app := range days {
+		apps = append(apps, app)
+	}
+	slices.Sort(apps)
+	pb := a.cfg.Prices
+	var out []schemas.Alert
+	check := func(w watch, value int64) {
+		out = append(out, a.crossed(w, value, now)...)
+	}
+	mauWatch := map[schemas.Month][]watch{}
+	var liveWatch []watch
+	for _, app := range apps {
+		changes := plans[app]
+		for _, m := range months {
+			e := editionAt(changes, minTime(now, m.End(loc)))
+			ep, err := pb.edition(e)
+			if err != nil {
+				return nil, fmt.Errorf("app %d: %w", app, err)
+			}
+			var logins, community uint64
+			for d := m.FirstDay(); d <= m.LastDay(); d++ {
+				f := days[app][d]
+				logins += f.logins
+				community += f.community
+			}
+			// Logins bound the MAU from above: the exact count is read only
+			// when they reach the lowest level not alerted yet.
+			w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
+			if lvl, ok := a.lowestOpen(w); ok && reached(int64(logins), w.limit, lvl) {
+				mauWatch[m] = append(mauWatch[m], w)
+			}
+			if ep.hasCommunity && ep.communityIncluded > 0 {
+				check(watch{app: app, kind: schemas.AlertCommunityAllowance, period: m.String(), edition: e, limit: ep.communityIncluded}, int64(community))
+			}
+		}
+		for d, f := range days[app] {
+			e := editionAt(changes, minTime(now, dayEnd(d, loc)))
+			ep, err := pb.edition(e)
+			if err != nil {
+				return nil, fmt.Errorf("app %d: %w", app, err)
+			}
+			check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: ep.limits.DailyNetGroupIncrease},
+				int64(f.created)-int64(f.dissolved))
+		}
+		e := editionAt(changes, now)
+		ep, err := pb.edition(e)
+		if err != nil {
+			return nil, fmt.Errorf("app %d: %w", app, err)
+		}
+		w := watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups}
+		if _, ok := a.lowestOpen(w); ok {
+			liveWatch = append(liveWatch, w)
+		}
+	}
+
+	t1 := time.Now()
+	for _, m := range months {
+		ws := mauWatch[m]
+		if len(ws) == 0 {
+			continue
+		}
+		for chunk := range slices.Chunk(ws, maxAppsPerQuery) {
+			mau, err := a.counts(ctx, sqlAlertMAU, "user_days", m.FirstDay().String(), m.LastDay().String(), appSet(chunk))
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range chunk {
+				check(w, mau[w.app])
+			}
+		}
+	}
+	tMAU := time.Since(t1)
+	if len(liveWatch) > 0 {
+		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range liveWatch {
+			check(w, live[w.app])
+		}
+	}
+	a.cfg.Logger.Debug("alerts: check", "apps", len(apps), "mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]),
+		"alerts", len(out), "daily_usage", tDays, "user_days", tMAU, "took", time.Since(t0))
+	slices.SortFunc(out, func(x, y schemas.Alert) int {
+		if x.ID < y.ID {
+			return -1
+		}
+		if x.ID > y.ID {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// lowestOpen returns the lowest level of w not alerted yet; ok is false when
+// there is none or the limit is unlimited.
+func (a *Alerter) lowestOpen(w watch) (level int, ok bool) {
+	if w.limit == Unlimited {
+		return 0, false
+	}
+	for _, l := range a.cfg.Prices.alertLevels {
+		if !a.known[w.id(l)] {
+			return l, true
+		}
+	}
+	return 0, false
+}
+
+// crossed returns the alerts of the levels of w that value reaches and that
+// were not alerted yet.
+func (a *Alerter) crossed(w watch, value int64, now time.Time) []schemas.Alert {
+	if w.limit == Unlimited {
+		return nil
+	}
+	var out []schemas.Alert
+	for _, l := range a.cfg.Prices.alertLevels {
+		id := w.id(l)
+		if !reached(value, w.limit, l) || a.known[id] {
+			continue
+		}
+		out = append(out, schemas.Alert{
+			ID: id, App: w.app, Kind: w.kind, Period: w.period, Level: l, Value: value, Limit: w.limit,
+			Edition: string(w.edition), At: now.UTC(),
+		})
+	}
+	return out
+}
+
+// reached reports whether value >= level% of limit, in integers.
+func reached(value, limit int64, level int) bool {
+	return value*100 >= int64(level)*limit
+}
+
+// maxAppsPerQuery bounds the apps listed in one query (ClickHouse's
+// max_query_size is 256 KiB; an app id takes up to 12 bytes).
+const maxAppsPerQuery = 10000
+
+func appSet(ws []watch) clickhouse.GroupSet {
+	s := clickhouse.GroupSet{Value: make([]any, len(ws))}
+	for i, w := range ws {
+		s.Value[i] = w.app
+	}
+	return s
+}
+
+// counts runs a query returning (app, count) rows.
+func (a *Alerter) counts(ctx context.Context, query, table string, args ...any) (map[uint32]int64, error) {
+	rows, err := a.conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", table, err)
+	}
+	defer rows.Close()
+	out := map[uint32]int64{}
+	for rows.Next() {
+		var app uint32
+		var n uint64
+		if err := rows.Scan(&app, &n); err != nil {
+			return nil, fmt.Errorf("read %s: %w", table, err)
+		}
+		out[app] = int64(n)
+	}
+	return out, rows.Err()
+}
+
+func (a *Alerter) plansOf(ctx context.Context, now time.Time) (map[uint32][]planChange, error) {
+	rows, err := a.conn.Query(ctx, sqlAlertPlans, now.Unix()+1)
+	if err != nil {
+		return nil, fmt.Errorf("read plan_changes: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint32][]planChange{}
+	for rows.Next() {
+		var app, nanos uint32
+		var at time.Time
+		var edition, id string
+		if err := rows.Scan(&app, &at, &nanos, &edition, &id); err != nil {
+			return nil, fmt.Errorf("read plan_changes: %w", err)
+		}
+		out[app] = append(out[app], planChange{at: at.Add(time.Duration(nanos)), edition: Edition(edition)})
+	}
+	return out, rows.Err()
+}
+
+// editionAt returns the edition in force just before t: that of the last
+// change before t, Developer before any. changes are in time order.
+func editionAt(changes []planChange, t time.Time) Edition {
+	e := EditionDeveloper
+	for _, c := range changes {
+		if !c.at.Before(t) {
+			break
+		}
+		e = c.edition
+	}
+	return e
+}
+
+func dayEnd(d schemas.Day, loc *time.Location) time.Time {
+	t := d.Date()
+	return time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// AppAlerts returns the stored alerts of an app whose period is in month m
+// (live-group alerts, which have no month, when they were detected in it),
+// in the order they were detected.
+func AppAlerts(ctx context.Context, conn driver.Conn, app uint32, m schemas.Month, loc *time.Location) ([]schemas.Alert, error) {
+	rows, err := conn.Query(ctx, sqlAlertsOfApp, app)
+	if err != nil {
+		return nil, fmt.Errorf("read alerts: %w", err)
+	}
+	defer rows.Close()
+	var out []schemas.Alert
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return nil, fmt.Errorf("read alerts: %w", err)
+		}
+		var al schemas.Alert
+		if err := json.Unmarshal([]byte(body), &al); err != nil {
+			return nil, fmt.Errorf("read alerts: %w", err)
+		}
+		in := len(al.Period) >= 7 && al.Period[:7] == m.String()
+		if al.Period == schemas.AlertLivePeriod {
+			in = schemas.MonthOf(al.At, loc) == m
+		}
+		if in {
+			out = append(out, al)
+		}
+	}
+	slices.SortStableFunc(out, func(x, y schemas.Alert) int { return x.At.Compare(y.At) })
+	return out, rows.Err()
+}
