@@ -381,13 +381,6 @@ FROM (
 )
 GROUP BY app, day`
 
-	// sqlAlertPlans: arg before (unix seconds). plan_changes is small (a
-	// row per plan event): it is read whole rather than filtered by a
-	// second scan of daily_usage.
-	sqlAlertPlans = `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes
-WHERE at < toDateTime(?)
-ORDER BY app, at, at_nanos, id`
-
 	// sqlAlertMAU: args from, to, apps (a clickhouse.GroupSet).
 	sqlAlertMAU = `SELECT app, uniqExact(user) FROM user_days
 WHERE day >= toDate(?) AND day <= toDate(?) AND app IN ?
@@ -460,7 +453,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 		return nil, nil
 	}
 	tDays := time.Since(t0)
-	plans, err := a.plansOf(ctx, now)
+	plans, err := readPlans(ctx, a.conn, now, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -627,25 +620,6 @@ func (a *Alerter) counts(ctx context.Context, query, table string, args ...any) 
 			return nil, fmt.Errorf("read %s: %w", table, err)
 		}
 		out[app] = int64(n)
-	}
-	return out, rows.Err()
-}
-
-func (a *Alerter) plansOf(ctx context.Context, now time.Time) (map[uint32][]planChange, error) {
-	rows, err := a.conn.Query(ctx, sqlAlertPlans, now.Unix()+1)
-	if err != nil {
-		return nil, fmt.Errorf("read plan_changes: %w", err)
-	}
-	defer rows.Close()
-	out := map[uint32][]planChange{}
-	for rows.Next() {
-		var app, nanos uint32
-		var at time.Time
-		var edition, id string
-		if err := rows.Scan(&app, &at, &nanos, &edition, &id); err != nil {
-			return nil, fmt.Errorf("read plan_changes: %w", err)
-		}
-		out[app] = append(out[app], planChange{at: at.Add(time.Duration(nanos)), edition: Edition(edition)})
 	}
 	return out, rows.Err()
 }

@@ -154,7 +154,6 @@ func samples() map[string]sample {
 		"rollup.sqlAlertsStored":         {},
 		"rollup.sqlAlertsOfApp":          {args: []any{app1}},
 		"rollup.sqlAlertDays":            {args: []any{"2026-10-01", "2026-10-31", "2026-10-01", "2026-10-31", int64(0)}},
-		"rollup.sqlAlertPlans":           {args: []any{octEnd + 1}},
 		"rollup.sqlAlertMAU":             {args: []any{"2026-10-01", "2026-10-31", clickhouse.GroupSet{Value: []any{app1, app2}}}},
 		"rollup.sqlAlertLiveGroups":      {args: []any{octEnd + 1}},
 		"rollup.sqlPlanMark":             {args: []any{octEnd + 1}},
