@@ -57,7 +57,7 @@ type Config struct {
 	StuckLogEvery time.Duration // default 1m
 
 	Now    func() time.Time // default time.Now
-	Logger *slog.Logger     // default slog.Default()
+	Logger *slog.Logger     // nil: slog.Default() when the value is made (after the command set the log level)
 }
 
 // MinSessionTimeout is the shortest session timeout a Kafka broker accepts
@@ -79,7 +79,6 @@ func DefaultConfig() Config {
 		StuckRecheck:   5 * time.Second,
 		StuckLogEvery:  time.Minute,
 		Now:            time.Now,
-		Logger:         slog.Default(),
 	}
 }
 
@@ -93,7 +92,7 @@ func (c *Config) fill() {
 		c.Now = d.Now
 	}
 	if c.Logger == nil {
-		c.Logger = d.Logger
+		c.Logger = slog.Default()
 	}
 }
 

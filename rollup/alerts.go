@@ -38,7 +38,7 @@ type AlertConfig struct {
 	Sweep time.Duration
 
 	Now    func() time.Time // default time.Now
-	Logger *slog.Logger     // default slog.Default()
+	Logger *slog.Logger     // nil: slog.Default() when the value is made (after the command set the log level)
 }
 
 // DefaultAlertConfig returns the defaults.
@@ -49,7 +49,6 @@ func DefaultAlertConfig() AlertConfig {
 		Interval: time.Second,
 		Sweep:    10 * time.Minute,
 		Now:      time.Now,
-		Logger:   slog.Default(),
 	}
 }
 
@@ -65,7 +64,7 @@ func (c *AlertConfig) fill() {
 		c.Now = d.Now
 	}
 	if c.Logger == nil {
-		c.Logger = d.Logger
+		c.Logger = slog.Default()
 	}
 }
 

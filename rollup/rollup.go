@@ -48,7 +48,7 @@ type Config struct {
 	CorrectionMonths int
 
 	Now    func() time.Time // default time.Now
-	Logger *slog.Logger     // default slog.Default()
+	Logger *slog.Logger     // nil: slog.Default() when the value is made (after the command set the log level)
 }
 
 // DefaultConfig returns the defaults.
@@ -60,7 +60,6 @@ func DefaultConfig() Config {
 		SettleAfter:      24 * time.Hour,
 		CorrectionMonths: 2,
 		Now:              time.Now,
-		Logger:           slog.Default(),
 	}
 }
 
@@ -77,7 +76,7 @@ func (c *Config) fill() {
 		c.Now = d.Now
 	}
 	if c.Logger == nil {
-		c.Logger = d.Logger
+		c.Logger = slog.Default()
 	}
 }
 

@@ -35,7 +35,7 @@ type Config struct {
 	Prices    *rollup.PriceBook // PLANS_FILE; default rollup.DefaultPriceBook()
 	Refresh   time.Duration     // how often the pages reload; default 10s, > 0
 	Now       func() time.Time  // default time.Now
-	Logger    *slog.Logger      // default slog.Default()
+	Logger    *slog.Logger      // nil: slog.Default() when the value is made (after the command set the log level)
 }
 
 // DefaultConfig returns the defaults.
@@ -47,7 +47,6 @@ func DefaultConfig() Config {
 		Prices:   rollup.DefaultPriceBook(),
 		Refresh:  10 * time.Second,
 		Now:      time.Now,
-		Logger:   slog.Default(),
 	}
 }
 
