@@ -49,10 +49,18 @@ func (s *setting) Set(v string) error {
 	return nil
 }
 
+// settingsMade, when not nil, sees the settings of every command as they
+// are made; the test that checks README.md's configuration table against
+// the code sets it. Nil in the program.
+var settingsMade func(*settings)
+
 // newSettings returns the settings of a command's flag set, with the
 // LOG_LEVEL every command has.
 func newSettings(fs *flag.FlagSet) *settings {
 	r := &settings{fs: fs, logLevel: slog.LevelInfo}
+	if settingsMade != nil {
+		settingsMade(r)
+	}
 	r.add(&setting{flag: "log-level", env: "LOG_LEVEL", def: "info", parse: func(v string) error {
 		if err := r.logLevel.UnmarshalText([]byte(v)); err != nil {
 			return errors.New("want debug, info, warn or error")
