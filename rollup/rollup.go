@@ -474,10 +474,34 @@ type storedRecord struct {
 }
 
 // store writes the new revisions to billing_records before they are
-// published, so that a crash in between is repaired by Repair.
+// published, so that a crash in between is repaired by Repair. Their list
+// columns go to billing_months first: a crash between the two inserts
+// leaves a revision in the console's app list only, until the retried step
+// stores the revision again (the same month, app and revision number, as
+// billing_records does not hold it; ReplacingMergeTree keeps one of the two
+// rows). The other order could lose the list row for good, as no later step
+// writes a revision billing_records already holds.
 func (r *Rollup) store(ctx context.Context, recs []storedRecord) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	m, err := r.conn.PrepareBatch(ctx, sqlInsertMonths)
+	if err != nil {
+		return fmt.Errorf("write billing_months: %w", err)
+	}
+	for i := range recs {
+		rec := &recs[i].rec
+		total, err := decimal.NewFromString(rec.Total)
+		if err != nil {
+			return err
+		}
+		if err := m.Append(rec.Month, rec.App, uint32(rec.Revision), rec.Status, rec.Edition, rec.Usage.MAU,
+			total, rec.Currency, rec.GeneratedAt); err != nil {
+			return fmt.Errorf("write billing_months: %w", err)
+		}
+	}
+	if err := m.Send(); err != nil {
+		return fmt.Errorf("write billing_months: %w", err)
 	}
 	b, err := r.conn.PrepareBatch(ctx, sqlInsertRecords)
 	if err != nil {

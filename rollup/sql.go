@@ -33,6 +33,9 @@ const (
 	sqlInsertRecords = `INSERT INTO billing_records
 		(app, month, revision, status, supersedes, edition, mau, total, currency, fingerprint, record, generated_at)`
 	sqlInsertPublished = `INSERT INTO billing_published (app, month, revision, published_at)`
+	// sqlInsertMonths writes the list columns of the same revisions, keyed
+	// by month first (the console's app list).
+	sqlInsertMonths = `INSERT INTO billing_months (month, app, revision, status, edition, mau, total, currency, generated_at)`
 )
 
 // The one-app forms of the statements of ReadMonth and the console's reads:
@@ -63,10 +66,11 @@ GROUP BY app, day`
 	// Kafka acknowledged it.
 	sqlAppRecords = `SELECT revision, any(record), revision IN (SELECT revision FROM billing_published WHERE app = ? AND month = ?)
 		FROM billing_records WHERE app = ? AND month = ? GROUP BY revision ORDER BY revision`
-	// sqlMonthApps is the newest stored revision of every app's month.
+	// sqlMonthApps is the newest stored revision of every app's month; the
+	// table is ordered by month first, so it reads only the month's rows.
 	sqlMonthApps = `SELECT app, max(revision), argMax(status, revision), argMax(edition, revision), argMax(mau, revision),
 		argMax(total, revision), argMax(currency, revision), argMax(generated_at, revision)
-		FROM billing_records WHERE month = ? GROUP BY app ORDER BY app`
+		FROM billing_months WHERE month = ? GROUP BY app ORDER BY app`
 	// sqlMonthUsageApps is the apps with usage in [first, last]: those the
 	// rollup has not stored a record for yet are listed too.
 	sqlMonthUsageApps = `SELECT DISTINCT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?)`

@@ -139,6 +139,8 @@ func clusterPending(ctx context.Context, conn driver.Conn, database string) (boo
 // ZooKeeper path /clickhouse/tables/{shard}/<database>/<table> and replica
 // {replica} (the servers' <macros>), and the tables a view reads are named
 // in the database (distributed DDL runs on the other servers in "default").
+// An INSERT … SELECT (a backfill) runs on one replica, named in the database:
+// replication carries its rows.
 type ClusterDDL struct {
 	Cluster, Database string
 }
@@ -148,6 +150,7 @@ var (
 	reCreateView  = regexp.MustCompile(`(?is)^CREATE\s+(MATERIALIZED\s+)?VIEW\s+(IF\s+NOT\s+EXISTS\s+)?(\w+)\s`)
 	reAlterTable  = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\s`)
 	reDrop        = regexp.MustCompile(`(?is)^DROP\s+(TABLE|VIEW)\s+(IF\s+EXISTS\s+)?(\w+)(\s|$)`)
+	reInsertFrom  = regexp.MustCompile(`(?is)^INSERT\s+INTO\s+(\w+)\s*\([^)]*\)\s*SELECT\s`)
 	reEngine      = regexp.MustCompile(`(?is)ENGINE\s*=\s*(\w*)MergeTree(\s*\(([^)]*)\))?`)
 	reFrom        = regexp.MustCompile(`(?i)\b(FROM|JOIN)(\s+)(\w+)\b(\s*[^.(\w]|\s*$)`)
 )
@@ -196,6 +199,22 @@ func (d ClusterDDL) Rewrite(stmt string, tables map[string]bool) (string, error)
 	case reDrop.MatchString(stmt):
 		m := reDrop.FindStringSubmatchIndex(stmt)
 		return stmt[:m[6]] + q(stmt[m[6]:m[7]]) + on + stmt[m[7]:], nil
+	case reInsertFrom.MatchString(stmt):
+		// A backfill from another table: it runs on one replica, and
+		// replication carries the rows to the others (no ON CLUSTER).
+		m := reInsertFrom.FindStringSubmatchIndex(stmt)
+		name := stmt[m[2]:m[3]]
+		if !tables[name] {
+			return "", fmt.Errorf("backfill of %s: not a table of the migrations", name)
+		}
+		body := reFrom.ReplaceAllStringFunc(stmt[m[3]:], func(s string) string {
+			p := reFrom.FindStringSubmatch(s)
+			if !tables[p[3]] {
+				return s
+			}
+			return p[1] + p[2] + q(p[3]) + p[4]
+		})
+		return stmt[:m[2]] + q(name) + body, nil
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(stmt), "\n")
 	return "", fmt.Errorf("cannot run on a cluster: %s", first)

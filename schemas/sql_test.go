@@ -139,6 +139,12 @@ func samples() map[string]sample {
 			{app2, "2026-10", uint32(1), "provisional", uint32(0), "developer", uint64(1), decimal.RequireFromString("0"),
 				"USD", "f3", `{"app":1400000002,"revision":1}`, at("2026-10-05 00:00:03")},
 		}},
+		"rollup.sqlInsertMonths": {rows: [][]any{
+			{"2026-10", app1, uint32(1), "provisional", "standard", uint64(3), decimal.RequireFromString("12.30"), "USD", at("2026-10-05 00:00:03")},
+			{"2026-10", app1, uint32(2), "final", "standard", uint64(3), decimal.RequireFromString("15.05"), "USD", at("2026-11-02 00:00:03")},
+			{"2026-10", app2, uint32(1), "provisional", "developer", uint64(1), decimal.RequireFromString("0"), "USD", at("2026-10-05 00:00:03")},
+			{"2026-09", app1, uint32(1), "final", "standard", uint64(2), decimal.RequireFromString("9.00"), "USD", at("2026-10-01 00:00:03")},
+		}},
 		"rollup.sqlInsertPublished": {rows: [][]any{{app1, "2026-10", uint32(1), at("2026-10-05 00:00:01")}}},
 		"rollup.sqlDaily":           {args: []any{"2026-10-01", "2026-10-31"}},
 		"rollup.sqlMAU":             {args: []any{"2026-10-01", "2026-10-31"}},
@@ -205,6 +211,10 @@ var sqlChecks = []struct{ query, want string }{
 			"1400000009 2026-10-01 1 2 4 0 1\n"},
 	{"SELECT app, month, latest_revision, status, mau, total FROM monthly_billing ORDER BY app, month",
 		"1400000001 2026-10 2 final 3 15.05\n1400000002 2026-10 1 provisional 1 0\n"},
+	// The console's list reads billing_months (September's row is not
+	// October's).
+	{"SELECT app, max(revision), argMax(status, revision), argMax(total, revision) FROM billing_months WHERE month = '2026-10' GROUP BY app ORDER BY app",
+		"1400000001 2 final 15.05\n1400000002 1 provisional 0\n"},
 }
 
 // stmt is one statement as sent.

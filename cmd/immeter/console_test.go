@@ -145,6 +145,7 @@ func TestConsole(t *testing.T) {
 
 	t.Run("access", func(t *testing.T) { testConsoleAccess(t, ce) })
 	t.Run("figures", func(t *testing.T) { testConsoleFigures(t, ce) })
+	t.Run("list migrated", func(t *testing.T) { testConsoleListMigrated(ctx, t, ce) })
 	t.Run("browser", func(t *testing.T) { testConsoleBrowser(ctx, t, ce) })
 	t.Run("latency", func(t *testing.T) { testConsoleLatency(t, ce) })
 }

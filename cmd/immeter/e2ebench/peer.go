@@ -93,7 +93,7 @@ func (e *env) peer(ctx context.Context) (*peerFigures, error) {
 		switch t.name {
 		case "raw_events":
 			f.rawBytes, f.rawRows = t.bytes, t.rows
-		case "billing_records", "billing_published", "schema_migrations":
+		case "billing_records", "billing_months", "billing_published", "schema_migrations":
 		default:
 			f.ourBytes += t.bytes
 			f.ourRows += t.rows
