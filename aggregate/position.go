@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -162,6 +161,47 @@ func (k *kafkaAdmin) topicID(ctx context.Context, topic string) (string, error) 
 	return "", nil
 }
 
+// committed returns the offset group committed for a partition on Kafka;
+// negative when it committed none. Errors the broker calls retriable (a
+// coordinator loading or moving) are retried for up to 10 s: an answer
+// read past them would say "none" for a partition the group did commit.
+func (k *kafkaAdmin) committed(ctx context.Context, group, topic string, partition int) (int64, error) {
+	for try := 1; ; try++ {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group = group
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = topic, []int32{int32(partition)}
+		req.Topics = append(req.Topics, rt)
+		res, err := req.RequestWith(ctx, k.cl)
+		if err == nil {
+			err = kerr.ErrorForCode(res.ErrorCode)
+		}
+		if err == nil {
+			for _, t := range res.Topics {
+				for _, p := range t.Partitions {
+					if t.Topic != topic || p.Partition != int32(partition) {
+						continue
+					}
+					if err = kerr.ErrorForCode(p.ErrorCode); err == nil {
+						return p.Offset, nil
+					}
+				}
+			}
+			if err == nil {
+				return -1, nil
+			}
+		}
+		if !kerr.IsRetriable(err) || ctx.Err() != nil || try == 50 {
+			return 0, fmt.Errorf("offsets of group %s on %s/%d: %w", group, topic, partition, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("offsets of group %s on %s/%d: %w", group, topic, partition, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // logRange returns a partition's first and next offsets and its topic's ID.
 func (k *kafkaAdmin) logRange(ctx context.Context, topic string, partition int) (logRange, error) {
 	var lr logRange
@@ -287,13 +327,9 @@ func AcceptGap(ctx context.Context, conn driver.Conn, cfg GapConfig) (Gap, error
 	if err != nil {
 		return Gap{}, err
 	}
-	committed := int64(-1)
-	offsets, err := (&kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}).ConsumerOffsets(ctx, kafka.TopicAndGroup{Topic: cfg.Topic, GroupId: cfg.Group})
+	committed, err := admin.committed(ctx, cfg.Group, cfg.Topic, cfg.Partition)
 	if err != nil {
-		return Gap{}, fmt.Errorf("offsets of group %s: %w", cfg.Group, err)
-	}
-	if o, ok := offsets[cfg.Partition]; ok {
-		committed = o
+		return Gap{}, err
 	}
 	st := &store{conn: conn, group: cfg.Group, topic: cfg.Topic}
 	p := int32(cfg.Partition)
