@@ -503,8 +503,12 @@ func (a *Aggregator) open(ctx context.Context, partition int, committed int64, l
 		clear(s.days)
 		s.ids.Reset()
 		clear(s.replay)
+		clear(s.plans)
 		s.loadedFrom = recent
 		if err := a.store.loadDays(ctx, s, recent); err != nil {
+			return 0, err
+		}
+		if err := a.store.loadPlans(ctx, s); err != nil {
 			return 0, err
 		}
 		// Without a durable position every stored id may be read again.

@@ -105,6 +105,9 @@ type partitionState struct {
 	// read again (replayed), not repeated.
 	ids    *idSet
 	replay map[xxh3.Uint128]uint64
+	// plans holds the content of every plan change stored or pending, by
+	// its (app, id): see checkPlan.
+	plans map[xxh3.Uint128]uint64
 	// users keeps repeated logins out of user_days and the sketches. It is
 	// an optimisation only: forgetting a user costs a write, never
 	// correctness.
@@ -141,6 +144,7 @@ func newPartitionState(partition int32, loc *time.Location) *partitionState {
 		days:      map[dayKey]*dayState{},
 		ids:       newIDSet(0),
 		replay:    map[xxh3.Uint128]uint64{},
+		plans:     map[xxh3.Uint128]uint64{},
 		users:     newUserCache(userCacheBuckets),
 		stored:    -1,
 	}
@@ -189,6 +193,10 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 		// Plan events are state, not usage: accepted at any age, written to
 		// plan_changes (a set, so a replay adds nothing), never counted and
 		// never in the dedup window. The rollup sees them in its plan mark.
+		if why := s.checkPlan(&e); why != "" {
+			s.reject(offset, key, value, e.App, why)
+			return Rejected, nil
+		}
 		s.pendingPlans = append(s.pendingPlans, e)
 		return Counted, nil
 	}

@@ -127,6 +127,7 @@ func samples() map[string]sample {
 		"aggregate.sqlLoadDays":      {args: []any{int32(0), "2026-10-01"}},
 		"aggregate.sqlLoadDay":       {args: []any{int32(0), app1, "2026-10-01"}, alt: [][]any{{int32(0), app1, "2026-10-09"}}},
 		"aggregate.sqlLoadIDs":       {args: []any{int32(0), "2026-10-01"}},
+		"aggregate.sqlLoadPlans":     {},
 		"aggregate.sqlProgress":      {args: []any{"g", "im.usage.events"}},
 		"aggregate.sqlProgressBases": {args: []any{"g", "im.usage.events"}},
 		"aggregate.sqlReadEpoch":     {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},
