@@ -83,13 +83,14 @@ func (c *AlertConfig) Validate() error {
 	return nil
 }
 
-// changeWindow is how far before the previous check's start a daily_usage
-// row's updated_at (the aggregator's clock when its flush began) may lie
-// and the app still be checked: a flush that began before the previous
-// check can land after it. Rows that land later still (a flush slower than
-// this, or clocks further apart) are caught by the sweep. Every app changed
-// in the window is checked, so it is short.
-const changeWindow = 5 * time.Second
+// overlap is how far before the start of the previous read of daily_usage
+// a check reads again (see readUsage for why no row is missed): the longest
+// a row may take from its updated_at (the aggregator's clock when its flush
+// began, truncated to the second) to being visible in ClickHouse on the
+// alerter's clock. The apps with a row written in that window are checked
+// again, which also covers user_days rows that land after the daily_usage
+// row of the same flush.
+const overlap = 10 * time.Second
 
 // Alerter publishes usage alerts: when an app's exact usage reaches a level
 // (a percentage) of a limit of its edition, it stores the alert in
@@ -104,6 +105,15 @@ type Alerter struct {
 	known   map[string]bool // ids stored or pending: never alerted again
 	oldest  string          // no id of a period before this month is in known
 	pending []pendingAlert  // detected, not yet marked published
+
+	// usage holds, by app, the newest version read of each daily_usage row
+	// of month and the month before, sorted by day then partition; nil
+	// until the first load. readAt is when the last successful read began
+	// (the alerter's clock): the next reads the rows written since
+	// readAt-overlap.
+	usage  map[uint32][]usageRow
+	month  schemas.Month
+	readAt time.Time
 
 	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
 }
@@ -150,9 +160,10 @@ func (a *Alerter) Close() error { return a.w.Close() }
 func (a *Alerter) Collector() prometheus.Collector { return a.published }
 
 // Run checks for crossings until ctx is done: first it republishes stored
-// alerts that Kafka never acknowledged and checks every app; then, every
-// Interval, the apps whose usage rows changed, and every Sweep all apps
-// again. A failed check is retried at the next tick.
+// alerts that Kafka never acknowledged, loads the usage and checks every
+// app; then, every Interval, the apps whose usage rows were written since
+// the previous check, and every Sweep it loads the usage again and checks
+// all apps. A failed check is retried at the next tick.
 func (a *Alerter) Run(ctx context.Context) error {
 	for {
 		err := a.Start(ctx)
@@ -166,23 +177,17 @@ func (a *Alerter) Run(ctx context.Context) error {
 		case <-time.After(a.cfg.Interval):
 		}
 	}
-	var since, swept time.Time // zero: every app
+	var swept time.Time // zero: a full check first
 	for {
 		began, start := time.Now(), a.cfg.Now()
-		from := since
-		if start.Sub(swept) >= a.cfg.Sweep {
-			from = time.Time{}
-		}
-		if _, err := a.Check(ctx, from); err != nil {
+		full := start.Sub(swept) >= a.cfg.Sweep
+		if _, err := a.Check(ctx, full); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			a.cfg.Logger.Warn("alerts: check", "err", err)
-		} else {
-			since = start.Add(-changeWindow)
-			if from.IsZero() {
-				swept = start
-			}
+		} else if full {
+			swept = start
 		}
 		select {
 		case <-ctx.Done():
@@ -236,20 +241,30 @@ func (a *Alerter) Start(ctx context.Context) error {
 	return a.flush(ctx)
 }
 
-// Check publishes an alert for every level crossed and not alerted yet, for
-// the apps whose daily_usage rows were written at or after since (every app
-// with usage in the open or the previous month when since is zero). It
+// Check publishes an alert for every level crossed and not alerted yet. When
+// full is false it reads the daily_usage rows written since the previous
+// check and checks the apps they belong to; when full is true (and on the
+// first check, and the first of a month) it loads the usage of the open and
+// the previous month again and checks every app with usage in them. It
 // returns how many alerts it published.
-func (a *Alerter) Check(ctx context.Context, since time.Time) (int, error) {
+func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	if err := a.flush(ctx); err != nil { // what an earlier check could not finish
 		return 0, err
 	}
 	now := a.cfg.Now()
 	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
-	alerts, err := a.detect(ctx, since, now)
+	t0 := time.Now()
+	apps, err := a.readUsage(ctx, now, full)
 	if err != nil {
 		return 0, err
 	}
+	tRead := time.Since(t0)
+	alerts, err := a.detect(ctx, apps, now)
+	if err != nil {
+		return 0, err
+	}
+	a.cfg.Logger.Debug("alerts: check", "apps", len(apps), "app_days", a.usageRows(), "alerts", len(alerts),
+		"daily_usage", tRead, "took", time.Since(t0))
 	gen := a.cfg.Now().UTC().Truncate(time.Second)
 	for _, al := range alerts {
 		al.GeneratedAt = gen
@@ -355,10 +370,7 @@ func (a *Alerter) flush(ctx context.Context) error {
 	return nil
 }
 
-// The statements of the alerter. The changed apps are those with a
-// daily_usage row written at or after a time (the aggregator writes the
-// day's counters in the flush that writes its login users and group
-// changes).
+// The statements of the alerter.
 const (
 	sqlAlertsStored = `SELECT id, any(record), max(id IN (SELECT id FROM alerts_published)) FROM alerts GROUP BY id`
 
@@ -367,18 +379,17 @@ const (
 
 	sqlInsertAlertPublished = `INSERT INTO alerts_published (app, id, published_at)`
 
-	// sqlAlertDays: args from, to, from, to, since (unix seconds).
-	sqlAlertDays = `SELECT app, day, sum(logins), sum(messages_community), sum(groups_created), sum(groups_dissolved)
-FROM (
-	SELECT app, day, src_partition,
-		argMax(logins, version) AS logins, argMax(messages_community, version) AS messages_community,
-		argMax(groups_created, version) AS groups_created, argMax(groups_dissolved, version) AS groups_dissolved
-	FROM daily_usage
-	WHERE day >= toDate(?) AND day <= toDate(?) AND app IN (
-		SELECT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?) AND updated_at >= toDateTime(?))
-	GROUP BY app, day, src_partition
-)
-GROUP BY app, day`
+	// sqlAlertUsage: args since (unix seconds; 0 for every row), from, to.
+	// The newest version, among the rows written at or after since, of each
+	// daily_usage row (app, day, src_partition) of the days from..to: the
+	// condition on updated_at reads one column of the months' rows, the
+	// others only for the rows it keeps.
+	sqlAlertUsage = `SELECT app, day, src_partition, max(version),
+	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version)
+FROM daily_usage
+PREWHERE updated_at >= toDateTime(?)
+WHERE day >= toDate(?) AND day <= toDate(?)
+GROUP BY app, day, src_partition`
 
 	// sqlAlertMAU: args from, to, apps (a clickhouse.GroupSet).
 	sqlAlertMAU = `SELECT app, uniqExact(user) FROM user_days
@@ -403,6 +414,123 @@ type dayFigures struct {
 	logins, community, created, dissolved uint64
 }
 
+func (f *dayFigures) add(g dayFigures) {
+	f.logins += g.logins
+	f.community += g.community
+	f.created += g.created
+	f.dissolved += g.dissolved
+}
+
+// usageRow is the newest version the alerter has read of one daily_usage
+// row of an app, (day, src_partition): 48 bytes.
+type usageRow struct {
+	day     schemas.Day
+	part    int32
+	version uint64
+	dayFigures
+}
+
+func compareRows(x, y usageRow) int {
+	if x.day != y.day {
+		return int(x.day) - int(y.day)
+	}
+	return int(x.part) - int(y.part)
+}
+
+// apply keeps r in usage when it is newer than the version held of its row,
+// as argMax(…, version) and the ReplacingMergeTree do.
+func apply(usage map[uint32][]usageRow, app uint32, r usageRow) {
+	rows := usage[app]
+	i, found := slices.BinarySearchFunc(rows, r, compareRows)
+	switch {
+	case !found:
+		usage[app] = slices.Insert(rows, i, r)
+	case r.version > rows[i].version:
+		rows[i] = r
+	}
+}
+
+// usageRows returns how many daily_usage rows the alerter holds.
+func (a *Alerter) usageRows() int {
+	n := 0
+	for _, rows := range a.usage {
+		n += len(rows)
+	}
+	return n
+}
+
+// readUsage brings the alerter's copy of the daily_usage rows of the open
+// and the previous month up to date and returns the apps to check, sorted.
+// It loads every row (and returns every app) when full is set, on the first
+// call, in a new month, and after a failed load; otherwise it reads only
+// the rows written since readAt-overlap and returns the apps they belong
+// to.
+//
+// Why no row is missed: a read that begins at T (the alerter's clock, taken
+// before the query) sees every row visible by then. Take a row with
+// updated_at u that became visible at v, and the first read to begin after
+// v, at T; the read before it began at P, with P < v (or it would have seen
+// the row). That read asks for the rows with updated_at >= P-overlap, which
+// holds when v-u <= overlap, since P < v: so every row is read by the first
+// read that can see it as long as it became visible within overlap of its
+// updated_at (a flush's insert time plus how far the aggregator's clock is
+// behind the alerter's; updated_at is truncated to the second and the bound
+// too, which only widens the window). A row landing later than that (a
+// flush stuck for longer, a clock further off) is read by the next full load,
+// every ALERT_SWEEP. Rows read more than once, and a replayed or slow flush
+// that lands an older version after a newer one, change nothing: each row
+// keeps the highest version read, as the table does when it merges. A read
+// that fails part way leaves rows of the window applied and readAt where it
+// was, so the next read covers the window again.
+func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) ([]uint32, error) {
+	cur := schemas.MonthOf(now, a.cfg.Location)
+	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
+	load := full || a.usage == nil || cur != a.month
+	usage, since := a.usage, max(a.readAt.Add(-overlap).Unix(), 0)
+	if load {
+		usage, since = map[uint32][]usageRow{}, 0
+	}
+	rows, err := a.conn.Query(ctx, sqlAlertUsage, since, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	defer rows.Close()
+	changed := map[uint32]bool{}
+	for rows.Next() {
+		var app uint32
+		var day time.Time
+		var r usageRow
+		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved); err != nil {
+			return nil, fmt.Errorf("read daily_usage: %w", err)
+		}
+		r.day = schemas.DayFromDate(day.Date())
+		apply(usage, app, r)
+		changed[app] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	if load {
+		a.usage, a.month = usage, cur
+		changed = nil
+	}
+	a.readAt = now
+	var apps []uint32
+	if load {
+		apps = make([]uint32, 0, len(usage))
+		for app := range usage {
+			apps = append(apps, app)
+		}
+	} else {
+		apps = make([]uint32, 0, len(changed))
+		for app := range changed {
+			apps = append(apps, app)
+		}
+	}
+	slices.Sort(apps)
+	return apps, nil
+}
+
 // watch is a limit of an app to check: the levels not alerted yet are
 // crossed when value*100 >= level*limit.
 type watch struct {
@@ -417,51 +545,20 @@ func (w watch) id(level int) string {
 	return schemas.AlertID(w.app, w.kind, w.period, string(w.edition), level)
 }
 
-// detect returns the new alerts of the apps changed since, detected at now.
-func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.Alert, error) {
+// detect returns the new alerts of apps, from the usage held, detected at
+// now.
+func (a *Alerter) detect(ctx context.Context, apps []uint32, now time.Time) ([]schemas.Alert, error) {
+	if len(apps) == 0 {
+		return nil, nil
+	}
 	loc := a.cfg.Location
 	cur := schemas.MonthOf(now, loc)
 	months := []schemas.Month{cur.Prev(), cur}
-	from, to := months[0].FirstDay().String(), cur.LastDay().String()
-	sinceArg := max(since.Unix(), 0)
-
-	t0 := time.Now()
-	days := map[uint32]map[schemas.Day]dayFigures{}
-	rows, err := a.conn.Query(ctx, sqlAlertDays, from, to, from, to, sinceArg)
-	if err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
-	}
-	for rows.Next() {
-		var app uint32
-		var day time.Time
-		var f dayFigures
-		if err := rows.Scan(&app, &day, &f.logins, &f.community, &f.created, &f.dissolved); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read daily_usage: %w", err)
-		}
-		if days[app] == nil {
-			days[app] = map[schemas.Day]dayFigures{}
-		}
-		days[app][schemas.DayFromDate(day.Date())] = f
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
-	}
-	if len(days) == 0 {
-		return nil, nil
-	}
-	tDays := time.Since(t0)
 	plans, err := readPlans(ctx, a.conn, now, 0)
 	if err != nil {
 		return nil, err
 	}
 
-	apps := make([]uint32, 0, len(days))
-	for app := range days {
-		apps = append(apps, app)
-	}
-	slices.Sort(apps)
 	pb := a.cfg.Prices
 	var out []schemas.Alert
 	check := func(w watch, value int64) {
@@ -471,29 +568,38 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 	var liveWatch []watch
 	for _, app := range apps {
 		changes := plans[app]
-		for _, m := range months {
+		rows := a.usage[app]
+		var month [2]dayFigures
+		for _, r := range rows {
+			if r.day.Month() == cur {
+				month[1].add(r.dayFigures)
+			} else {
+				month[0].add(r.dayFigures)
+			}
+		}
+		for i, m := range months {
 			e := editionAt(changes, minTime(now, m.End(loc)))
 			ep, err := pb.edition(e)
 			if err != nil {
 				return nil, fmt.Errorf("app %d: %w", app, err)
 			}
-			var logins, community uint64
-			for d := m.FirstDay(); d <= m.LastDay(); d++ {
-				f := days[app][d]
-				logins += f.logins
-				community += f.community
-			}
 			// Logins bound the MAU from above: the exact count is read only
 			// when they reach the lowest level not alerted yet.
 			w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
-			if lvl, ok := a.lowestOpen(w); ok && reached(int64(logins), w.limit, lvl) {
-				mauWatch[m] = append(mauWatch[m], w)
+			if a.mayReach(w, int64(month[i].logins)) {
+				if lvl, ok := a.lowestOpen(w); ok && reached(int64(month[i].logins), w.limit, lvl) {
+					mauWatch[m] = append(mauWatch[m], w)
+				}
 			}
 			if ep.hasCommunity && ep.communityIncluded > 0 {
-				check(watch{app: app, kind: schemas.AlertCommunityAllowance, period: m.String(), edition: e, limit: ep.communityIncluded}, int64(community))
+				check(watch{app: app, kind: schemas.AlertCommunityAllowance, period: m.String(), edition: e, limit: ep.communityIncluded}, int64(month[i].community))
 			}
 		}
-		for d, f := range days[app] {
+		for i := 0; i < len(rows); {
+			d, f := rows[i].day, rows[i].dayFigures
+			for i++; i < len(rows) && rows[i].day == d; i++ { // the day's other partitions
+				f.add(rows[i].dayFigures)
+			}
 			e := editionAt(changes, minTime(now, dayEnd(d, loc)))
 			ep, err := pb.edition(e)
 			if err != nil {
@@ -507,13 +613,11 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 		if err != nil {
 			return nil, fmt.Errorf("app %d: %w", app, err)
 		}
-		w := watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups}
-		if _, ok := a.lowestOpen(w); ok {
-			liveWatch = append(liveWatch, w)
+		if ep.limits.LiveGroups != Unlimited {
+			liveWatch = append(liveWatch, watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups})
 		}
 	}
 
-	t1 := time.Now()
 	for _, m := range months {
 		ws := mauWatch[m]
 		if len(ws) == 0 {
@@ -529,7 +633,6 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 			}
 		}
 	}
-	tMAU := time.Since(t1)
 	if len(liveWatch) > 0 {
 		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
 		if err != nil {
@@ -539,8 +642,6 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 			check(w, live[w.app])
 		}
 	}
-	a.cfg.Logger.Debug("alerts: check", "apps", len(apps), "mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]),
-		"alerts", len(out), "daily_usage", tDays, "user_days", tMAU, "took", time.Since(t0))
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1
@@ -551,6 +652,12 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 		return 0
 	})
 	return out, nil
+}
+
+// mayReach reports whether value reaches the lowest level of w's limit: a
+// check without building ids, for the many limits far from any level.
+func (a *Alerter) mayReach(w watch, value int64) bool {
+	return w.limit != Unlimited && reached(value, w.limit, a.cfg.Prices.alertLevels[0])
 }
 
 // lowestOpen returns the lowest level of w not alerted yet; ok is false when
@@ -570,7 +677,7 @@ func (a *Alerter) lowestOpen(w watch) (level int, ok bool) {
 // crossed returns the alerts of the levels of w that value reaches and that
 // were not alerted yet.
 func (a *Alerter) crossed(w watch, value int64, now time.Time) []schemas.Alert {
-	if w.limit == Unlimited {
+	if !a.mayReach(w, value) {
 		return nil
 	}
 	var out []schemas.Alert
