@@ -504,23 +504,25 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) ([]ui
 			return nil, fmt.Errorf("read daily_usage: %w", err)
 		}
 		r.day = schemas.DayFromDate(day.Date())
+		if load { // one row per key: sorted below
+			usage[app] = append(usage[app], r)
+			continue
+		}
 		apply(usage, app, r)
 		changed[app] = true
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read daily_usage: %w", err)
 	}
-	if load {
-		a.usage, a.month = usage, cur
-		changed = nil
-	}
 	a.readAt = now
 	var apps []uint32
 	if load {
 		apps = make([]uint32, 0, len(usage))
-		for app := range usage {
+		for app, rs := range usage {
+			slices.SortFunc(rs, compareRows)
 			apps = append(apps, app)
 		}
+		a.usage, a.month = usage, cur
 	} else {
 		apps = make([]uint32, 0, len(changed))
 		for app := range changed {
