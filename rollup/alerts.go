@@ -111,9 +111,10 @@ type Alerter struct {
 	// until the first load. readAt is when the last successful read began
 	// (the alerter's clock): the next reads the rows written since
 	// readAt-overlap.
-	usage  map[uint32][]usageRow
+	usage  map[uint32]*appUsage
 	month  schemas.Month
 	readAt time.Time
+	recent map[uint32]bool // apps whose logins or groups changed in the last overlap
 
 	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
 }
@@ -254,17 +255,20 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	now := a.cfg.Now()
 	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
 	t0 := time.Now()
-	apps, err := a.readUsage(ctx, now, full)
+	apps, all, err := a.readUsage(ctx, now, full)
 	if err != nil {
 		return 0, err
 	}
 	tRead := time.Since(t0)
-	alerts, err := a.detect(ctx, apps, now)
+	alerts, err := a.detect(ctx, apps, all, now)
 	if err != nil {
 		return 0, err
 	}
-	a.cfg.Logger.Debug("alerts: check", "apps", len(apps), "app_days", a.usageRows(), "alerts", len(alerts),
-		"daily_usage", tRead, "took", time.Since(t0))
+	tDetect := time.Since(t0) - tRead
+	defer func() {
+		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "alerts", len(alerts),
+			"daily_usage", tRead, "detect", tDetect, "took", time.Since(t0))
+	}()
 	gen := a.cfg.Now().UTC().Truncate(time.Second)
 	for _, al := range alerts {
 		al.GeneratedAt = gen
@@ -381,11 +385,12 @@ const (
 
 	// sqlAlertUsage: args since (unix seconds; 0 for every row), from, to.
 	// The newest version, among the rows written at or after since, of each
-	// daily_usage row (app, day, src_partition) of the days from..to: the
-	// condition on updated_at reads one column of the months' rows, the
-	// others only for the rows it keeps.
+	// daily_usage row (app, day, src_partition) of the days from..to, and
+	// when it was last written: the condition on updated_at reads one column
+	// of the months' rows, the others only for the rows it keeps.
 	sqlAlertUsage = `SELECT app, day, src_partition, max(version),
-	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version)
+	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version),
+	max(updated_at)
 FROM daily_usage
 PREWHERE updated_at >= toDateTime(?)
 WHERE day >= toDate(?) AND day <= toDate(?)
@@ -437,34 +442,51 @@ func compareRows(x, y usageRow) int {
 	return int(x.part) - int(y.part)
 }
 
-// apply keeps r in usage when it is newer than the version held of its row,
-// as argMax(…, version) and the ReplacingMergeTree do.
-func apply(usage map[uint32][]usageRow, app uint32, r usageRow) {
-	rows := usage[app]
-	i, found := slices.BinarySearchFunc(rows, r, compareRows)
-	switch {
-	case !found:
-		usage[app] = slices.Insert(rows, i, r)
-	case r.version > rows[i].version:
-		rows[i] = r
+// appUsage is what the alerter holds of an app: its rows, sorted by day
+// then partition, and when (unix nanoseconds) its logins and its groups
+// last changed, which decide whether user_days and live_group_changes are
+// read for it.
+type appUsage struct {
+	rows               []usageRow
+	loginsAt, groupsAt int64
+}
+
+// apply keeps r when it is newer than the version held of its row, as
+// argMax(…, version) and the ReplacingMergeTree do, and reports whether it
+// did, and whether the row's logins or its groups created or dissolved
+// changed.
+func (u *appUsage) apply(r usageRow) (newer, logins, groups bool) {
+	i, found := slices.BinarySearchFunc(u.rows, r, compareRows)
+	if !found {
+		u.rows = slices.Insert(u.rows, i, r)
+		return true, r.logins != 0, r.created != 0 || r.dissolved != 0
 	}
+	old := u.rows[i]
+	if r.version <= old.version {
+		return false, false, false
+	}
+	u.rows[i] = r
+	return true, r.logins != old.logins, r.created != old.created || r.dissolved != old.dissolved
 }
 
 // usageRows returns how many daily_usage rows the alerter holds.
 func (a *Alerter) usageRows() int {
 	n := 0
-	for _, rows := range a.usage {
-		n += len(rows)
+	for _, u := range a.usage {
+		n += len(u.rows)
 	}
 	return n
 }
 
 // readUsage brings the alerter's copy of the daily_usage rows of the open
-// and the previous month up to date and returns the apps to check, sorted.
-// It loads every row (and returns every app) when full is set, on the first
-// call, in a new month, and after a failed load; otherwise it reads only
-// the rows written since readAt-overlap and returns the apps they belong
-// to.
+// and the previous month up to date and returns the apps to check, sorted,
+// and whether that is every app (a load). It loads every row when full is
+// set, on the first call, in a new month, and after a failed load;
+// otherwise it reads only the rows written since readAt-overlap, and
+// returns the apps with a row that changed, and those whose logins or
+// groups changed in the last overlap (their user_days or
+// live_group_changes rows, written in the same flush, may land after the
+// daily_usage row).
 //
 // Why no row is missed: a read that begins at T (the alerter's clock, taken
 // before the query) sees every row visible by then. Take a row with
@@ -482,55 +504,90 @@ func (a *Alerter) usageRows() int {
 // keeps the highest version read, as the table does when it merges. A read
 // that fails part way leaves rows of the window applied and readAt where it
 // was, so the next read covers the window again.
-func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) ([]uint32, error) {
+func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []uint32, all bool, err error) {
 	cur := schemas.MonthOf(now, a.cfg.Location)
 	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
 	load := full || a.usage == nil || cur != a.month
 	usage, since := a.usage, max(a.readAt.Add(-overlap).Unix(), 0)
 	if load {
-		usage, since = map[uint32][]usageRow{}, 0
+		usage, since = map[uint32]*appUsage{}, 0
 	}
 	rows, err := a.conn.Query(ctx, sqlAlertUsage, since, from, to)
 	if err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
+		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
 	defer rows.Close()
 	changed := map[uint32]bool{}
+	at := now.UnixNano()
 	for rows.Next() {
 		var app uint32
-		var day time.Time
+		var day, updated time.Time
 		var r usageRow
-		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved); err != nil {
-			return nil, fmt.Errorf("read daily_usage: %w", err)
+		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved, &updated); err != nil {
+			return nil, false, fmt.Errorf("read daily_usage: %w", err)
 		}
 		r.day = schemas.DayFromDate(day.Date())
-		if load { // one row per key: sorted below
-			usage[app] = append(usage[app], r)
+		u := usage[app]
+		if u == nil {
+			u = &appUsage{}
+			usage[app] = u
+		}
+		if load { // one row per key, sorted below; changed when written
+			u.rows = append(u.rows, r)
+			u.loginsAt = max(u.loginsAt, updated.UnixNano())
+			u.groupsAt = u.loginsAt
 			continue
 		}
-		apply(usage, app, r)
-		changed[app] = true
+		newer, logins, groups := u.apply(r)
+		if logins {
+			u.loginsAt = at
+		}
+		if groups {
+			u.groupsAt = at
+		}
+		if logins || groups {
+			a.recent[app] = true
+		}
+		if newer {
+			changed[app] = true
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
+		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
 	a.readAt = now
-	var apps []uint32
 	if load {
 		apps = make([]uint32, 0, len(usage))
-		for app, rs := range usage {
-			slices.SortFunc(rs, compareRows)
+		a.recent = map[uint32]bool{}
+		for app, u := range usage {
+			slices.SortFunc(u.rows, compareRows)
 			apps = append(apps, app)
+			if a.isRecent(u, now) {
+				a.recent[app] = true
+			}
 		}
 		a.usage, a.month = usage, cur
-	} else {
-		apps = make([]uint32, 0, len(changed))
-		for app := range changed {
-			apps = append(apps, app)
+		slices.Sort(apps)
+		return apps, true, nil
+	}
+	for app := range a.recent {
+		if !a.isRecent(usage[app], now) {
+			delete(a.recent, app)
+		} else {
+			changed[app] = true
 		}
 	}
+	apps = make([]uint32, 0, len(changed))
+	for app := range changed {
+		apps = append(apps, app)
+	}
 	slices.Sort(apps)
-	return apps, nil
+	return apps, false, nil
+}
+
+// isRecent reports whether u's logins or groups changed in the last overlap.
+func (a *Alerter) isRecent(u *appUsage, now time.Time) bool {
+	return max(u.loginsAt, u.groupsAt) >= now.Add(-overlap).UnixNano()
 }
 
 // watch is a limit of an app to check: the levels not alerted yet are
@@ -548,20 +605,41 @@ func (w watch) id(level int) string {
 }
 
 // detect returns the new alerts of apps, from the usage held, detected at
-// now.
-func (a *Alerter) detect(ctx context.Context, apps []uint32, now time.Time) ([]schemas.Alert, error) {
+// now. It reads the exact MAU (user_days) of the apps whose logins reach a
+// level not alerted yet, and the live groups (live_group_changes), only for
+// apps whose logins, respectively groups, changed recently, or of every app
+// when all is set.
+func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.Time) ([]schemas.Alert, error) {
 	if len(apps) == 0 {
 		return nil, nil
 	}
 	loc := a.cfg.Location
 	cur := schemas.MonthOf(now, loc)
 	months := []schemas.Month{cur.Prev(), cur}
+	first := cur.FirstDay()
+	monthEnds := []time.Time{minTime(now, months[0].End(loc)), minTime(now, months[1].End(loc))}
+	t0 := time.Now()
 	plans, err := readPlans(ctx, a.conn, now, 0)
 	if err != nil {
 		return nil, err
 	}
+	tPlans := time.Since(t0)
 
 	pb := a.cfg.Prices
+	editions := map[Edition]*editionPrices{}
+	edition := func(app uint32, e Edition) (*editionPrices, error) {
+		if ep, ok := editions[e]; ok {
+			return ep, nil
+		}
+		ep, err := pb.edition(e)
+		if err != nil {
+			return nil, fmt.Errorf("app %d: %w", app, err)
+		}
+		editions[e] = &ep
+		return &ep, nil
+	}
+	lowest := pb.alertLevels[0]
+	recent := now.Add(-overlap).UnixNano()
 	var out []schemas.Alert
 	check := func(w watch, value int64) {
 		out = append(out, a.crossed(w, value, now)...)
@@ -570,56 +648,63 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, now time.Time) ([]s
 	var liveWatch []watch
 	for _, app := range apps {
 		changes := plans[app]
-		rows := a.usage[app]
+		u := a.usage[app]
 		var month [2]dayFigures
-		for _, r := range rows {
-			if r.day.Month() == cur {
+		for _, r := range u.rows {
+			if r.day >= first {
 				month[1].add(r.dayFigures)
 			} else {
 				month[0].add(r.dayFigures)
 			}
 		}
 		for i, m := range months {
-			e := editionAt(changes, minTime(now, m.End(loc)))
-			ep, err := pb.edition(e)
+			e := editionAt(changes, monthEnds[i])
+			ep, err := edition(app, e)
 			if err != nil {
-				return nil, fmt.Errorf("app %d: %w", app, err)
+				return nil, err
 			}
 			// Logins bound the MAU from above: the exact count is read only
 			// when they reach the lowest level not alerted yet.
-			w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
-			if a.mayReach(w, int64(month[i].logins)) {
-				if lvl, ok := a.lowestOpen(w); ok && reached(int64(month[i].logins), w.limit, lvl) {
+			logins := int64(month[i].logins)
+			if (all || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
+				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
+				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) {
 					mauWatch[m] = append(mauWatch[m], w)
 				}
 			}
-			if ep.hasCommunity && ep.communityIncluded > 0 {
-				check(watch{app: app, kind: schemas.AlertCommunityAllowance, period: m.String(), edition: e, limit: ep.communityIncluded}, int64(month[i].community))
+			community := int64(month[i].community)
+			if ep.hasCommunity && ep.communityIncluded > 0 && reached(community, ep.communityIncluded, lowest) {
+				check(watch{app: app, kind: schemas.AlertCommunityAllowance, period: m.String(), edition: e, limit: ep.communityIncluded}, community)
 			}
 		}
-		for i := 0; i < len(rows); {
-			d, f := rows[i].day, rows[i].dayFigures
-			for i++; i < len(rows) && rows[i].day == d; i++ { // the day's other partitions
-				f.add(rows[i].dayFigures)
+		for i := 0; i < len(u.rows); {
+			d, f := u.rows[i].day, u.rows[i].dayFigures
+			for i++; i < len(u.rows) && u.rows[i].day == d; i++ { // the day's other partitions
+				f.add(u.rows[i].dayFigures)
 			}
+			net := int64(f.created) - int64(f.dissolved)
 			e := editionAt(changes, minTime(now, dayEnd(d, loc)))
-			ep, err := pb.edition(e)
+			ep, err := edition(app, e)
 			if err != nil {
-				return nil, fmt.Errorf("app %d: %w", app, err)
+				return nil, err
 			}
-			check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: ep.limits.DailyNetGroupIncrease},
-				int64(f.created)-int64(f.dissolved))
+			if lim := ep.limits.DailyNetGroupIncrease; lim != Unlimited && reached(net, lim, lowest) {
+				check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: lim}, net)
+			}
 		}
-		e := editionAt(changes, now)
-		ep, err := pb.edition(e)
-		if err != nil {
-			return nil, fmt.Errorf("app %d: %w", app, err)
-		}
-		if ep.limits.LiveGroups != Unlimited {
-			liveWatch = append(liveWatch, watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups})
+		if all || u.groupsAt >= recent {
+			e := editionAt(changes, now)
+			ep, err := edition(app, e)
+			if err != nil {
+				return nil, err
+			}
+			if ep.limits.LiveGroups != Unlimited {
+				liveWatch = append(liveWatch, watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups})
+			}
 		}
 	}
 
+	t1 := time.Now()
 	for _, m := range months {
 		ws := mauWatch[m]
 		if len(ws) == 0 {
@@ -635,6 +720,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, now time.Time) ([]s
 			}
 		}
 	}
+	t2 := time.Now()
 	if len(liveWatch) > 0 {
 		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
 		if err != nil {
@@ -644,6 +730,8 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, now time.Time) ([]s
 			check(w, live[w.app])
 		}
 	}
+	a.cfg.Logger.Debug("alerts: detect", "plan_changes", tPlans, "apps", t1.Sub(t0)-tPlans,
+		"mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]), "user_days", t2.Sub(t1), "live", len(liveWatch), "live_group_changes", time.Since(t2))
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1

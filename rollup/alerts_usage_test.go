@@ -26,6 +26,7 @@ const (
 	sqlTestInsertUsage = `INSERT INTO daily_usage
 		(app, day, src_partition, version, logins, messages_community, groups_created, groups_dissolved, updated_at)`
 	sqlTestInsertUserDays = `INSERT INTO user_days (app, day, user)`
+	sqlTestInsertLive     = `INSERT INTO live_group_changes (app, group_id, op, at, at_nanos, id)`
 	// sqlTestUsageTruth: args from, to. What the table says each row is.
 	sqlTestUsageTruth = `SELECT app, day, src_partition, max(version),
 	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version)
@@ -224,7 +225,7 @@ func (e *alertTestEnv) requireTruth(ctx context.Context, t *testing.T, a *Alerte
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	want := map[uint32][]usageRow{}
+	want := map[uint32]*appUsage{}
 	for rows.Next() {
 		var app uint32
 		var day time.Time
@@ -233,7 +234,10 @@ func (e *alertTestEnv) requireTruth(ctx context.Context, t *testing.T, a *Alerte
 			t.Fatal(err)
 		}
 		r.day = schemas.DayFromDate(day.Date())
-		apply(want, app, r)
+		if want[app] == nil {
+			want[app] = &appUsage{}
+		}
+		_, _, _ = want[app].apply(r)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -242,8 +246,8 @@ func (e *alertTestEnv) requireTruth(ctx context.Context, t *testing.T, a *Alerte
 		t.Fatalf("unexpected apps held; got %d; want %d", len(a.usage), len(want))
 	}
 	for app, w := range want {
-		if got := a.usage[app]; !slices.Equal(got, w) {
-			t.Fatalf("app %d: unexpected rows held;\ngot  %+v\nwant %+v", app, got, w)
+		if got := a.usage[app]; got == nil || !slices.Equal(got.rows, w.rows) {
+			t.Fatalf("app %d: unexpected rows held;\ngot  %+v\nwant %+v", app, got, w.rows)
 		}
 	}
 }
@@ -255,14 +259,16 @@ func (e *alertTestEnv) requireTruth(ctx context.Context, t *testing.T, a *Alerte
 // an older version of a row that lands after the newer one (a replayed
 // flush), which must not replace it. The values are exact, the copy equals
 // the table after every check, a row landing beyond the overlap is read by
-// the next full load, and an alerter started again publishes nothing twice.
+// the next full load, an app whose users or live groups land a check after
+// its counters is alerted when they do, and an alerter started again
+// publishes nothing twice.
 func TestAlertsIncremental(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	loc, _ := schemas.ParseTimezone("+08:00")
 	t0 := time.Date(2026, 10, 20, 12, 0, 0, 0, loc)
 	e := newAlertTestEnv(ctx, t, t0)
-	const appA, appB, appC, appD, appE, appF = 1400000201, 1400000202, 1400000203, 1400000204, 1400000205, 1400000206
+	const appA, appB, appC, appD, appE, appF, appG, appH = 1400000201, 1400000202, 1400000203, 1400000204, 1400000205, 1400000206, 1400000207, 1400000208
 	old := t0.Add(-time.Hour)
 	// Developer apps: 100 net groups a day, 100 free MAU. appF has rows in
 	// September (the previous month), which stay below the levels.
@@ -311,6 +317,37 @@ func TestAlertsIncremental(t *testing.T) {
 	e.insert(ctx, t, usageRecord{app: appD, day: "2026-10-20", part: 3, version: 12, logins: 81, updatedAt: now})
 	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appD): 80})
 
+	// The logins of a flush land before its users (user_days), and its
+	// group counters before its live groups (live_group_changes): the apps
+	// are checked again while their rows are recent, and alerted when the
+	// rest lands.
+	now = e.advance(time.Second)
+	e.insert(ctx, t,
+		usageRecord{app: appG, day: "2026-10-20", part: 0, version: 20, logins: 80, updatedAt: now},
+		usageRecord{app: appH, day: "2026-10-20", part: 1, version: 20, created: 8, updatedAt: now},
+	)
+	e.check(ctx, t, a, false, nil)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, nil)
+	e.advance(time.Second)
+	e.users(ctx, t, appG, "2026-10-20", 1, 80)
+	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := b.Append(uint32(appH), fmt.Sprintf("live-%d", i), "create", now.Add(-time.Minute).UTC().Truncate(time.Second), uint32(0), fmt.Sprintf("c-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	e.check(ctx, t, a, false, map[string]int64{
+		fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appG):   80,
+		fmt.Sprintf("%d:live_groups:current:developer:80", appH): 8,
+	})
+
 	// A row landing 60 s after its updated_at, beyond the overlap: the
 	// incremental read does not see it; the next full load does.
 	now = e.advance(time.Second)
@@ -322,12 +359,12 @@ func TestAlertsIncremental(t *testing.T) {
 	e.requireTruth(ctx, t, a)
 
 	// Started again over the same rows: nothing new.
-	b := e.alerter(ctx, t)
-	e.check(ctx, t, b, true, nil)
+	a2 := e.alerter(ctx, t)
+	e.check(ctx, t, a2, true, nil)
 	e.advance(time.Second)
-	e.check(ctx, t, b, false, nil)
-	if got := len(e.read(ctx, t)); got != 6 {
-		t.Fatalf("unexpected alerts on the topic; got %d; want 6", got)
+	e.check(ctx, t, a2, false, nil)
+	if got := len(e.read(ctx, t)); got != 8 {
+		t.Fatalf("unexpected alerts on the topic; got %d; want 8", got)
 	}
 }
 
