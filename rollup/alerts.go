@@ -29,12 +29,14 @@ type AlertConfig struct {
 	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
 	Prices   *PriceBook            // PLANS_FILE (limits and alert levels); default DefaultPriceBook()
 
-	// Interval is how often the apps whose usage rows changed are checked
+	// Interval is how often the daily_usage rows written since the
+	// previous check are read and the apps whose usage changed checked
 	// (ALERT_INTERVAL). Default 1s; must be > 0.
 	Interval time.Duration
-	// Sweep is how often every app with usage in the open or the previous
-	// month is checked, changed or not (ALERT_SWEEP): it catches what the
-	// change detection cannot see (see README). Default 10m; must be > 0.
+	// Sweep is how often the usage of the open and the previous month is
+	// loaded again and every app with usage in them checked, changed or not
+	// (ALERT_SWEEP): it catches what the incremental read cannot see (see
+	// README). Default 10m; must be > 0.
 	Sweep time.Duration
 
 	Now    func() time.Time // default time.Now
