@@ -29,12 +29,14 @@ type AlertConfig struct {
 	Location *time.Location        // billing time zone (BILLING_TZ); default +08:00
 	Prices   *PriceBook            // PLANS_FILE (limits and alert levels); default DefaultPriceBook()
 
-	// Interval is how often the apps whose usage rows changed are checked
+	// Interval is how often the daily_usage rows written since the
+	// previous check are read and the apps whose usage changed checked
 	// (ALERT_INTERVAL). Default 1s; must be > 0.
 	Interval time.Duration
-	// Sweep is how often every app with usage in the open or the previous
-	// month is checked, changed or not (ALERT_SWEEP): it catches what the
-	// change detection cannot see (see README). Default 10m; must be > 0.
+	// Sweep is how often the usage of the open and the previous month is
+	// loaded again and every app with usage in them checked, changed or not
+	// (ALERT_SWEEP): it catches what the incremental read cannot see (see
+	// README). Default 10m; must be > 0.
 	Sweep time.Duration
 
 	Now    func() time.Time // default time.Now
@@ -83,13 +85,14 @@ func (c *AlertConfig) Validate() error {
 	return nil
 }
 
-// changeWindow is how far before the previous check's start a daily_usage
-// row's updated_at (the aggregator's clock when its flush began) may lie
-// and the app still be checked: a flush that began before the previous
-// check can land after it. Rows that land later still (a flush slower than
-// this, or clocks further apart) are caught by the sweep. Every app changed
-// in the window is checked, so it is short.
-const changeWindow = 5 * time.Second
+// overlap is how far before the start of the previous read of daily_usage
+// a check reads again (see readUsage for why no row is missed): the longest
+// a row may take from its updated_at (the aggregator's clock when its flush
+// began, truncated to the second) to being visible in ClickHouse on the
+// alerter's clock. The apps with a row written in that window are checked
+// again, which also covers user_days rows that land after the daily_usage
+// row of the same flush.
+const overlap = 10 * time.Second
 
 // Alerter publishes usage alerts: when an app's exact usage reaches a level
 // (a percentage) of a limit of its edition, it stores the alert in
@@ -104,6 +107,16 @@ type Alerter struct {
 	known   map[string]bool // ids stored or pending: never alerted again
 	oldest  string          // no id of a period before this month is in known
 	pending []pendingAlert  // detected, not yet marked published
+
+	// usage holds, by app, the newest version read of each daily_usage row
+	// of month and the month before, sorted by day then partition; nil
+	// until the first load. readAt is when the last successful read began
+	// (the alerter's clock): the next reads the rows written since
+	// readAt-overlap.
+	usage  map[uint32]*appUsage
+	month  schemas.Month
+	readAt time.Time
+	recent map[uint32]bool // apps whose logins or groups changed in the last overlap
 
 	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
 }
@@ -150,9 +163,10 @@ func (a *Alerter) Close() error { return a.w.Close() }
 func (a *Alerter) Collector() prometheus.Collector { return a.published }
 
 // Run checks for crossings until ctx is done: first it republishes stored
-// alerts that Kafka never acknowledged and checks every app; then, every
-// Interval, the apps whose usage rows changed, and every Sweep all apps
-// again. A failed check is retried at the next tick.
+// alerts that Kafka never acknowledged, loads the usage and checks every
+// app; then, every Interval, the apps whose usage rows were written since
+// the previous check, and every Sweep it loads the usage again and checks
+// all apps. A failed check is retried at the next tick.
 func (a *Alerter) Run(ctx context.Context) error {
 	for {
 		err := a.Start(ctx)
@@ -166,23 +180,17 @@ func (a *Alerter) Run(ctx context.Context) error {
 		case <-time.After(a.cfg.Interval):
 		}
 	}
-	var since, swept time.Time // zero: every app
+	var swept time.Time // zero: a full check first
 	for {
 		began, start := time.Now(), a.cfg.Now()
-		from := since
-		if start.Sub(swept) >= a.cfg.Sweep {
-			from = time.Time{}
-		}
-		if _, err := a.Check(ctx, from); err != nil {
+		full := start.Sub(swept) >= a.cfg.Sweep
+		if _, err := a.Check(ctx, full); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			a.cfg.Logger.Warn("alerts: check", "err", err)
-		} else {
-			since = start.Add(-changeWindow)
-			if from.IsZero() {
-				swept = start
-			}
+		} else if full {
+			swept = start
 		}
 		select {
 		case <-ctx.Done():
@@ -236,20 +244,33 @@ func (a *Alerter) Start(ctx context.Context) error {
 	return a.flush(ctx)
 }
 
-// Check publishes an alert for every level crossed and not alerted yet, for
-// the apps whose daily_usage rows were written at or after since (every app
-// with usage in the open or the previous month when since is zero). It
+// Check publishes an alert for every level crossed and not alerted yet. When
+// full is false it reads the daily_usage rows written since the previous
+// check and checks the apps they belong to; when full is true (and on the
+// first check, and the first of a month) it loads the usage of the open and
+// the previous month again and checks every app with usage in them. It
 // returns how many alerts it published.
-func (a *Alerter) Check(ctx context.Context, since time.Time) (int, error) {
+func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	if err := a.flush(ctx); err != nil { // what an earlier check could not finish
 		return 0, err
 	}
 	now := a.cfg.Now()
 	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
-	alerts, err := a.detect(ctx, since, now)
+	t0 := time.Now()
+	apps, all, err := a.readUsage(ctx, now, full)
 	if err != nil {
 		return 0, err
 	}
+	tRead := time.Since(t0)
+	alerts, err := a.detect(ctx, apps, all, now)
+	if err != nil {
+		return 0, err
+	}
+	tDetect := time.Since(t0) - tRead
+	defer func() {
+		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "alerts", len(alerts),
+			"daily_usage", tRead, "detect", tDetect, "took", time.Since(t0))
+	}()
 	gen := a.cfg.Now().UTC().Truncate(time.Second)
 	for _, al := range alerts {
 		al.GeneratedAt = gen
@@ -355,10 +376,7 @@ func (a *Alerter) flush(ctx context.Context) error {
 	return nil
 }
 
-// The statements of the alerter. The changed apps are those with a
-// daily_usage row written at or after a time (the aggregator writes the
-// day's counters in the flush that writes its login users and group
-// changes).
+// The statements of the alerter.
 const (
 	sqlAlertsStored = `SELECT id, any(record), max(id IN (SELECT id FROM alerts_published)) FROM alerts GROUP BY id`
 
@@ -367,18 +385,18 @@ const (
 
 	sqlInsertAlertPublished = `INSERT INTO alerts_published (app, id, published_at)`
 
-	// sqlAlertDays: args from, to, from, to, since (unix seconds).
-	sqlAlertDays = `SELECT app, day, sum(logins), sum(messages_community), sum(groups_created), sum(groups_dissolved)
-FROM (
-	SELECT app, day, src_partition,
-		argMax(logins, version) AS logins, argMax(messages_community, version) AS messages_community,
-		argMax(groups_created, version) AS groups_created, argMax(groups_dissolved, version) AS groups_dissolved
-	FROM daily_usage
-	WHERE day >= toDate(?) AND day <= toDate(?) AND app IN (
-		SELECT app FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?) AND updated_at >= toDateTime(?))
-	GROUP BY app, day, src_partition
-)
-GROUP BY app, day`
+	// sqlAlertUsage: args since (unix seconds; 0 for every row), from, to.
+	// The newest version, among the rows written at or after since, of each
+	// daily_usage row (app, day, src_partition) of the days from..to, and
+	// when it was last written: the condition on updated_at reads one column
+	// of the months' rows, the others only for the rows it keeps.
+	sqlAlertUsage = `SELECT app, day, src_partition, max(version),
+	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version),
+	max(updated_at)
+FROM daily_usage
+PREWHERE updated_at >= toDateTime(?)
+WHERE day >= toDate(?) AND day <= toDate(?)
+GROUP BY app, day, src_partition`
 
 	// sqlAlertMAU: args from, to, apps (a clickhouse.GroupSet).
 	sqlAlertMAU = `SELECT app, uniqExact(user) FROM user_days
@@ -403,6 +421,177 @@ type dayFigures struct {
 	logins, community, created, dissolved uint64
 }
 
+func (f *dayFigures) add(g dayFigures) {
+	f.logins += g.logins
+	f.community += g.community
+	f.created += g.created
+	f.dissolved += g.dissolved
+}
+
+// usageRow is the newest version the alerter has read of one daily_usage
+// row of an app, (day, src_partition): 48 bytes.
+type usageRow struct {
+	day     schemas.Day
+	part    int32
+	version uint64
+	dayFigures
+}
+
+func compareRows(x, y usageRow) int {
+	if x.day != y.day {
+		return int(x.day) - int(y.day)
+	}
+	return int(x.part) - int(y.part)
+}
+
+// appUsage is what the alerter holds of an app: its rows, sorted by day
+// then partition, and when (unix nanoseconds) its logins and its groups
+// last changed, which decide whether user_days and live_group_changes are
+// read for it.
+type appUsage struct {
+	rows               []usageRow
+	loginsAt, groupsAt int64
+}
+
+// apply keeps r when it is newer than the version held of its row, as
+// argMax(…, version) and the ReplacingMergeTree do, and reports whether it
+// did, and whether the row's logins or its groups created or dissolved
+// changed.
+func (u *appUsage) apply(r usageRow) (newer, logins, groups bool) {
+	i, found := slices.BinarySearchFunc(u.rows, r, compareRows)
+	if !found {
+		u.rows = slices.Insert(u.rows, i, r)
+		return true, r.logins != 0, r.created != 0 || r.dissolved != 0
+	}
+	old := u.rows[i]
+	if r.version <= old.version {
+		return false, false, false
+	}
+	u.rows[i] = r
+	return true, r.logins != old.logins, r.created != old.created || r.dissolved != old.dissolved
+}
+
+// usageRows returns how many daily_usage rows the alerter holds.
+func (a *Alerter) usageRows() int {
+	n := 0
+	for _, u := range a.usage {
+		n += len(u.rows)
+	}
+	return n
+}
+
+// readUsage brings the alerter's copy of the daily_usage rows of the open
+// and the previous month up to date and returns the apps to check, sorted,
+// and whether that is every app (a load). It loads every row when full is
+// set, on the first call, in a new month, and after a failed load;
+// otherwise it reads only the rows written since readAt-overlap, and
+// returns the apps with a row that changed, and those whose logins or
+// groups changed in the last overlap (their user_days or
+// live_group_changes rows, written in the same flush, may land after the
+// daily_usage row).
+//
+// Why no row is missed: a read that begins at T (the alerter's clock, taken
+// before the query) sees every row visible by then. Take a row with
+// updated_at u that became visible at v, and the first read to begin after
+// v, at T; the read before it began at P, with P < v (or it would have seen
+// the row). That read asks for the rows with updated_at >= P-overlap, which
+// holds when v-u <= overlap, since P < v: so every row is read by the first
+// read that can see it as long as it became visible within overlap of its
+// updated_at (a flush's insert time plus how far the aggregator's clock is
+// behind the alerter's; updated_at is truncated to the second and the bound
+// too, which only widens the window). A row landing later than that (a
+// flush stuck for longer, a clock further off) is read by the next full load,
+// every ALERT_SWEEP. Rows read more than once, and a replayed or slow flush
+// that lands an older version after a newer one, change nothing: each row
+// keeps the highest version read, as the table does when it merges. A read
+// that fails part way leaves rows of the window applied and readAt where it
+// was, so the next read covers the window again.
+func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []uint32, all bool, err error) {
+	cur := schemas.MonthOf(now, a.cfg.Location)
+	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
+	load := full || a.usage == nil || cur != a.month
+	usage, since := a.usage, max(a.readAt.Add(-overlap).Unix(), 0)
+	if load {
+		usage, since = map[uint32]*appUsage{}, 0
+	}
+	rows, err := a.conn.Query(ctx, sqlAlertUsage, since, from, to)
+	if err != nil {
+		return nil, false, fmt.Errorf("read daily_usage: %w", err)
+	}
+	defer rows.Close()
+	changed := map[uint32]bool{}
+	at := now.UnixNano()
+	for rows.Next() {
+		var app uint32
+		var day, updated time.Time
+		var r usageRow
+		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved, &updated); err != nil {
+			return nil, false, fmt.Errorf("read daily_usage: %w", err)
+		}
+		r.day = schemas.DayFromDate(day.Date())
+		u := usage[app]
+		if u == nil {
+			u = &appUsage{}
+			usage[app] = u
+		}
+		if load { // one row per key, sorted below; changed when written
+			u.rows = append(u.rows, r)
+			u.loginsAt = max(u.loginsAt, updated.UnixNano())
+			u.groupsAt = u.loginsAt
+			continue
+		}
+		newer, logins, groups := u.apply(r)
+		if logins {
+			u.loginsAt = at
+		}
+		if groups {
+			u.groupsAt = at
+		}
+		if logins || groups {
+			a.recent[app] = true
+		}
+		if newer {
+			changed[app] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read daily_usage: %w", err)
+	}
+	a.readAt = now
+	if load {
+		apps = make([]uint32, 0, len(usage))
+		a.recent = map[uint32]bool{}
+		for app, u := range usage {
+			slices.SortFunc(u.rows, compareRows)
+			apps = append(apps, app)
+			if a.isRecent(u, now) {
+				a.recent[app] = true
+			}
+		}
+		a.usage, a.month = usage, cur
+		slices.Sort(apps)
+		return apps, true, nil
+	}
+	for app := range a.recent {
+		if !a.isRecent(usage[app], now) {
+			delete(a.recent, app)
+		} else {
+			changed[app] = true
+		}
+	}
+	apps = make([]uint32, 0, len(changed))
+	for app := range changed {
+		apps = append(apps, app)
+	}
+	slices.Sort(apps)
+	return apps, false, nil
+}
+
+// isRecent reports whether u's logins or groups changed in the last overlap.
+func (a *Alerter) isRecent(u *appUsage, now time.Time) bool {
+	return max(u.loginsAt, u.groupsAt) >= now.Add(-overlap).UnixNano()
+}
+
 // watch is a limit of an app to check: the levels not alerted yet are
 // crossed when value*100 >= level*limit.
 type watch struct {
@@ -417,52 +606,42 @@ func (w watch) id(level int) string {
 	return schemas.AlertID(w.app, w.kind, w.period, string(w.edition), level)
 }
 
-// detect returns the new alerts of the apps changed since, detected at now.
-func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.Alert, error) {
+// detect returns the new alerts of apps, from the usage held, detected at
+// now. It reads the exact MAU (user_days) of the apps whose logins reach a
+// level not alerted yet, and the live groups (live_group_changes), only for
+// apps whose logins, respectively groups, changed recently, or of every app
+// when all is set.
+func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.Time) ([]schemas.Alert, error) {
+	if len(apps) == 0 {
+		return nil, nil
+	}
 	loc := a.cfg.Location
 	cur := schemas.MonthOf(now, loc)
 	months := []schemas.Month{cur.Prev(), cur}
-	from, to := months[0].FirstDay().String(), cur.LastDay().String()
-	sinceArg := max(since.Unix(), 0)
-
+	first := cur.FirstDay()
+	monthEnds := []time.Time{minTime(now, months[0].End(loc)), minTime(now, months[1].End(loc))}
 	t0 := time.Now()
-	days := map[uint32]map[schemas.Day]dayFigures{}
-	rows, err := a.conn.Query(ctx, sqlAlertDays, from, to, from, to, sinceArg)
-	if err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
-	}
-	for rows.Next() {
-		var app uint32
-		var day time.Time
-		var f dayFigures
-		if err := rows.Scan(&app, &day, &f.logins, &f.community, &f.created, &f.dissolved); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read daily_usage: %w", err)
-		}
-		if days[app] == nil {
-			days[app] = map[schemas.Day]dayFigures{}
-		}
-		days[app][schemas.DayFromDate(day.Date())] = f
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
-	}
-	if len(days) == 0 {
-		return nil, nil
-	}
-	tDays := time.Since(t0)
 	plans, err := readPlans(ctx, a.conn, now, 0)
 	if err != nil {
 		return nil, err
 	}
+	tPlans := time.Since(t0)
 
-	apps := make([]uint32, 0, len(days))
-	for app := range days {
-		apps = append(apps, app)
-	}
-	slices.Sort(apps)
 	pb := a.cfg.Prices
+	editions := map[Edition]*editionPrices{}
+	edition := func(app uint32, e Edition) (*editionPrices, error) {
+		if ep, ok := editions[e]; ok {
+			return ep, nil
+		}
+		ep, err := pb.edition(e)
+		if err != nil {
+			return nil, fmt.Errorf("app %d: %w", app, err)
+		}
+		editions[e] = &ep
+		return &ep, nil
+	}
+	lowest := pb.alertLevels[0]
+	recent := now.Add(-overlap).UnixNano()
 	var out []schemas.Alert
 	check := func(w watch, value int64) {
 		out = append(out, a.crossed(w, value, now)...)
@@ -471,45 +650,59 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 	var liveWatch []watch
 	for _, app := range apps {
 		changes := plans[app]
-		for _, m := range months {
-			e := editionAt(changes, minTime(now, m.End(loc)))
-			ep, err := pb.edition(e)
-			if err != nil {
-				return nil, fmt.Errorf("app %d: %w", app, err)
+		u := a.usage[app]
+		var month [2]dayFigures
+		for _, r := range u.rows {
+			if r.day >= first {
+				month[1].add(r.dayFigures)
+			} else {
+				month[0].add(r.dayFigures)
 			}
-			var logins, community uint64
-			for d := m.FirstDay(); d <= m.LastDay(); d++ {
-				f := days[app][d]
-				logins += f.logins
-				community += f.community
+		}
+		for i, m := range months {
+			e := editionAt(changes, monthEnds[i])
+			ep, err := edition(app, e)
+			if err != nil {
+				return nil, err
 			}
 			// Logins bound the MAU from above: the exact count is read only
 			// when they reach the lowest level not alerted yet.
-			w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
-			if lvl, ok := a.lowestOpen(w); ok && reached(int64(logins), w.limit, lvl) {
-				mauWatch[m] = append(mauWatch[m], w)
+			logins := int64(month[i].logins)
+			if (all || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
+				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
+				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) {
+					mauWatch[m] = append(mauWatch[m], w)
+				}
 			}
-			if ep.hasCommunity && ep.communityIncluded > 0 {
-				check(watch{app: app, kind: schemas.AlertCommunityAllowance, period: m.String(), edition: e, limit: ep.communityIncluded}, int64(community))
+			community := int64(month[i].community)
+			if ep.hasCommunity && ep.communityIncluded > 0 && reached(community, ep.communityIncluded, lowest) {
+				check(watch{app: app, kind: schemas.AlertCommunityAllowance, period: m.String(), edition: e, limit: ep.communityIncluded}, community)
 			}
 		}
-		for d, f := range days[app] {
+		for i := 0; i < len(u.rows); {
+			d, f := u.rows[i].day, u.rows[i].dayFigures
+			for i++; i < len(u.rows) && u.rows[i].day == d; i++ { // the day's other partitions
+				f.add(u.rows[i].dayFigures)
+			}
+			net := int64(f.created) - int64(f.dissolved)
 			e := editionAt(changes, minTime(now, dayEnd(d, loc)))
-			ep, err := pb.edition(e)
+			ep, err := edition(app, e)
 			if err != nil {
-				return nil, fmt.Errorf("app %d: %w", app, err)
+				return nil, err
 			}
-			check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: ep.limits.DailyNetGroupIncrease},
-				int64(f.created)-int64(f.dissolved))
+			if lim := ep.limits.DailyNetGroupIncrease; lim != Unlimited && reached(net, lim, lowest) {
+				check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: lim}, net)
+			}
 		}
-		e := editionAt(changes, now)
-		ep, err := pb.edition(e)
-		if err != nil {
-			return nil, fmt.Errorf("app %d: %w", app, err)
-		}
-		w := watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups}
-		if _, ok := a.lowestOpen(w); ok {
-			liveWatch = append(liveWatch, w)
+		if all || u.groupsAt >= recent {
+			e := editionAt(changes, now)
+			ep, err := edition(app, e)
+			if err != nil {
+				return nil, err
+			}
+			if ep.limits.LiveGroups != Unlimited {
+				liveWatch = append(liveWatch, watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups})
+			}
 		}
 	}
 
@@ -529,7 +722,7 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 			}
 		}
 	}
-	tMAU := time.Since(t1)
+	t2 := time.Now()
 	if len(liveWatch) > 0 {
 		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
 		if err != nil {
@@ -539,8 +732,8 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 			check(w, live[w.app])
 		}
 	}
-	a.cfg.Logger.Debug("alerts: check", "apps", len(apps), "mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]),
-		"alerts", len(out), "daily_usage", tDays, "user_days", tMAU, "took", time.Since(t0))
+	a.cfg.Logger.Debug("alerts: detect", "plan_changes", tPlans, "apps", t1.Sub(t0)-tPlans,
+		"mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]), "user_days", t2.Sub(t1), "live", len(liveWatch), "live_group_changes", time.Since(t2))
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1
@@ -551,6 +744,12 @@ func (a *Alerter) detect(ctx context.Context, since, now time.Time) ([]schemas.A
 		return 0
 	})
 	return out, nil
+}
+
+// mayReach reports whether value reaches the lowest level of w's limit: a
+// check without building ids, for the many limits far from any level.
+func (a *Alerter) mayReach(w watch, value int64) bool {
+	return w.limit != Unlimited && reached(value, w.limit, a.cfg.Prices.alertLevels[0])
 }
 
 // lowestOpen returns the lowest level of w not alerted yet; ok is false when
@@ -570,7 +769,7 @@ func (a *Alerter) lowestOpen(w watch) (level int, ok bool) {
 // crossed returns the alerts of the levels of w that value reaches and that
 // were not alerted yet.
 func (a *Alerter) crossed(w watch, value int64, now time.Time) []schemas.Alert {
-	if w.limit == Unlimited {
+	if !a.mayReach(w, value) {
 		return nil
 	}
 	var out []schemas.Alert

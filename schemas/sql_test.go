@@ -160,7 +160,7 @@ func samples() map[string]sample {
 		"rollup.sqlInsertAlertPublished": {rows: [][]any{{app1, "1400000001:mau_quota:2026-10:developer:80", at("2026-10-02 00:00:06")}}},
 		"rollup.sqlAlertsStored":         {},
 		"rollup.sqlAlertsOfApp":          {args: []any{app1}},
-		"rollup.sqlAlertDays":            {args: []any{"2026-10-01", "2026-10-31", "2026-10-01", "2026-10-31", int64(0)}},
+		"rollup.sqlAlertUsage":           {args: []any{int64(0), "2026-10-01", "2026-10-31"}, alt: [][]any{{at("2026-10-02 03:04:05").Unix(), "2026-10-01", "2026-10-31"}}},
 		"rollup.sqlAlertMAU":             {args: []any{"2026-10-01", "2026-10-31", clickhouse.GroupSet{Value: []any{app1, app2}}}},
 		"rollup.sqlAlertLiveGroups":      {args: []any{octEnd + 1}},
 		"rollup.sqlPlanMark":             {args: []any{octEnd + 1}},

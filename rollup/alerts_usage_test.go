@@ -1,0 +1,414 @@
+package rollup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/schemas"
+)
+
+// Statements of the alerter's tests on the real services.
+const (
+	sqlTestInsertUsage = `INSERT INTO daily_usage
+		(app, day, src_partition, version, logins, messages_community, groups_created, groups_dissolved, updated_at)`
+	sqlTestInsertUserDays = `INSERT INTO user_days (app, day, user)`
+	sqlTestInsertLive     = `INSERT INTO live_group_changes (app, group_id, op, at, at_nanos, id)`
+	// sqlTestUsageTruth: args from, to. What the table says each row is.
+	sqlTestUsageTruth = `SELECT app, day, src_partition, max(version),
+	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version)
+FROM daily_usage WHERE day >= toDate(?) AND day <= toDate(?)
+GROUP BY app, day, src_partition`
+)
+
+// alertTestEnv is a private database (migrated) and alerts topic on the
+// real ClickHouse and Kafka, and an Alerter on them with a clock the test
+// sets.
+type alertTestEnv struct {
+	brokers []string
+	topic   string
+	conn    driver.Conn
+	loc     *time.Location
+
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newAlertTestEnv(ctx context.Context, t *testing.T, now time.Time) *alertTestEnv {
+	t.Helper()
+	brokerList, chAddr := os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
+	if brokerList == "" || chAddr == "" {
+		if os.Getenv("IMMETER_INTEGRATION") == "1" {
+			t.Fatal("IMMETER_INTEGRATION=1 but KAFKA_BROKERS or CLICKHOUSE_ADDR is unset")
+		}
+		t.Skip("integration test: set KAFKA_BROKERS and CLICKHOUSE_ADDR (make test starts both)")
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	sfx := hex.EncodeToString(b[:])
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := &alertTestEnv{brokers: strings.Split(brokerList, ","), topic: "test.alerts." + sfx, loc: loc, now: now}
+	ch := schemas.ClickHouseConfig{Addr: chAddr, Database: "test_" + sfx, Username: "default"}
+	conn, err := schemas.OpenClickHouse(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.conn = conn
+	if err := ingest.EnsureTopics(ctx, e.brokers, 1, 1, e.topic); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+ch.Database)
+		} else {
+			t.Logf("kept ClickHouse database %s for inspection", ch.Database)
+		}
+		conn.Close()
+		c := &kafka.Client{Addr: kafka.TCP(e.brokers...)}
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.topic}})
+	})
+	return e
+}
+
+func (e *alertTestEnv) Now() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now
+}
+
+func (e *alertTestEnv) advance(d time.Duration) time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = e.now.Add(d)
+	return e.now
+}
+
+// alerter returns a started Alerter on the env.
+func (e *alertTestEnv) alerter(ctx context.Context, t *testing.T) *Alerter {
+	t.Helper()
+	cfg := DefaultAlertConfig()
+	cfg.Brokers, cfg.Topic, cfg.Location, cfg.Now = e.brokers, e.topic, e.loc, e.Now
+	a, err := NewAlerter(cfg, e.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// usageRecord is a daily_usage row as the test writes it.
+type usageRecord struct {
+	app       uint32
+	day       string
+	part      int32
+	version   uint64
+	logins    uint64
+	community uint64
+	created   uint64
+	dissolved uint64
+	updatedAt time.Time
+}
+
+func (e *alertTestEnv) insert(ctx context.Context, t *testing.T, rs ...usageRecord) {
+	t.Helper()
+	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertUsage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		d, _ := time.Parse(time.DateOnly, r.day)
+		if err := b.Append(r.app, d, r.part, r.version, r.logins, r.community, r.created, r.dissolved, r.updatedAt.UTC().Truncate(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *alertTestEnv) users(ctx context.Context, t *testing.T, app uint32, day string, from, to int) {
+	t.Helper()
+	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertUserDays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := time.Parse(time.DateOnly, day)
+	for i := from; i <= to; i++ {
+		if err := b.Append(app, d, fmt.Sprintf("user-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// check runs one check and requires the alerts it publishes to be want
+// (ids), with their values.
+func (e *alertTestEnv) check(ctx context.Context, t *testing.T, a *Alerter, full bool, want map[string]int64) {
+	t.Helper()
+	before := e.published(ctx, t)
+	n, err := a.Check(ctx, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := e.read(ctx, t)
+	if n != len(want) || len(all) != before+len(want) {
+		t.Fatalf("unexpected alerts; published %d (topic %d -> %d); want %v", n, before, len(all), want)
+	}
+	for _, al := range all[before:] {
+		v, ok := want[al.ID]
+		if !ok || al.Value != v {
+			t.Errorf("unexpected alert %s value %d; want %v", al.ID, al.Value, want)
+		}
+	}
+}
+
+func (e *alertTestEnv) published(ctx context.Context, t *testing.T) int {
+	t.Helper()
+	end, err := ingest.EndOffsets(ctx, e.brokers, e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(end[0])
+}
+
+// read returns every alert on the topic, in order.
+func (e *alertTestEnv) read(ctx context.Context, t *testing.T) []schemas.Alert {
+	t.Helper()
+	n := e.published(ctx, t)
+	if n == 0 {
+		return nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.topic, Partition: 0, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var out []schemas.Alert
+	for len(out) < n {
+		m, err := r.ReadMessage(rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var al schemas.Alert
+		if err := json.Unmarshal(m.Value, &al); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, al)
+	}
+	return out
+}
+
+// requireTruth requires the alerter's copy of daily_usage to be what the
+// table holds (argMax by version) for the open and the previous month.
+func (e *alertTestEnv) requireTruth(ctx context.Context, t *testing.T, a *Alerter) {
+	t.Helper()
+	cur := schemas.MonthOf(e.Now(), e.loc)
+	rows, err := e.conn.Query(ctx, sqlTestUsageTruth, cur.Prev().FirstDay().String(), cur.LastDay().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	want := map[uint32]*appUsage{}
+	for rows.Next() {
+		var app uint32
+		var day time.Time
+		var r usageRow
+		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved); err != nil {
+			t.Fatal(err)
+		}
+		r.day = schemas.DayFromDate(day.Date())
+		if want[app] == nil {
+			want[app] = &appUsage{}
+		}
+		_, _, _ = want[app].apply(r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != len(a.usage) {
+		t.Fatalf("unexpected apps held; got %d; want %d", len(a.usage), len(want))
+	}
+	for app, w := range want {
+		if got := a.usage[app]; got == nil || !slices.Equal(got.rows, w.rows) {
+			t.Fatalf("app %d: unexpected rows held;\ngot  %+v\nwant %+v", app, got, w.rows)
+		}
+	}
+}
+
+// TestAlertsIncremental: after the load, each check reads only the rows
+// written since the previous one, less the overlap, and misses none: a row
+// written normally; one that lands after a check with an updated_at 8 s
+// before that check began (a slow flush, or the aggregator's clock behind);
+// an older version of a row that lands after the newer one (a replayed
+// flush), which must not replace it. The values are exact, the copy equals
+// the table after every check, a row landing beyond the overlap is read by
+// the next full load, an app whose users or live groups land a check after
+// its counters is alerted when they do, and an alerter started again
+// publishes nothing twice.
+func TestAlertsIncremental(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	t0 := time.Date(2026, 10, 20, 12, 0, 0, 0, loc)
+	e := newAlertTestEnv(ctx, t, t0)
+	const appA, appB, appC, appD, appE, appF, appG, appH = 1400000201, 1400000202, 1400000203, 1400000204, 1400000205, 1400000206, 1400000207, 1400000208
+	old := t0.Add(-time.Hour)
+	// Developer apps: 100 net groups a day, 100 free MAU. appF has rows in
+	// September (the previous month), which stay below the levels.
+	e.insert(ctx, t,
+		usageRecord{app: appA, day: "2026-10-19", part: 0, version: 10, created: 79, updatedAt: old},
+		usageRecord{app: appB, day: "2026-10-20", part: 1, version: 10, created: 50, updatedAt: old},
+		usageRecord{app: appC, day: "2026-10-20", part: 2, version: 100, created: 79, updatedAt: old},
+		usageRecord{app: appD, day: "2026-10-20", part: 3, version: 10, logins: 79, updatedAt: old},
+		usageRecord{app: appF, day: "2026-09-30", part: 0, version: 7, logins: 5, created: 3, updatedAt: old},
+	)
+	e.users(ctx, t, appD, "2026-10-20", 1, 79)
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+	e.requireTruth(ctx, t, a)
+
+	// A row written and read as usual.
+	now := e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appA, day: "2026-10-19", part: 0, version: 11, created: 80, updatedAt: now})
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-19:developer:80", appA): 80})
+
+	// A row stamped 8 s before the check that could not see it.
+	now = e.advance(time.Second)
+	e.check(ctx, t, a, false, nil)
+	e.insert(ctx, t, usageRecord{app: appB, day: "2026-10-20", part: 1, version: 11, created: 100, updatedAt: now.Add(-8 * time.Second)})
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, map[string]int64{
+		fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appB):  100,
+		fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:100", appB): 100,
+	})
+	e.requireTruth(ctx, t, a)
+
+	// An older version of appC's partition-2 row lands after the newer one,
+	// with a later updated_at, along with a new row of partition 3: the day
+	// is 79 + 1, not 60 + 1.
+	now = e.advance(time.Second)
+	e.insert(ctx, t,
+		usageRecord{app: appC, day: "2026-10-20", part: 2, version: 50, created: 60, updatedAt: now},
+		usageRecord{app: appC, day: "2026-10-20", part: 3, version: 5, created: 1, updatedAt: now},
+	)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appC): 80})
+	e.requireTruth(ctx, t, a)
+
+	// The 80th user: the value is the exact MAU.
+	now = e.advance(time.Second)
+	e.users(ctx, t, appD, "2026-10-20", 79, 80)
+	e.insert(ctx, t, usageRecord{app: appD, day: "2026-10-20", part: 3, version: 12, logins: 81, updatedAt: now})
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appD): 80})
+
+	// The logins of a flush land before its users (user_days), and its
+	// group counters before its live groups (live_group_changes): the apps
+	// are checked again while their rows are recent, and alerted when the
+	// rest lands.
+	now = e.advance(time.Second)
+	e.insert(ctx, t,
+		usageRecord{app: appG, day: "2026-10-20", part: 0, version: 20, logins: 80, updatedAt: now},
+		usageRecord{app: appH, day: "2026-10-20", part: 1, version: 20, created: 8, updatedAt: now},
+	)
+	e.check(ctx, t, a, false, nil)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, nil)
+	e.advance(time.Second)
+	e.users(ctx, t, appG, "2026-10-20", 1, 80)
+	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := b.Append(uint32(appH), fmt.Sprintf("live-%d", i), "create", now.Add(-time.Minute).UTC().Truncate(time.Second), uint32(0), fmt.Sprintf("c-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	e.check(ctx, t, a, false, map[string]int64{
+		fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appG):   80,
+		fmt.Sprintf("%d:live_groups:current:developer:80", appH): 8,
+	})
+
+	// A row landing 60 s after its updated_at, beyond the overlap: the
+	// incremental read does not see it; the next full load does.
+	now = e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appE, day: "2026-10-18", part: 0, version: 3, created: 90, updatedAt: now.Add(-time.Minute)})
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, nil)
+	e.advance(time.Second)
+	e.check(ctx, t, a, true, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-18:developer:80", appE): 90})
+	e.requireTruth(ctx, t, a)
+
+	// Started again over the same rows: nothing new.
+	a2 := e.alerter(ctx, t)
+	e.check(ctx, t, a2, true, nil)
+	e.advance(time.Second)
+	e.check(ctx, t, a2, false, nil)
+	if got := len(e.read(ctx, t)); got != 8 {
+		t.Fatalf("unexpected alerts on the topic; got %d; want 8", got)
+	}
+}
+
+// TestAlertsUsageMatchesTable: rows of random apps, days, partitions and
+// versions land between checks, some with an updated_at up to 9 s before
+// the previous check began and some older versions after newer ones; after
+// every incremental check the alerter's copy equals the table's argMax.
+func TestAlertsUsageMatchesTable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	days := []string{"2026-09-29", "2026-09-30", "2026-10-01", "2026-10-19", "2026-10-20"}
+	row := func(updated time.Time) usageRecord {
+		return usageRecord{app: 1400000300 + uint32(rng.IntN(40)), day: days[rng.IntN(len(days))], part: int32(rng.IntN(3)),
+			version: uint64(rng.IntN(1000)), logins: uint64(rng.IntN(50)), community: uint64(rng.IntN(1000)),
+			created: uint64(rng.IntN(60)), dissolved: uint64(rng.IntN(10)), updatedAt: updated}
+	}
+	var rs []usageRecord
+	for range 100 {
+		rs = append(rs, row(e.Now().Add(-time.Hour)))
+	}
+	e.insert(ctx, t, rs...)
+	a := e.alerter(ctx, t)
+	if _, err := a.Check(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	e.requireTruth(ctx, t, a)
+	for round := range 15 {
+		began := e.Now() // the last check began here
+		now := e.advance(time.Duration(200+rng.IntN(1800)) * time.Millisecond)
+		rs = rs[:0]
+		for range 40 {
+			rs = append(rs, row(began.Add(-time.Duration(rng.IntN(9000))*time.Millisecond)))
+		}
+		for range 20 {
+			rs = append(rs, row(now))
+		}
+		e.insert(ctx, t, rs...)
+		if _, err := a.Check(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: %d apps, %d rows held", round, len(a.usage), a.usageRows())
+		e.requireTruth(ctx, t, a)
+	}
+}
