@@ -19,6 +19,7 @@ import (
 
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/simulate"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
 )
@@ -199,10 +200,10 @@ func runAll(ctx context.Context, args []string) error {
 		goRun(&intakeWG, "ingest", func() error { return gw.ListenAndServe(intake) })
 	}
 	if o.simulate {
-		scfg := ingest.DefaultSimulateConfig()
+		scfg := simulate.DefaultTrafficConfig()
 		scfg.Rate, scfg.Apps, scfg.Seed = o.simRate, o.simApps, uint64(time.Now().UnixNano())
 		goRun(&intakeWG, "simulate", func() error {
-			_, err := ingest.Simulate(intake, scfg, producer.Publish)
+			_, err := simulate.Traffic(intake, scfg, producer.Publish)
 			return err
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/simulate"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -17,7 +18,7 @@ func init() { commands["simulate"] = runSimulate }
 
 // runSimulate publishes simulated IM traffic to Kafka with the producer library.
 func runSimulate(ctx context.Context, args []string) error {
-	d := ingest.DefaultSimulateConfig()
+	d := simulate.DefaultTrafficConfig()
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	r := newSettings(fs)
 	cfg := d
@@ -81,7 +82,7 @@ func runSimulate(ctx context.Context, args []string) error {
 	}
 	slog.Info("simulate: publishing", "topic", topic, "apps", cfg.Apps, "users_per_app", cfg.UsersPerApp,
 		"rate", cfg.Rate, "duration", cfg.Duration, "events", cfg.Events, "seed", cfg.Seed)
-	st, simErr := ingest.Simulate(ctx, cfg, p.Publish)
+	st, simErr := simulate.Traffic(ctx, cfg, p.Publish)
 	closeErr := flushProducer(p)
 	slog.Info("simulate: done", "events", st.Events, "elapsed", st.Elapsed.Round(time.Millisecond),
 		"logins", st.ByType[schemas.Login], "messages", st.ByType[schemas.Message], "groups", st.ByType[schemas.Group],
