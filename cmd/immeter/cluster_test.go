@@ -22,8 +22,8 @@ func TestClusterCommandsUseReplication(t *testing.T) {
 	defer cancel()
 	n := testenv.NewNames()
 	events, dlq, billing, db := n.Events, n.DLQ, n.Billing, n.Database
-	args := []string{"--kafka", strings.Join(brokerList, ","), "--replication", "3", "--partitions", "2",
-		"--clickhouse", chAddr, "--clickhouse-cluster", cluster, "--database", db,
+	args := []string{"--kafka-brokers", strings.Join(brokerList, ","), "--kafka-replication", "3", "--kafka-partitions", "2",
+		"--clickhouse-addr", chAddr, "--clickhouse-cluster", cluster, "--clickhouse-database", db,
 		"--events-topic", events, "--dlq-topic", dlq, "--billing-topic", billing}
 	testenv.DeleteTopicsAtEnd(t, brokerList, events, dlq, billing)
 	t.Cleanup(func() {

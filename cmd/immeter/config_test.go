@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,12 +103,12 @@ func TestAggregateSettings(t *testing.T) {
 			t.Fatalf("-flush-interval not honoured; got %s", o.cfg.FlushInterval)
 		}
 	})
-	f(nil, []string{"-max-future=0", "-clickhouse-password=s3cret", "-log-level=debug"}, "", func(o *aggregateOptions) {
+	f(nil, []string{"-max-event-future=0", "-clickhouse-password=s3cret", "-log-level=debug"}, "", func(o *aggregateOptions) {
 		if o.cfg.MaxFuture != 0 || o.ch.Password != "s3cret" {
 			t.Fatalf("flags not honoured; got %s %q", o.cfg.MaxFuture, o.ch.Password)
 		}
 	})
-	f(nil, []string{"-session-timeout=1s"}, `-session-timeout: "1s": must be >= 6s`, nil)
+	f(nil, []string{"-aggregate-session-timeout=1s"}, `-aggregate-session-timeout: "1s": must be >= 6s`, nil)
 	f([]string{"CLICKHOUSE_PASSWORD=pw"}, nil, "", func(o *aggregateOptions) {
 		if o.ch.Password != "pw" {
 			t.Fatalf("CLICKHOUSE_PASSWORD not honoured; got %q", o.ch.Password)
@@ -264,5 +269,94 @@ func TestRunSettings(t *testing.T) {
 	o.kafka = "127.0.0.1:9"
 	if err := o.check(); err == nil || !strings.HasPrefix(err.Error(), "SETTLE_AFTER: ") {
 		t.Fatalf("unexpected error; got %v; want SETTLE_AFTER", err)
+	}
+}
+
+// TestOldFlagSpellings: the flag spellings of earlier releases (-brokers,
+// -topic, -kafka, -clickhouse, ...) still set their settings, each with a
+// warning that names the flag to use; an error names the old flag as typed;
+// -h lists only the flags named after the variables.
+func TestOldFlagSpellings(t *testing.T) {
+	var out bytes.Buffer
+	settingsMade = func(r *settings) { r.fs.SetOutput(&out) }
+	t.Cleanup(func() { settingsMade = nil })
+
+	setEnv(t, []string{"IMMETER_SECRETS_FILE=" + writeSecrets(t)})
+	o, err := parseIngest([]string{"-brokers", "127.0.0.1:1", "--topic", "old.events", "-addr=:9999", "-max-body-bytes", "100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(o.brokers, ",") != "127.0.0.1:1" || o.topic != "old.events" || o.gw.Addr != ":9999" || o.gw.MaxBodyBytes != 100 {
+		t.Fatalf("old spellings not honoured; got brokers %v topic %q addr %q max body %d", o.brokers, o.topic, o.gw.Addr, o.gw.MaxBodyBytes)
+	}
+	for _, w := range []string{"-brokers is deprecated: use -kafka-brokers (or KAFKA_BROKERS)", "-topic is deprecated: use -events-topic",
+		"-addr is deprecated: use -ingest-addr", "-max-body-bytes is deprecated: use -ingest-max-body-bytes"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("no warning %q; got:\n%s", w, out.String())
+		}
+	}
+
+	setEnv(t, nil)
+	out.Reset()
+	a, err := parseAggregate([]string{"-kafka", "127.0.0.1:2", "-clickhouse", "127.0.0.1:3", "-group", "old-group", "-max-past", "48h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.kafka != "127.0.0.1:2" || a.ch.Addr != "127.0.0.1:3" || a.cfg.Group != "old-group" || a.cfg.MaxPast != 48*time.Hour {
+		t.Fatalf("old spellings not honoured; got %q %q %q %s", a.kafka, a.ch.Addr, a.cfg.Group, a.cfg.MaxPast)
+	}
+	if n := strings.Count(out.String(), "is deprecated"); n != 4 {
+		t.Errorf("want 4 warnings; got %d:\n%s", n, out.String())
+	}
+	_, err = parseAggregate([]string{"-kafka", "127.0.0.1:2", "-clickhouse", "127.0.0.1:3", "-session-timeout=1s"})
+	checkErr(t, err, `-session-timeout: "1s": must be >= 6s`)
+
+	out.Reset()
+	if _, err := parseIngest([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: got %v; want flag.ErrHelp", err)
+	}
+	if !strings.Contains(out.String(), "  -kafka-brokers KAFKA_BROKERS\n") || strings.Contains(out.String(), "  -brokers") {
+		t.Errorf("-h lists old spellings, or not the new ones:\n%s", out.String())
+	}
+}
+
+// TestFlagNames: in every command, each setting's flag is its variable in
+// lower case with dashes, less IMMETER_; so the same setting has the same
+// flag everywhere.
+func TestFlagNames(t *testing.T) {
+	for _, c := range []struct{ env, flag string }{
+		{"KAFKA_BROKERS", "kafka-brokers"}, {"IMMETER_SECRETS_FILE", "secrets-file"}, {"IMMETER_RUN_DIR", "run-dir"},
+		{"INGEST_MAX_BODY_BYTES", "ingest-max-body-bytes"}, {"LOG_LEVEL", "log-level"},
+	} {
+		if got := flagName(c.env); got != c.flag {
+			t.Errorf("flagName(%s) = %s; want %s", c.env, got, c.flag)
+		}
+	}
+	var made []*settings
+	settingsMade = func(r *settings) { r.fs.SetOutput(io.Discard); made = append(made, r) }
+	t.Cleanup(func() { settingsMade = nil })
+	for name, run := range commands {
+		args, ok := commandArgs[name]
+		if !ok {
+			args = []string{"-h"}
+		}
+		if err := run(context.Background(), args); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("immeter %s %v: %v", name, args, err)
+		}
+	}
+	for _, r := range made {
+		r.fs.VisitAll(func(f *flag.Flag) {
+			if s, ok := f.Value.(*setting); ok && f.Name != flagName(s.env) {
+				t.Errorf("immeter %s: flag -%s of %s; want -%s", r.fs.Name(), f.Name, s.env, flagName(s.env))
+			}
+		})
+	}
+	// Old spellings name no flag of their own.
+	for env, olds := range oldFlags {
+		for _, old := range olds {
+			if old == flagName(env) {
+				t.Errorf("oldFlags[%s] lists the current flag -%s", env, old)
+			}
+		}
 	}
 }

@@ -54,13 +54,13 @@ func parseRun(args []string) (*runOptions, error) {
 	o.roll.register(r)
 	o.con.register(r)
 	o.gw.Addr = "127.0.0.1:8080"
-	r.str(&o.gw.Addr, "ingest-addr", "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
-	r.str(&o.secrets, "secrets", "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
+	r.str(&o.gw.Addr, "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
+	r.str(&o.secrets, "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
 	gatewayFlags(r, &o.gw)
-	r.boolean(&o.simulate, "simulate", "SIMULATE", "publish simulated IM traffic")
-	r.float(&o.simRate, "sim-rate", "SIM_RATE", "simulated events per second")
-	integer(r, &o.simApps, "sim-apps", "SIM_APPS", 1, "simulated apps")
-	r.duration(&o.every, "status-every", "STATUS_EVERY", positiveDuration, "how often the status table is printed")
+	r.boolean(&o.simulate, "SIMULATE", "publish simulated IM traffic")
+	r.float(&o.simRate, "SIM_RATE", "simulated events per second")
+	integer(r, &o.simApps, "SIM_APPS", 1, "simulated apps")
+	r.duration(&o.every, "STATUS_EVERY", positiveDuration, "how often the status table is printed")
 	o.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, err

@@ -25,17 +25,17 @@ func runSimulate(ctx context.Context, args []string) error {
 	var brokerList, seed string
 	topic, nParts, nRepl := schemas.EventsTopic, 4, 1
 	firstApp := int64(d.FirstApp)
-	r.str(&brokerList, "brokers", "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
-	r.str(&topic, "topic", "EVENTS_TOPIC", true, "events topic")
-	integer(r, &nParts, "partitions", "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
-	integer(r, &nRepl, "replication", "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
-	integer(r, &cfg.Apps, "apps", "SIM_APPS", 1, "number of apps")
-	integer(r, &firstApp, "first-app", "SIM_FIRST_APP", 1, "first app id")
-	integer(r, &cfg.UsersPerApp, "users", "SIM_USERS", 1, "users per app")
-	r.float(&cfg.Rate, "rate", "SIM_RATE", "events per second")
-	r.duration(&cfg.Duration, "duration", "SIM_DURATION", anyDuration, "how long to run; 0 until interrupted")
-	integer(r, &cfg.Events, "events", "SIM_EVENTS", 0, "stop after this many events; 0 no limit")
-	r.str(&seed, "seed", "SIM_SEED", false, "seed; the same seed publishes the same events; default from the clock")
+	r.str(&brokerList, "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
+	r.str(&topic, "EVENTS_TOPIC", true, "events topic")
+	integer(r, &nParts, "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
+	integer(r, &nRepl, "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
+	integer(r, &cfg.Apps, "SIM_APPS", 1, "number of apps")
+	integer(r, &firstApp, "SIM_FIRST_APP", 1, "first app id")
+	integer(r, &cfg.UsersPerApp, "SIM_USERS", 1, "users per app")
+	r.float(&cfg.Rate, "SIM_RATE", "events per second")
+	r.duration(&cfg.Duration, "SIM_DURATION", anyDuration, "how long to run; 0 until interrupted")
+	integer(r, &cfg.Events, "SIM_EVENTS", 0, "stop after this many events; 0 no limit")
+	r.str(&seed, "SIM_SEED", false, "seed; the same seed publishes the same events; default from the clock")
 	var sec security
 	sec.register(r)
 	if err := r.parse(args); err != nil {
