@@ -25,6 +25,7 @@ var settingVars = []string{
 	"IMMETER_SECRETS_FILE", "INGEST_ADDR",
 	"INGEST_MAX_BODY_BYTES", "INGEST_MAX_EVENT_BYTES", "INGEST_MAX_CLOCK_SKEW", "INGEST_PUBLISH_TIMEOUT",
 	"LOG_LEVEL", "STATUS_EVERY", "SIM_RATE", "SIM_APPS", "SIMULATE",
+	"SIM_FIRST_APP", "SIM_USERS", "SIM_DURATION", "SIM_EVENTS", "SIM_SEED",
 	"CONSOLE_ADDR", "CONSOLE_STAFF_TOKEN", "CONSOLE_STAFF_TOKEN_FILE", "CONSOLE_SECRETS_FILE", "CONSOLE_REFRESH",
 }
 
@@ -359,4 +360,33 @@ func TestFlagNames(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSimulateSettings: immeter simulate's settings are honoured or
+// rejected naming the variable or the flag as typed.
+func TestSimulateSettings(t *testing.T) {
+	f := func(env, args []string, wantErr string, check func(o *simulateOptions)) {
+		t.Helper()
+		setEnv(t, append([]string{"KAFKA_BROKERS=127.0.0.1:9"}, env...))
+		o, err := parseSimulate(args)
+		if checkErr(t, err, wantErr) && check != nil {
+			check(o)
+		}
+	}
+	f([]string{"SIM_SEED=42", "SIM_FIRST_APP=1400000100", "SIM_APPS=3"}, []string{"-sim-rate", "500"}, "", func(o *simulateOptions) {
+		if o.cfg.Seed != 42 || o.cfg.FirstApp != 1400000100 || o.cfg.Apps != 3 || o.cfg.Rate != 500 || o.topic != "im.usage.events" {
+			t.Fatalf("settings not honoured; got %+v topic %s", o.cfg, o.topic)
+		}
+	})
+	f(nil, nil, "", func(o *simulateOptions) {
+		if o.cfg.Seed == 0 || o.cfg.FirstApp != 1400000001 || o.cfg.Apps != 20 {
+			t.Fatalf("unexpected defaults; got %+v", o.cfg)
+		}
+	})
+	f([]string{"SIM_SEED=x"}, nil, `SIM_SEED: "x": want an unsigned integer`, nil)
+	f(nil, []string{"-sim-seed", "-1"}, `-sim-seed: "-1": want an unsigned integer`, nil)
+	f([]string{"SIM_FIRST_APP=0"}, nil, `SIM_FIRST_APP: "0": want an app id from 1 to 4294967295`, nil)
+	f(nil, []string{"-sim-first-app=4294967296"}, `-sim-first-app: "4294967296": want an app id from 1 to 4294967295`, nil)
+	f([]string{"SIM_FIRST_APP=4294967290", "SIM_APPS=10"}, nil, "SIM_FIRST_APP: 4294967290 with SIM_APPS 10 passes the largest app id", nil)
+	f([]string{"KAFKA_BROKERS="}, nil, `KAFKA_BROKERS: "": must not be empty`, nil)
 }
