@@ -95,7 +95,7 @@ bench: build
 bench-body:
 	@export IMMETER_INTEGRATION=1; \
 	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./... | tee .run/bench/latest.txt; \
-	bin/immeter bench --dir .run/bench $(BENCH_E2E_FLAGS) | tee .run/bench/e2e-latest.txt
+	bin/immeter bench --run-dir .run/bench $(BENCH_E2E_FLAGS) | tee .run/bench/e2e-latest.txt
 
 # The MAU estimate's accuracy table: 100 seeded trials at 1k to 10M users (about 3 minutes).
 bench-accuracy:

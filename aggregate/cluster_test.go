@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,26 +16,15 @@ import (
 
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
 )
 
-// clusterServices returns the replicated setup of .ci/cluster.sh (make
-// test-cluster sets these), or skips the test.
-func clusterServices(t *testing.T) (brokerList, chAddr, cluster string) {
-	t.Helper()
-	brokerList, chAddr = os.Getenv("CLUSTER_KAFKA_BROKERS"), os.Getenv("CLUSTER_CLICKHOUSE_ADDR")
-	cluster = os.Getenv("CLICKHOUSE_CLUSTER")
-	if brokerList == "" || chAddr == "" || cluster == "" {
-		t.Skip("cluster test: make test-cluster runs .ci/cluster.sh and sets CLUSTER_KAFKA_BROKERS, CLUSTER_CLICKHOUSE_ADDR and CLICKHOUSE_CLUSTER")
-	}
-	return brokerList, chAddr, cluster
-}
-
 // clusterScript runs .ci/cluster.sh with args (pause|resume kafka|clickhouse N).
 func clusterScript(t *testing.T, args ...string) {
 	t.Helper()
-	c := exec.Command("bash", append([]string{filepath.Join("..", ".ci", "cluster.sh")}, args...)...)
+	c := exec.Command("bash", append([]string{filepath.Join(testenv.Root(t), ".ci", "cluster.sh")}, args...)...)
 	out, err := c.CombinedOutput()
 	if err != nil {
 		t.Fatalf("cluster.sh %v: %v\n%s", args, err, out)
@@ -47,37 +35,9 @@ func clusterScript(t *testing.T, args ...string) {
 // newClusterEnv is newEnv on the replicated setup: topics with replication
 // factor 3 (min.insync.replicas 2, the brokers' default) and a database ON
 // CLUSTER of ClickHouse replicas.
-func newClusterEnv(t *testing.T, brokerList, chAddr, cluster string) *testEnv {
+func newClusterEnv(t *testing.T, brokers []string, chAddr, cluster string) *testEnv {
 	t.Helper()
-	sfx := suffix()
-	e := &testEnv{
-		brokers: strings.Split(brokerList, ","),
-		events:  "test.events." + sfx,
-		dlq:     "test.dlq." + sfx,
-		group:   "test-" + sfx,
-		ch:      schemas.ClickHouseConfig{Addr: chAddr, Database: "test_" + sfx, Username: "default", Cluster: cluster},
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := ingest.EnsureTopics(ctx, e.brokers, testPartitions, 3, e.events, e.dlq); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := schemas.OpenClickHouse(ctx, e.ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.conn = conn
-	t.Cleanup(func() {
-		if !t.Failed() {
-			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+e.ch.Database+" ON CLUSTER "+cluster)
-		} else {
-			t.Logf("kept ClickHouse database %s on %s for inspection", e.ch.Database, chAddr)
-		}
-		conn.Close()
-		c := &kafka.Client{Addr: kafka.TCP(e.brokers...)}
-		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq}})
-	})
-	return e
+	return makeEnv(t, brokers, 3, schemas.ClickHouseConfig{Addr: chAddr, Username: "default", Cluster: cluster}, 3*time.Minute)
 }
 
 // checkReplicated fails unless every table of the env's database is
@@ -151,16 +111,7 @@ func (e *testEnv) produceUntilDone(ctx context.Context, t *testing.T, topic stri
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		failed := msgs
-		var werr kafka.WriteErrors
-		if errors.As(err, &werr) {
-			failed = nil
-			for i, err := range werr {
-				if err != nil {
-					failed = append(failed, msgs[i])
-				}
-			}
-		}
+		failed := testenv.Unwritten(msgs, err)
 		if attempt%5 == 1 {
 			t.Logf("produce: %d of %d messages again: %v", len(failed), len(msgs), err)
 		}
@@ -183,7 +134,7 @@ func (e *testEnv) finalRecords(ctx context.Context, t *testing.T, s *stream, bil
 	}
 	defer r.Close()
 	out := map[string]schemas.BillingRecord{}
-	for m, apps := range s.truth {
+	for m, apps := range s.want.Months {
 		// The stream's months include the open one: finalized anyway, on
 		// both setups alike.
 		if _, err := r.Publish(ctx, m, rollup.ForceFinalOpen); err != nil {
@@ -237,11 +188,11 @@ func jsonEqual(t *testing.T, a, b any) bool {
 // total is exact, and the final records equal those of a single-node run of
 // the same stream.
 func TestClusterFaults(t *testing.T) {
-	brokerList, chAddr, cluster := clusterServices(t)
-	singleBrokers, singleCH := services(t)
+	brokers, chAddr, cluster := testenv.Cluster(t)
+	singleBrokers, singleCH := testenv.Services(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	env := newClusterEnv(t, brokerList, chAddr, cluster)
+	env := newClusterEnv(t, brokers, chAddr, cluster)
 	env.checkReplicated(ctx, t, env.events)
 	s := genStream(streamSpec{seed: faultSeed(t), events: 30000, now: time.Now()})
 	logStream(t, s)
@@ -299,19 +250,15 @@ func TestClusterFaults(t *testing.T) {
 	single.waitAggregated(ctx, t)
 	stopSingle()
 
-	billing := "test.billing." + suffix()
+	billing := testenv.NewNames().Billing
 	if err := ingest.EnsureTopics(ctx, env.brokers, testPartitions, 3, billing); err != nil {
 		t.Fatal(err)
 	}
 	if err := ingest.EnsureTopics(ctx, single.brokers, testPartitions, 1, billing); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, bs := range [][]string{env.brokers, single.brokers} {
-			c := &kafka.Client{Addr: kafka.TCP(bs...)}
-			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{billing}})
-		}
-	})
+	testenv.DeleteTopicsAtEnd(t, env.brokers, billing)
+	testenv.DeleteTopicsAtEnd(t, single.brokers, billing)
 	got := env.finalRecords(ctx, t, s, billing)
 	want := single.finalRecords(ctx, t, s, billing)
 	if len(got) != len(want) {

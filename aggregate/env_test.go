@@ -3,9 +3,6 @@ package aggregate_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -39,134 +37,68 @@ type testEnv struct {
 	conn        driver.Conn
 }
 
-// services returns the configured broker list and ClickHouse address, or
-// skips the test when they are not configured. With IMMETER_INTEGRATION=1
-// (make test) missing services fail the test instead.
-func services(t *testing.T) (brokerList, chAddr string) {
-	t.Helper()
-	brokerList, chAddr = os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
-	if brokerList == "" || chAddr == "" {
-		if os.Getenv("IMMETER_INTEGRATION") == "1" {
-			t.Fatal("IMMETER_INTEGRATION=1 but KAFKA_BROKERS or CLICKHOUSE_ADDR is unset")
-		}
-		t.Skip("integration test: set KAFKA_BROKERS and CLICKHOUSE_ADDR (make test starts both)")
-	}
-	return brokerList, chAddr
-}
-
 // integration returns a fresh testEnv on the configured services.
 func integration(t *testing.T) *testEnv {
 	t.Helper()
-	brokerList, chAddr := services(t)
-	return newEnv(t, brokerList, chAddr)
+	brokers, chAddr := testenv.Services(t)
+	return newEnv(t, brokers, chAddr)
 }
 
 // newEnv makes topics and a consumer group on the brokers and a database on
 // the ClickHouse server at chAddr, all removed when the test passes.
-func newEnv(t *testing.T, brokerList, chAddr string) *testEnv {
+func newEnv(t *testing.T, brokers []string, chAddr string) *testEnv {
 	t.Helper()
-	sfx := suffix()
-	e := &testEnv{
-		events: "test.events." + sfx,
-		dlq:    "test.dlq." + sfx,
-		group:  "test-" + sfx,
-		ch:     schemas.ClickHouseConfig{Addr: chAddr, Database: "test_" + sfx, Username: "default"},
-	}
-	for _, s := range strings.Split(brokerList, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			e.brokers = append(e.brokers, s)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return makeEnv(t, brokers, 1, schemas.ClickHouseConfig{Addr: chAddr, Username: "default"}, time.Minute)
+}
+
+// makeEnv is newEnv with topics of replication replicas and a database on
+// the ClickHouse server or cluster of ch, made within timeout.
+func makeEnv(t *testing.T, brokers []string, replication int, ch schemas.ClickHouseConfig, timeout time.Duration) *testEnv {
+	t.Helper()
+	n := testenv.NewNames()
+	e := &testEnv{brokers: brokers, events: n.Events, dlq: n.DLQ, group: n.Group, ch: ch}
+	e.ch.Database = n.Database
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := ingest.EnsureTopics(ctx, e.brokers, testPartitions, 1, e.events, e.dlq); err != nil {
+	if err := ingest.EnsureTopics(ctx, e.brokers, testPartitions, replication, e.events, e.dlq); err != nil {
 		t.Fatal(err)
 	}
+	testenv.DeleteTopicsAtEnd(t, e.brokers, e.events, e.dlq)
+	e.conn = e.openDatabase(ctx, t)
+	return e
+}
+
+// openDatabase opens (and migrates) the env's database, dropped at the end
+// of the test if it passed.
+func (e *testEnv) openDatabase(ctx context.Context, t *testing.T) driver.Conn {
+	t.Helper()
 	conn, err := schemas.OpenClickHouse(ctx, e.ch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.conn = conn
-	t.Cleanup(func() {
-		e.dropDatabase(t)
-		c := &kafka.Client{Addr: kafka.TCP(e.brokers...)}
-		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq}})
-	})
-	return e
+	testenv.DropDatabaseAtEnd(t, conn, e.ch.Addr, e.ch.Database, e.ch.Cluster)
+	return conn
 }
 
 // twin returns an env on the same topics with a consumer group and a
 // database of its own: a second pipeline over the same stream.
 func (e *testEnv) twin(t *testing.T) *testEnv {
 	t.Helper()
-	sfx := suffix()
+	n := testenv.NewNames()
 	tw := *e
-	tw.group, tw.ch.Database = "test-"+sfx, "test_"+sfx
+	tw.group, tw.ch.Database = n.Group, n.Database
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := schemas.OpenClickHouse(ctx, tw.ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw.conn = conn
-	t.Cleanup(func() { tw.dropDatabase(t) })
+	tw.conn = tw.openDatabase(ctx, t)
 	return &tw
 }
 
-// dropDatabase drops the env's database if the test passed, and closes
-// the connection.
-func (e *testEnv) dropDatabase(t *testing.T) {
-	if !t.Failed() {
-		_ = e.conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+e.ch.Database)
-	} else {
-		t.Logf("kept ClickHouse database %s on %s for inspection", e.ch.Database, e.ch.Addr)
-	}
-	e.conn.Close()
-}
-
-func suffix() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// produce writes msgs to topic, keyed as given, acknowledged by all
-// replicas. Messages the broker refused (a new topic may not be known yet)
-// are sent again, up to 5 times.
+// produce writes msgs to topic (testenv.Produce), failing the test unless
+// they are all written or ctx ended.
 func (e *testEnv) produce(ctx context.Context, t *testing.T, topic string, msgs []kafka.Message) {
 	t.Helper()
-	// Metadata of its own, soon stale: the shared transport's may be older
-	// than the test's topics.
-	tr := &kafka.Transport{MetadataTTL: 500 * time.Millisecond}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{Consistent: true},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000, Transport: tr}
-	defer w.Close()
-	for attempt := 1; ; attempt++ {
-		err := w.WriteMessages(ctx, msgs...)
-		if err == nil {
-			return
-		}
-		failed := msgs // none written, unless it says which failed
-		var werr kafka.WriteErrors
-		if errors.As(err, &werr) {
-			failed = nil
-			for i, err := range werr {
-				if err != nil {
-					failed = append(failed, msgs[i])
-				}
-			}
-		}
-		if ctx.Err() != nil {
-			return // the test is over
-		}
-		if len(failed) == 0 || attempt == 5 {
-			t.Errorf("produce: %v", err)
-			return
-		}
-		t.Logf("produce: %d of %d messages again: %v", len(failed), len(msgs), err)
-		msgs = failed
-		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+	if err := testenv.Produce(ctx, t, e.brokers, topic, msgs); err != nil && ctx.Err() == nil {
+		t.Error(err)
 	}
 }
 
@@ -195,37 +127,13 @@ func (e *testEnv) produceSlowly(ctx context.Context, t *testing.T, msgs []kafka.
 // endOffsets returns the next offset of every partition of topic.
 func (e *testEnv) endOffsets(ctx context.Context, t *testing.T, topic string) map[int]int64 {
 	t.Helper()
-	end, err := ingest.EndOffsets(ctx, e.brokers, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return end
+	return testenv.EndOffsets(ctx, t, e.brokers, topic)
 }
 
 // readAll reads every message now in topic, each partition in offset order.
 func (e *testEnv) readAll(ctx context.Context, t *testing.T, topic string) []kafka.Message {
 	t.Helper()
-	var out []kafka.Message
-	for p, last := range e.endOffsets(ctx, t, topic) {
-		if last == 0 {
-			continue
-		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: topic, Partition: p,
-			MaxWait: 100 * time.Millisecond, QueueCapacity: 10000})
-		for {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				r.Close()
-				t.Fatalf("read %s/%d: %v", topic, p, err)
-			}
-			out = append(out, m)
-			if m.Offset+1 >= last {
-				break
-			}
-		}
-		r.Close()
-	}
-	return out
+	return testenv.ReadAll(ctx, t, e.brokers, topic)
 }
 
 // aggregated reports how many messages of the events topic ClickHouse says
@@ -238,24 +146,7 @@ func (e *testEnv) aggregated(ctx context.Context) (map[int]int64, error) {
 // topic now on the broker has been aggregated.
 func (e *testEnv) waitAggregated(ctx context.Context, t *testing.T) {
 	t.Helper()
-	end := e.endOffsets(ctx, t, e.events)
-	for {
-		got, err := e.aggregated(ctx)
-		done := 0
-		for p, want := range end {
-			if err == nil && got[p] >= want {
-				done++
-			}
-		}
-		if done == len(end) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("aggregation did not reach the end offsets %v in time; got %v (%v)", end, got, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	testenv.WaitProgress(ctx, t, e.endOffsets(ctx, t, e.events), e.aggregated)
 }
 
 // resetKafkaOffsets commits offsets for the env's group on Kafka, as an
@@ -288,39 +179,6 @@ func (e *testEnv) resetKafkaOffsets(ctx context.Context, t *testing.T, offsets m
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-}
-
-// privateClickHouse starts a ClickHouse server of the test's own with
-// .ci/clickhouse.sh, on free ports and in a temporary directory; the
-// returned function runs the script with another command (pause, start).
-func privateClickHouse(t *testing.T) (addr string, script func(cmd string)) {
-	t.Helper()
-	dir := t.TempDir()
-	port, httpPort := freePort(t), freePort(t)
-	script = func(cmd string) {
-		t.Helper()
-		c := exec.Command("bash", filepath.Join("..", ".ci", "clickhouse.sh"), cmd)
-		c.Env = append(os.Environ(), "IMMETER_RUN_DIR="+dir,
-			"CLICKHOUSE_PORT="+strconv.Itoa(port), "CLICKHOUSE_HTTP_PORT="+strconv.Itoa(httpPort))
-		out, err := c.CombinedOutput()
-		if err != nil {
-			t.Fatalf("clickhouse.sh %s: %v\n%s", cmd, err, out)
-		}
-		t.Logf("%s", bytes.TrimSpace(out))
-	}
-	script("start")
-	t.Cleanup(func() { script("stop") })
-	return "127.0.0.1:" + strconv.Itoa(port), script
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // chProxy forwards ClickHouse connections and can stop all traffic, and run
@@ -593,27 +451,4 @@ func (w *syncWriter) tail(n int) string {
 	defer w.mu.Unlock()
 	lines := strings.Split(strings.TrimRight(w.b.String(), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// privateKafka starts a Kafka broker of the test's own with .ci/kafka.sh,
-// on free ports and in a temporary directory; the returned function runs
-// the script with another command (pause, start).
-func privateKafka(t *testing.T) (addr string, script func(cmd string)) {
-	t.Helper()
-	dir := t.TempDir()
-	port, controller := freePort(t), freePort(t)
-	script = func(cmd string) {
-		t.Helper()
-		c := exec.Command("bash", filepath.Join("..", ".ci", "kafka.sh"), cmd)
-		c.Env = append(os.Environ(), "IMMETER_RUN_DIR="+dir,
-			"KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(controller))
-		out, err := c.CombinedOutput()
-		if err != nil {
-			t.Fatalf("kafka.sh %s: %v\n%s", cmd, err, out)
-		}
-		t.Logf("%s", bytes.TrimSpace(out))
-	}
-	script("start")
-	t.Cleanup(func() { script("stop") })
-	return "127.0.0.1:" + strconv.Itoa(port), script
 }

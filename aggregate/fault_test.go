@@ -16,6 +16,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/aggregate"
+	"github.com/immeter/immeter/internal/testenv"
+	"github.com/immeter/immeter/internal/testenv/truth"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
 )
@@ -53,7 +55,7 @@ func logStream(t *testing.T, s *stream) {
 func TestFaultKill9(t *testing.T) {
 	t.Parallel()
 	env := integration(t)
-	_, chAddr := services(t)
+	_, chAddr := testenv.Services(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	seed := faultSeed(t)
@@ -139,9 +141,9 @@ func kill9(p *aggProc) func() { return func() { _ = p.cmd.Process.Kill() } }
 // bounded), resumes, and the totals are exact.
 func TestFaultClickHouseRestart(t *testing.T) {
 	t.Parallel()
-	brokerList, _ := services(t)
-	chAddr, clickhouse := privateClickHouse(t)
-	env := newEnv(t, brokerList, chAddr)
+	brokers, _ := testenv.Services(t)
+	clickhouse := testenv.StartClickHouse(t)
+	env := newEnv(t, brokers, clickhouse.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := genStream(streamSpec{seed: faultSeed(t), events: 30000, now: time.Now()})
@@ -161,7 +163,7 @@ func TestFaultClickHouseRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	clickhouse("pause")
+	clickhouse.Run("pause")
 	down := time.Now()
 	before := agg.Stats()
 	var samples []uint64
@@ -169,7 +171,7 @@ func TestFaultClickHouseRestart(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		samples = append(samples, agg.Stats().Counted)
 	}
-	clickhouse("start")
+	clickhouse.Run("start")
 	t.Logf("ClickHouse down %v: counted %d before, then %v", time.Since(down).Round(time.Millisecond), before.Counted, samples)
 	last := samples[len(samples)-1]
 	if grown := last - before.Counted; grown > testPartitions*maxPending {
@@ -191,9 +193,9 @@ func TestFaultClickHouseRestart(t *testing.T) {
 // are exact.
 func TestFaultKafkaRestart(t *testing.T) {
 	t.Parallel()
-	_, chAddr := services(t)
-	brokerAddr, kafkaScript := privateKafka(t)
-	env := newEnv(t, brokerAddr, chAddr)
+	_, chAddr := testenv.Services(t)
+	broker := testenv.StartKafka(t)
+	env := newEnv(t, []string{broker.Addr}, chAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := genStream(streamSpec{seed: faultSeed(t), events: 20000, now: time.Now()})
@@ -206,10 +208,10 @@ func TestFaultKafkaRestart(t *testing.T) {
 	for agg.Stats().Counted < 1000 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	kafkaScript("pause")
+	broker.Run("pause")
 	down := time.Now()
 	time.Sleep(8 * time.Second)
-	kafkaScript("start")
+	broker.Run("start")
 	t.Logf("broker down %v; counted %d before", time.Since(down).Round(time.Millisecond), agg.Stats().Counted)
 	env.produce(ctx, t, env.events, s.msgs[half:])
 	env.waitAggregated(ctx, t)
@@ -236,9 +238,9 @@ func TestFaultRepeatsAndLateEvents(t *testing.T) {
 
 	env.checkTotals(ctx, t, s)
 	st := agg.Stats()
-	if st.Counted != uint64(s.distinct) || st.Duplicates != uint64(s.duplicates) || st.Rejected != uint64(s.invalid) || st.Replayed != 0 {
+	if st.Counted != uint64(s.want.Distinct) || st.Duplicates != uint64(s.want.Duplicates) || st.Rejected != uint64(s.invalid) || st.Replayed != 0 {
 		t.Errorf("unexpected stats; got %+v; want Counted %d, Duplicates %d, Rejected %d, Replayed 0",
-			st, s.distinct, s.duplicates, s.invalid)
+			st, s.want.Distinct, s.want.Duplicates, s.invalid)
 	}
 }
 
@@ -287,7 +289,7 @@ func TestFaultRebalance(t *testing.T) {
 	_, stop := one.runAggregator(ctx, t, "alone", cfg, one.conn)
 	one.waitAggregated(ctx, t)
 	stop()
-	for m := range s.truth {
+	for m := range s.want.Months {
 		two, err := rollup.ReadMonth(ctx, env.conn, m, s.loc)
 		if err != nil {
 			t.Fatal(err)
@@ -331,16 +333,6 @@ func faultSeed(t *testing.T) uint64 {
 	return seed
 }
 
-// truth is the expected usage of one app's month, computed by the test from
-// the stream it publishes, independently of the pipeline.
-type truth struct {
-	usage    schemas.Usage
-	users    map[string]bool
-	dayUsers map[schemas.Day]map[string]bool
-	net      map[schemas.Day]int64
-	days     map[schemas.Day]bool // days with counted events
-}
-
 // stream is a generated stream and, once it is published, its truth: per
 // month and app, what the first event of every (app, id) in each
 // partition's order adds up to.
@@ -351,9 +343,10 @@ type stream struct {
 
 	repeats, variants, late, wrong int // as generated
 
-	truth map[schemas.Month]map[uint32]*truth
-	// As published: distinct (app, id), their repeats, invalid messages.
-	distinct, duplicates, invalid int
+	// As published: the totals of the distinct (app, id) and their
+	// repeats, and the invalid messages.
+	want    *truth.Totals
+	invalid int
 }
 
 // streamSpec describes a generated stream.
@@ -507,105 +500,16 @@ func genStream(spec streamSpec) *stream {
 // reordered messages, and the truth must follow what was published.
 func (s *stream) fold(ctx context.Context, t *testing.T, e *testEnv) {
 	t.Helper()
-	s.truth = map[schemas.Month]map[uint32]*truth{}
-	s.distinct, s.duplicates, s.invalid = 0, 0, 0
-	seen := map[string]bool{}
+	s.want, s.invalid = truth.New(s.loc), 0
 	for _, m := range e.readAll(ctx, t, e.events) {
 		ev, ok := s.events[string(m.Value)]
 		if !ok {
 			s.invalid++
 			continue
 		}
-		key := fmt.Sprint(ev.App, "/", ev.ID)
-		if seen[key] {
-			s.duplicates++
-			continue
-		}
-		seen[key] = true
-		s.distinct++
-		s.count(ev)
+		s.want.Add(ev)
 	}
-	s.finish()
-}
-
-func (s *stream) t(app uint32, m schemas.Month) *truth {
-	if s.truth[m] == nil {
-		s.truth[m] = map[uint32]*truth{}
-	}
-	tr := s.truth[m][app]
-	if tr == nil {
-		tr = &truth{users: map[string]bool{}, dayUsers: map[schemas.Day]map[string]bool{},
-			net: map[schemas.Day]int64{}, days: map[schemas.Day]bool{}}
-		s.truth[m][app] = tr
-	}
-	return tr
-}
-
-// count folds the first event of an (app, id) into the truth.
-func (s *stream) count(e schemas.Event) {
-	day := schemas.DayOf(e.Time, s.loc)
-	tr := s.t(e.App, day.Month())
-	tr.days[day] = true
-	u := &tr.usage
-	switch e.Type {
-	case schemas.Login:
-		u.Logins++
-		tr.users[e.User] = true
-		if tr.dayUsers[day] == nil {
-			tr.dayUsers[day] = map[string]bool{}
-		}
-		tr.dayUsers[day][e.User] = true
-	case schemas.Message:
-		n := uint64(e.Count)
-		switch e.Channel {
-		case "c2c":
-			u.Messages.C2C += n
-		case "group":
-			u.Messages.Group += n
-		case "community":
-			u.Messages.Community += n
-		case "live":
-			u.Messages.Live += n
-		}
-	case schemas.Group:
-		if e.Op == "create" {
-			u.GroupsCreated++
-			tr.net[day]++
-		} else {
-			u.GroupsDissolved++
-			tr.net[day]--
-		}
-	case schemas.Call:
-		if e.Media == "audio" {
-			u.CallSeconds.Audio += uint64(e.Seconds)
-		} else {
-			u.CallSeconds.Video += uint64(e.Seconds)
-		}
-	}
-}
-
-// finish derives the monthly figures the way the price list defines them:
-// MAU, call minutes rounded up, and the largest daily net group increase
-// (a day without events nets 0).
-func (s *stream) finish() {
-	for m, apps := range s.truth {
-		for _, tr := range apps {
-			u := &tr.usage
-			u.MAU = uint64(len(tr.users))
-			u.CallMinutes.Audio = (u.CallSeconds.Audio + 59) / 60
-			u.CallMinutes.Video = (u.CallSeconds.Video + 59) / 60
-			first := true
-			for d := range tr.days {
-				if first || tr.net[d] > u.MaxDailyNetGroups {
-					u.MaxDailyNetGroups = tr.net[d]
-				}
-				first = false
-			}
-			if len(tr.days) < m.Days() {
-				u.MaxDailyNetGroups = max(u.MaxDailyNetGroups, 0)
-			}
-		}
-	}
+	s.want.Finish()
 }
 
 // sketchTolerance is the error allowed to HyperLogLog estimates: 2%, well
@@ -648,7 +552,7 @@ func (e *testEnv) checkTotals(ctx context.Context, t *testing.T, s *stream) {
 
 func (e *testEnv) checkUsage(ctx context.Context, t *testing.T, s *stream, stage string) {
 	t.Helper()
-	for m, apps := range s.truth {
+	for m, apps := range s.want.Months {
 		got, err := rollup.ReadMonth(ctx, e.conn, m, s.loc)
 		if err != nil {
 			t.Fatal(err)
@@ -660,17 +564,17 @@ func (e *testEnv) checkUsage(ctx context.Context, t *testing.T, s *stream, stage
 		}
 		for app, want := range apps {
 			if got[app] == nil {
-				t.Errorf("%s: %s: no usage of app %d; want %+v", stage, m, app, want.usage)
+				t.Errorf("%s: %s: no usage of app %d; want %+v", stage, m, app, want.Usage)
 				continue
 			}
 			u := got[app].Usage
 			est := u.MAUEstimate
 			u.MAUEstimate = 0
-			if u != want.usage {
-				t.Errorf("%s: %s app %d: unexpected usage\n got %+v\nwant %+v", stage, m, app, u, want.usage)
+			if u != want.Usage {
+				t.Errorf("%s: %s app %d: unexpected usage\n got %+v\nwant %+v", stage, m, app, u, want.Usage)
 			}
-			if math.Abs(float64(est)-float64(want.usage.MAU)) > sketchTolerance(want.usage.MAU) {
-				t.Errorf("%s: %s app %d: unexpected MAU estimate; got %d; want %d ± 2%%", stage, m, app, est, want.usage.MAU)
+			if math.Abs(float64(est)-float64(want.Usage.MAU)) > sketchTolerance(want.Usage.MAU) {
+				t.Errorf("%s: %s app %d: unexpected MAU estimate; got %d; want %d ± 2%%", stage, m, app, est, want.Usage.MAU)
 			}
 		}
 	}
@@ -704,9 +608,9 @@ func (e *testEnv) checkUsage(ctx context.Context, t *testing.T, s *stream, stage
 	}
 	rows.Close()
 	bad := 0
-	for _, apps := range s.truth {
+	for _, apps := range s.want.Months {
 		for app, tr := range apps {
-			for day, users := range tr.dayUsers {
+			for day, users := range tr.DayUsers {
 				var est uint64
 				if sk := sketches[appDay{app, day}]; sk != nil {
 					est = sk.Estimate()
@@ -741,7 +645,7 @@ func TestKafkaOffsetsWithoutStoredPositionSkipNothing(t *testing.T) {
 	env.waitAggregated(ctx, t)
 	stop()
 	env.checkTotals(ctx, t, s)
-	if st := agg.Stats(); st.Counted != uint64(s.distinct) {
-		t.Errorf("unexpected events counted; got %d; want %d (%+v)", st.Counted, s.distinct, st)
+	if st := agg.Stats(); st.Counted != uint64(s.want.Distinct) {
+		t.Errorf("unexpected events counted; got %d; want %d (%+v)", st.Counted, s.want.Distinct, st)
 	}
 }

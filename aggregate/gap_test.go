@@ -16,6 +16,7 @@ import (
 
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -389,7 +390,7 @@ func TestClickHouseStateLostUnderRunningAggregator(t *testing.T) {
 func TestEventIDsMergedBetweenCrashAndRestart(t *testing.T) {
 	t.Parallel()
 	env := integration(t)
-	_, chAddr := services(t)
+	_, chAddr := testenv.Services(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s := genStream(streamSpec{seed: faultSeed(t), events: 5000, now: time.Now()})

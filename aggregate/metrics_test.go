@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/aggregate"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 	"github.com/immeter/immeter/telemetry"
 )
@@ -78,7 +79,7 @@ func get(t *testing.T, url string) (int, string) {
 // fails and the lag grows, and both recover after.
 func TestMetricsAndReadiness(t *testing.T) {
 	env := integration(t)
-	_, chAddr := services(t)
+	_, chAddr := testenv.Services(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	proxy := newCHProxy(t, chAddr)
@@ -252,9 +253,9 @@ func TestMetricsAndReadiness(t *testing.T) {
 // partitions no longer consumed) and recovers once the broker is back.
 func TestReadinessKafkaDown(t *testing.T) {
 	t.Parallel()
-	_, chAddr := services(t)
-	brokerAddr, kafkaScript := privateKafka(t)
-	env := newEnv(t, brokerAddr, chAddr)
+	_, chAddr := testenv.Services(t)
+	broker := testenv.StartKafka(t)
+	env := newEnv(t, []string{broker.Addr}, chAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	agg, _ := env.runAggregator(ctx, t, "kafka-down", aggregate.Config{FlushInterval: 100 * time.Millisecond}, env.conn)
@@ -276,13 +277,13 @@ func TestReadinessKafkaDown(t *testing.T) {
 	}
 	wait("broker up", func(code int, _ string) bool { return code == http.StatusOK })
 
-	kafkaScript("pause")
+	broker.Run("pause")
 	body := wait("broker down", func(code int, body string) bool {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "kafka: metadata") &&
 			(strings.Contains(body, "fetch failing") || strings.Contains(body, "not consumed"))
 	})
 	t.Logf("/readyz with the broker down: %s", body)
-	kafkaScript("start")
+	broker.Run("start")
 	wait("broker back", func(code int, _ string) bool { return code == http.StatusOK })
 	got := scrape(t, srv)
 	if got["immeter_kafka_errors_total{op=fetch}"]+got["immeter_kafka_errors_total{op=join_group}"] == 0 {

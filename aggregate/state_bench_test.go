@@ -12,7 +12,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/zeebo/xxh3"
 
-	"github.com/immeter/immeter/ingest/loadgen"
+	"github.com/immeter/immeter/internal/simulate"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -41,13 +41,13 @@ func span(b []byte, ends []int32, i int) []byte {
 }
 
 var benchStream = sync.OnceValue(func() *encodedStream {
-	return genStream(loadgen.Config{Seed: 1, Duplicates: 0.001}, benchStreamEvents)
+	return genStream(simulate.Config{Seed: 1, Duplicates: 0.001}, benchStreamEvents)
 })
 
 // genStream encodes n events of cfg: by default 100k Zipf-skewed apps,
 // 10M users, Zipf-skewed per app, 60% messages, 35% logins, 5% other.
-func genStream(cfg loadgen.Config, n int) *encodedStream {
-	g, err := loadgen.New(cfg)
+func genStream(cfg simulate.Config, n int) *encodedStream {
+	g, err := simulate.New(cfg)
 	if err != nil {
 		panic(err)
 	}
@@ -67,7 +67,7 @@ func genStream(cfg loadgen.Config, n int) *encodedStream {
 func benchState() *partitionState {
 	loc := time.FixedZone(schemas.DefaultTimezone, 8*3600)
 	s := newPartitionState(0, loc)
-	s.minDay = schemas.DayOf(loadgen.DefaultStart, loc) - 62
+	s.minDay = schemas.DayOf(simulate.DefaultStart, loc) - 62
 	return s
 }
 

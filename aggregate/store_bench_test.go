@@ -2,13 +2,11 @@ package aggregate
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -16,16 +14,8 @@ import (
 // user days, sketches, counters, the offset) to a private database of the
 // real ClickHouse server. It needs CLICKHOUSE_ADDR; without it it skips.
 func BenchmarkFlush(b *testing.B) {
-	addr := os.Getenv("CLICKHOUSE_ADDR")
-	if addr == "" {
-		if os.Getenv("IMMETER_INTEGRATION") == "1" {
-			b.Fatal("IMMETER_INTEGRATION=1 but CLICKHOUSE_ADDR is unset")
-		}
-		b.Skip("integration benchmark: set CLICKHOUSE_ADDR (make bench starts ClickHouse)")
-	}
-	var sfx [4]byte
-	_, _ = rand.Read(sfx[:])
-	cfg := schemas.ClickHouseConfig{Addr: addr, Database: "bench_flush_" + hex.EncodeToString(sfx[:]), Username: "default"}
+	addr := testenv.ClickHouse(b)
+	cfg := schemas.ClickHouseConfig{Addr: addr, Database: "bench_flush_" + testenv.Suffix(), Username: "default"}
 	ctx := context.Background()
 	conn, err := schemas.OpenClickHouse(ctx, cfg)
 	if err != nil {

@@ -2,21 +2,19 @@ package ingest
 
 import (
 	"context"
-	"net"
-	"os"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/immeter/immeter/internal/testenv"
 )
 
 // Tests that need Kafka run twice through onBrokers: against the embedded
-// fake broker kfake, and against the real broker named by KAFKA_BROKERS when
-// IMMETER_INTEGRATION=1 (bash .ci/kafka.sh start runs one on 127.0.0.1:19092).
+// fake broker kfake, and against the real broker named by KAFKA_BROKERS
+// (bash .ci/kafka.sh start runs one on 127.0.0.1:19092).
 
 // testKafka is a broker a test publishes to.
 type testKafka struct {
@@ -42,14 +40,11 @@ func newFakeKafka(t testing.TB) *testKafka {
 	return &testKafka{brokers: c.ListenAddrs(), fake: c}
 }
 
-// realKafka returns the real broker, or skips the test saying why.
+// realKafka returns the real broker of KAFKA_BROKERS, or skips the test
+// (fails it under IMMETER_INTEGRATION=1) when none is configured.
 func realKafka(t testing.TB) *testKafka {
 	t.Helper()
-	brokers := os.Getenv("KAFKA_BROKERS")
-	if os.Getenv("IMMETER_INTEGRATION") != "1" || brokers == "" {
-		t.Skip("integration test: needs a real Kafka broker; run `bash .ci/kafka.sh start` and set IMMETER_INTEGRATION=1 KAFKA_BROKERS=127.0.0.1:19092")
-	}
-	return &testKafka{brokers: strings.Split(brokers, ",")}
+	return &testKafka{brokers: testenv.Kafka(t)}
 }
 
 var nonTopicChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
@@ -69,19 +64,9 @@ func (k *testKafka) topic(t testing.TB) string {
 		t.Fatalf("creating topic: %v", err)
 	}
 	if k.fake == nil {
-		t.Cleanup(func() { deleteTopics(t, k.brokers, name) })
+		testenv.DeleteTopicsAtEnd(t, k.brokers, name)
 	}
 	return name
-}
-
-// deleteTopics removes test topics from the real broker.
-func deleteTopics(t testing.TB, brokers []string, names ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...)}
-	if _, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names}); err != nil {
-		t.Logf("deleting topics %v: %v", names, err)
-	}
 }
 
 // producer starts a producer on topic, closed at the end of the test.
@@ -104,41 +89,12 @@ func (k *testKafka) producer(t testing.TB, topic string, tune func(*ProducerConf
 	return p
 }
 
-// count returns how many records topic holds: the sum of its partitions'
-// end offsets (the topics are fresh and never compacted).
+// count returns how many records topic holds.
 func (k *testKafka) count(t testing.TB, topic string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// A transport of its own: the default one caches metadata for seconds.
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(k.brokers...), Transport: tr}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		t.Fatalf("metadata of %s: %v", topic, err)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, tp := range md.Topics {
-		if tp.Error != nil || len(tp.Partitions) == 0 {
-			t.Fatalf("metadata of %s: %d partitions, error %v", topic, len(tp.Partitions), tp.Error)
-		}
-		for _, p := range tp.Partitions {
-			reqs = append(reqs, kafka.LastOffsetOf(p.ID))
-		}
-	}
-	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		t.Fatalf("offsets of %s: %v", topic, err)
-	}
-	var n int64
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("offsets of %s/%d: %v", topic, p.Partition, p.Error)
-		}
-		n += p.LastOffset
-	}
-	return n
+	return testenv.Count(ctx, t, k.brokers, topic)
 }
 
 // read returns every record of topic, in no particular order across
@@ -167,13 +123,4 @@ func (k *testKafka) read(t testing.TB, topic string) []*kgo.Record {
 }
 
 // closedAddr returns a loopback address nothing listens on.
-func closedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func closedAddr(t testing.TB) string { return testenv.FreeAddr(t) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -36,7 +37,7 @@ func TestPartitionerMatchesOtherClients(t *testing.T) {
 	if err := EnsureTopics(ctx, k.brokers, partitions, 1, topic); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deleteTopics(t, k.brokers, topic) })
+	testenv.DeleteTopicsAtEnd(t, k.brokers, topic)
 
 	at := time.Date(2026, 11, 25, 21, 0, 0, 0, time.FixedZone("", 8*3600))
 	event := func(app uint32, via string) schemas.Event {

@@ -2,20 +2,20 @@ package ingest
 
 import (
 	"context"
-	"os"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/immeter/immeter/internal/testenv"
 )
 
 // benchKafka returns the real broker when IMMETER_INTEGRATION=1 and
 // KAFKA_BROKERS are set, else a kfake cluster that discards what it gets.
 func benchKafka(b *testing.B) *testKafka {
 	b.Helper()
-	if brokers := os.Getenv("KAFKA_BROKERS"); os.Getenv("IMMETER_INTEGRATION") == "1" && brokers != "" {
-		return &testKafka{brokers: strings.Split(brokers, ",")}
+	if brokers, _ := testenv.Configured(); testenv.Integration() && len(brokers) > 0 {
+		return &testKafka{brokers: brokers}
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.BlackholeProduce())
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -432,7 +433,7 @@ func TestEnsureTopics(t *testing.T) {
 			t.Fatalf("unexpected records in a new topic: %d", n)
 		}
 		if k.fake == nil {
-			t.Cleanup(func() { deleteTopics(t, k.brokers, a, b) })
+			testenv.DeleteTopicsAtEnd(t, k.brokers, a, b)
 		}
 	})
 	f := func(brokers []string, partitions, replication int, want string) {

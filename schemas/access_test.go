@@ -4,16 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/immeter/immeter/internal/testenv"
 )
 
 // What the analyst tries; every one must fail.
@@ -31,9 +30,7 @@ const (
 // that immeter's writer user migrates and writes while the analyst user
 // reads but cannot insert, create, alter, drop or lift its readonly.
 func TestAccessUsers(t *testing.T) {
-	if os.Getenv("IMMETER_INTEGRATION") != "1" {
-		t.Skip("integration test: starts a private ClickHouse server; set IMMETER_INTEGRATION=1 (make test does)")
-	}
+	testenv.Private(t)
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.d")
 	if err := os.MkdirAll(users, 0o700); err != nil {
@@ -55,23 +52,7 @@ func TestAccessUsers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(users, "immeter-access.xml"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, httpPort := freePort(t), freePort(t)
-	env := append(os.Environ(), "CLICKHOUSE_PORT="+port, "CLICKHOUSE_HTTP_PORT="+httpPort,
-		"IMMETER_RUN_DIR="+filepath.Join(dir, "run"), "CLICKHOUSE_USERS_D="+users)
-	script := func(action string) error {
-		cmd := exec.Command("bash", filepath.Join("..", ".ci", "clickhouse.sh"), action)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Logf(".ci/clickhouse.sh %s: %s", action, out)
-		}
-		return err
-	}
-	t.Cleanup(func() { script("stop") })
-	if err := script("start"); err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + port
+	addr := testenv.StartClickHouse(t, "CLICKHOUSE_USERS_D="+users).Addr
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -117,14 +98,4 @@ func TestAccessUsers(t *testing.T) {
 	if err := writer.QueryRow(ctx, sqlCountMigrated).Scan(&n); err != nil || n != before {
 		t.Fatalf("schema_migrations after the analyst's attempts: %d rows, %v; want %d", n, err, before)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }

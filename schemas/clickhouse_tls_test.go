@@ -2,12 +2,13 @@ package schemas
 
 import (
 	"context"
-	"os"
-	"os/exec"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/immeter/immeter/internal/testenv"
 )
 
 // TestClickHouseTLS starts a private ClickHouse server (.ci/clickhouse.sh on
@@ -15,30 +16,15 @@ import (
 // certificate verified against the script's CA; without that CA, with the
 // wrong server name, and in plaintext to the TLS port, it must fail.
 func TestClickHouseTLS(t *testing.T) {
-	if os.Getenv("IMMETER_INTEGRATION") != "1" {
-		t.Skip("integration test: starts a private ClickHouse server; set IMMETER_INTEGRATION=1 (make test does)")
-	}
-	dir := t.TempDir()
-	port, httpPort, securePort := freePort(t), freePort(t), freePort(t)
-	env := append(os.Environ(), "CLICKHOUSE_PORT="+port, "CLICKHOUSE_HTTP_PORT="+httpPort,
-		"CLICKHOUSE_SECURE_PORT="+securePort, "IMMETER_RUN_DIR="+dir, "CLICKHOUSE_USERS_D=")
-	script := func(action string) error {
-		cmd := exec.Command("bash", filepath.Join("..", ".ci", "clickhouse.sh"), action)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Logf(".ci/clickhouse.sh %s: %s", action, out)
-		}
-		return err
-	}
-	t.Cleanup(func() { script("stop") })
-	if err := script("start"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Private(t)
+	secure := testenv.FreeAddr(t)
+	_, securePort, _ := net.SplitHostPort(secure)
+	srv := testenv.StartClickHouse(t, "CLICKHOUSE_SECURE_PORT="+securePort, "CLICKHOUSE_USERS_D=")
+	dir := srv.Dir
 	ca := filepath.Join(dir, "clickhouse", "tls", "ca.pem")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	good := ClickHouseConfig{Addr: "127.0.0.1:" + securePort, Database: "immeter", Username: "default", TLS: true, TLSCAFile: ca}
+	good := ClickHouseConfig{Addr: secure, Database: "immeter", Username: "default", TLS: true, TLSCAFile: ca}
 	conn, err := OpenClickHouse(ctx, good)
 	if err != nil {
 		t.Fatalf("over TLS with the CA: %v", err)
@@ -67,5 +53,5 @@ func TestClickHouseTLS(t *testing.T) {
 	f("unknown CA", func(c *ClickHouseConfig) { c.TLSCAFile = "" }, "certificate signed by unknown authority")
 	f("wrong server name", func(c *ClickHouseConfig) { c.TLSServerName = "clickhouse.example" }, "not clickhouse.example")
 	f("plaintext to the TLS port", func(c *ClickHouseConfig) { c.TLS, c.TLSCAFile = false, "" }, "handshake")
-	f("TLS to the plaintext port", func(c *ClickHouseConfig) { c.Addr = "127.0.0.1:" + port }, "does not look like a TLS handshake")
+	f("TLS to the plaintext port", func(c *ClickHouseConfig) { c.Addr = srv.Addr }, "does not look like a TLS handshake")
 }

@@ -196,6 +196,9 @@ func samples() map[string]sample {
 		"cmd/immeter/e2ebench.sqlTableSizes":       {args: []any{sqlTestDB}, differ: true}, // bytes on disk
 		"cmd/immeter/e2ebench.sqlOptimizeFinal":    {format: []any{"user_days"}},
 		"cmd/immeter/e2ebench.sqlDropDatabase":     {format: []any{sqlTestDB}},
+
+		"internal/testenv.sqlDropDatabase":          {format: []any{sqlTestDB + "_never_made"}},
+		"internal/testenv.sqlDropDatabaseOnCluster": {cluster: true},
 	}
 }
 
@@ -234,6 +237,8 @@ func (s stmt) phase() int {
 		return 2
 	case w == "OPTIMIZE":
 		return 4
+	case w == "DROP" && strings.HasSuffix(s.text, " "+sqlTestDB):
+		return 6 // the engine's current database: last
 	case w == "DROP":
 		return 5
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 	"github.com/shopspring/decimal"
+
+	"github.com/immeter/immeter/internal/testenv"
 )
 
 // The ClickHouse engines TestSQL runs statements on: the server at
@@ -45,10 +47,10 @@ type engine interface {
 // in each with the sqlCreateDatabase statement. With IMMETER_INTEGRATION=1
 // every engine must be there.
 func sqlEngines(ctx context.Context, t *testing.T, create stmt) []engine {
-	strict := os.Getenv("IMMETER_INTEGRATION") == "1"
+	strict := testenv.Integration()
 	dir := os.Getenv("CHDB_DIR")
 	if dir == "" {
-		dir = "../.run/chdb"
+		dir = filepath.Join(testenv.Root(t), ".run", "chdb")
 		if d := os.Getenv("IMMETER_RUN_DIR"); d != "" {
 			dir = filepath.Join(d, "chdb")
 		}
@@ -70,7 +72,7 @@ func sqlEngines(ctx context.Context, t *testing.T, create stmt) []engine {
 		t.Cleanup(e.close)
 		out = append(out, e)
 	}
-	if addr := os.Getenv("CLICKHOUSE_ADDR"); addr != "" {
+	if _, addr := testenv.Configured(); addr != "" {
 		e, err := openServer(ctx, addr, create.text)
 		if err != nil {
 			t.Fatalf("clickhouse %s: %v", addr, err)

@@ -19,12 +19,12 @@ func init() {
 // aggregateFlags registers the aggregator's settings into cfg, which holds
 // the defaults.
 func aggregateFlags(r *settings, cfg *aggregate.Config) {
-	r.str(&cfg.Group, "group", "AGGREGATE_GROUP", true, "consumer group id")
-	r.duration(&cfg.FlushInterval, "flush-interval", "FLUSH_INTERVAL", positiveDuration, "time between the starts of two flushes")
-	r.duration(&cfg.MaxPast, "max-past", "MAX_EVENT_AGE", positiveDuration, "oldest accepted event, before now; also how long ids are remembered")
-	r.duration(&cfg.MaxFuture, "max-future", "MAX_EVENT_FUTURE", anyDuration, "latest accepted event, after now; 0 accepts none dated after now")
-	r.duration(&cfg.SessionTimeout, "session-timeout", "AGGREGATE_SESSION_TIMEOUT", aggregate.MinSessionTimeout, "how long the group waits for a dead member")
-	r.duration(&cfg.StuckRecheck, "stuck-recheck", "AGGREGATE_STUCK_RECHECK", positiveDuration, "how often a stuck partition is checked for an accepted gap")
+	r.str(&cfg.Group, "AGGREGATE_GROUP", true, "consumer group id")
+	r.duration(&cfg.FlushInterval, "FLUSH_INTERVAL", positiveDuration, "time between the starts of two flushes")
+	r.duration(&cfg.MaxPast, "MAX_EVENT_AGE", positiveDuration, "oldest accepted event, before now; also how long ids are remembered")
+	r.duration(&cfg.MaxFuture, "MAX_EVENT_FUTURE", anyDuration, "latest accepted event, after now; 0 accepts none dated after now")
+	r.duration(&cfg.SessionTimeout, "AGGREGATE_SESSION_TIMEOUT", aggregate.MinSessionTimeout, "how long the group waits for a dead member")
+	r.duration(&cfg.StuckRecheck, "AGGREGATE_STUCK_RECHECK", positiveDuration, "how often a stuck partition is checked for an accepted gap")
 }
 
 // aggregateOptions is what `immeter aggregate` runs with.

@@ -34,7 +34,7 @@ func runBench(ctx context.Context, args []string) error {
 	skip := fs.String("skip", "", "phases to skip, comma-separated: sustain, latency, peer, close, month, alerts")
 	aggEnv := fs.String("aggregate-env", "GOMEMLIMIT=256MiB", "environment of the aggregator, comma-separated; the default is docker-compose.yml's")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the private database and topics")
-	r.str(&cfg.Dir, "dir", "IMMETER_RUN_DIR", false, "where the child processes' logs go")
+	r.str(&cfg.Dir, "IMMETER_RUN_DIR", false, "where the child processes' logs go")
 	if err := r.parse(args); err != nil {
 		return err
 	}

@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -19,23 +17,16 @@ import (
 // and `run` create their topics with KAFKA_REPLICATION replicas (and
 // min.insync.replicas 2), and the migrations make replicated tables.
 func TestClusterCommandsUseReplication(t *testing.T) {
-	brokerList, chAddr := os.Getenv("CLUSTER_KAFKA_BROKERS"), os.Getenv("CLUSTER_CLICKHOUSE_ADDR")
-	cluster := os.Getenv("CLICKHOUSE_CLUSTER")
-	if brokerList == "" || chAddr == "" || cluster == "" {
-		t.Skip("cluster test: make test-cluster runs .ci/cluster.sh and sets CLUSTER_KAFKA_BROKERS, CLUSTER_CLICKHOUSE_ADDR and CLICKHOUSE_CLUSTER")
-	}
+	brokerList, chAddr, cluster := testenv.Cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	sfx := hex.EncodeToString(b[:])
-	events, dlq, billing, db := "test.events."+sfx, "test.dlq."+sfx, "test.billing."+sfx, "test_"+sfx
-	args := []string{"--kafka", brokerList, "--replication", "3", "--partitions", "2",
-		"--clickhouse", chAddr, "--clickhouse-cluster", cluster, "--database", db,
+	n := testenv.NewNames()
+	events, dlq, billing, db := n.Events, n.DLQ, n.Billing, n.Database
+	args := []string{"--kafka-brokers", strings.Join(brokerList, ","), "--kafka-replication", "3", "--kafka-partitions", "2",
+		"--clickhouse-addr", chAddr, "--clickhouse-cluster", cluster, "--clickhouse-database", db,
 		"--events-topic", events, "--dlq-topic", dlq, "--billing-topic", billing}
+	testenv.DeleteTopicsAtEnd(t, brokerList, events, dlq, billing)
 	t.Cleanup(func() {
-		c := &kafka.Client{Addr: kafka.TCP(brokers(brokerList)...)}
-		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{events, dlq, billing}})
 		conn, err := schemas.OpenClickHouse(context.Background(), schemas.ClickHouseConfig{Addr: chAddr, Database: db, Cluster: cluster})
 		if err == nil {
 			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" ON CLUSTER "+cluster)
@@ -56,7 +47,7 @@ func TestClusterCommandsUseReplication(t *testing.T) {
 		t.Fatalf("newAggregator: %v", err)
 	}
 
-	cl := &kafka.Client{Addr: kafka.TCP(brokers(brokerList)...)}
+	cl := &kafka.Client{Addr: kafka.TCP(brokerList...)}
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{events, dlq, billing}})
 	if err != nil {
 		t.Fatal(err)

@@ -18,13 +18,13 @@ func TestRollupFinalOpenMonth(t *testing.T) {
 	loc, _ := schemas.ParseTimezone("+08:00")
 	now := time.Now()
 	for _, m := range []schemas.Month{schemas.MonthOf(now, loc), schemas.MonthOf(now, loc).Next(), {Year: now.Year() + 1, Month: time.January}} {
-		err := runRollup(context.Background(), []string{"--kafka", "127.0.0.1:1", "--clickhouse", "127.0.0.1:1", "--tz", "+08:00",
+		err := runRollup(context.Background(), []string{"--kafka-brokers", "127.0.0.1:1", "--clickhouse-addr", "127.0.0.1:1", "--billing-tz", "+08:00",
 			"--month", m.String(), "--final"})
 		if err == nil || !strings.Contains(err.Error(), "has not ended in the billing time zone +08:00") || !strings.Contains(err.Error(), "--allow-open-month") {
 			t.Errorf("--month %s --final: got %v; want a refusal naming the time zone and the override", m, err)
 		}
 	}
-	err := runRollup(context.Background(), []string{"--kafka", "127.0.0.1:1", "--clickhouse", "127.0.0.1:1", "--month", "2026-01", "--allow-open-month"})
+	err := runRollup(context.Background(), []string{"--kafka-brokers", "127.0.0.1:1", "--clickhouse-addr", "127.0.0.1:1", "--month", "2026-01", "--allow-open-month"})
 	if err == nil || !strings.Contains(err.Error(), "--allow-open-month: only with --final") {
 		t.Errorf("--allow-open-month without --final: got %v", err)
 	}
@@ -46,16 +46,16 @@ func TestRollupFinalOpenMonth(t *testing.T) {
 func TestBillingTZSetting(t *testing.T) {
 	for _, tz := range []string{"Local", "+-8:00", "-+1:00", "+14:59", "+8"} {
 		t.Setenv("BILLING_TZ", tz)
-		err := runRollup(context.Background(), []string{"--kafka", "127.0.0.1:1", "--clickhouse", "127.0.0.1:1", "--month", "2026-01"})
+		err := runRollup(context.Background(), []string{"--kafka-brokers", "127.0.0.1:1", "--clickhouse-addr", "127.0.0.1:1", "--month", "2026-01"})
 		if err == nil || !strings.HasPrefix(err.Error(), "BILLING_TZ: ") {
 			t.Errorf("BILLING_TZ=%q: got %v; want an error naming BILLING_TZ", tz, err)
 		}
 	}
 	// Typed as a flag, the error names the flag; an empty zone is refused too.
 	for _, tz := range []string{"", "Local", "+-8:00"} {
-		err := runRollup(context.Background(), []string{"--kafka", "127.0.0.1:1", "--clickhouse", "127.0.0.1:1", "--tz", tz, "--month", "2026-01"})
-		if err == nil || !strings.HasPrefix(err.Error(), "-tz: ") {
-			t.Errorf("--tz %q: got %v; want an error naming -tz", tz, err)
+		err := runRollup(context.Background(), []string{"--kafka-brokers", "127.0.0.1:1", "--clickhouse-addr", "127.0.0.1:1", "--billing-tz", tz, "--month", "2026-01"})
+		if err == nil || !strings.HasPrefix(err.Error(), "-billing-tz: ") {
+			t.Errorf("--billing-tz %q: got %v; want an error naming -billing-tz", tz, err)
 		}
 	}
 }

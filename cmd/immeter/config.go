@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -18,7 +19,10 @@ import (
 )
 
 // settings maps flags and their environment variables onto configuration
-// fields. A field keeps the value it holds (the package's default) unless
+// fields. A setting's flag is its variable in lower case with dashes, less
+// an IMMETER_ prefix (KAFKA_BROKERS: -kafka-brokers, IMMETER_RUN_DIR:
+// -run-dir); the spellings of earlier releases (oldFlags) still work, with a
+// warning. A field keeps the value it holds (the package's default) unless
 // the user set the flag or the variable; a value the user set is then
 // honoured or rejected, never replaced: parse checks each one and names the
 // first bad one as typed, e.g. `FLUSH_INTERVAL: "0s": must be > 0`.
@@ -28,7 +32,7 @@ type settings struct {
 	logLevel slog.Level
 }
 
-// setting is one flag with its environment variable.
+// setting is one flag with its environment variable; flag is flagName(env).
 type setting struct {
 	flag, env string
 	def       string             // the default, shown by -h
@@ -58,10 +62,14 @@ var settingsMade func(*settings)
 // LOG_LEVEL every command has.
 func newSettings(fs *flag.FlagSet) *settings {
 	r := &settings{fs: fs, logLevel: slog.LevelInfo}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+		r.printDefaults()
+	}
 	if settingsMade != nil {
 		settingsMade(r)
 	}
-	r.add(&setting{flag: "log-level", env: "LOG_LEVEL", def: "info", parse: func(v string) error {
+	r.add(&setting{env: "LOG_LEVEL", def: "info", parse: func(v string) error {
 		if err := r.logLevel.UnmarshalText([]byte(v)); err != nil {
 			return errors.New("want debug, info, warn or error")
 		}
@@ -70,9 +78,72 @@ func newSettings(fs *flag.FlagSet) *settings {
 	return r
 }
 
+// flagName is the flag of the setting of environment variable env.
+func flagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "IMMETER_")), "_", "-")
+}
+
+// oldFlags are the flag spellings of earlier releases, by variable: they
+// still set the variable's setting, with a warning, and -h does not list
+// them.
+var oldFlags = map[string][]string{
+	"KAFKA_BROKERS":             {"kafka", "brokers"},
+	"KAFKA_PARTITIONS":          {"partitions"},
+	"KAFKA_REPLICATION":         {"replication"},
+	"CLICKHOUSE_ADDR":           {"clickhouse"},
+	"CLICKHOUSE_DATABASE":       {"database"},
+	"BILLING_TZ":                {"tz"},
+	"EVENTS_TOPIC":              {"topic"},
+	"AGGREGATE_GROUP":           {"group"},
+	"MAX_EVENT_AGE":             {"max-past"},
+	"MAX_EVENT_FUTURE":          {"max-future"},
+	"AGGREGATE_SESSION_TIMEOUT": {"session-timeout"},
+	"AGGREGATE_STUCK_RECHECK":   {"stuck-recheck"},
+	"PLANS_FILE":                {"plans"},
+	"ROLLUP_INTERVAL":           {"interval"},
+	"ROLLUP_TICK":               {"tick"},
+	"IMMETER_SECRETS_FILE":      {"secrets"},
+	"INGEST_ADDR":               {"addr"},
+	"INGEST_MAX_BODY_BYTES":     {"max-body-bytes"},
+	"INGEST_MAX_EVENT_BYTES":    {"max-event-bytes"},
+	"INGEST_MAX_CLOCK_SKEW":     {"max-clock-skew"},
+	"INGEST_PUBLISH_TIMEOUT":    {"publish-timeout"},
+	"INGEST_MAX_CONNECTIONS":    {"max-connections"},
+	"INGEST_MAX_REQUESTS":       {"max-requests"},
+	"INGEST_APP_RATE":           {"app-rate"},
+	"INGEST_APP_BURST":          {"app-burst"},
+	"INGEST_REPLAY_CACHE":       {"replay-cache"},
+	"CONSOLE_STAFF_TOKEN":       {"staff-token"},
+	"CONSOLE_STAFF_TOKEN_FILE":  {"staff-token-file"},
+	"CONSOLE_SECRETS_FILE":      {"console-secrets"},
+	"SIM_APPS":                  {"apps"},
+	"SIM_FIRST_APP":             {"first-app"},
+	"SIM_USERS":                 {"users"},
+	"SIM_RATE":                  {"rate"},
+	"SIM_DURATION":              {"duration"},
+	"SIM_EVENTS":                {"events"},
+	"SIM_SEED":                  {"seed"},
+	"IMMETER_RUN_DIR":           {"dir"},
+}
+
+// oldFlag is an old spelling of a setting's flag.
+type oldFlag struct {
+	*setting
+	name string
+	fs   *flag.FlagSet // its Output gets the warning
+}
+
+// Set warns, then records the value as the setting's, named as typed.
+func (o *oldFlag) Set(v string) error {
+	fmt.Fprintf(o.fs.Output(), "immeter: -%s is deprecated: use -%s (or %s)\n", o.name, o.flag, o.env)
+	o.typed, o.from = v, "-"+o.name
+	return nil
+}
+
 // add registers s as a flag whose value, unless given on the command line,
 // comes from the environment variable s.env when that is set.
 func (r *settings) add(s *setting, usage string) {
+	s.flag = flagName(s.env)
 	if v, ok := os.LookupEnv(s.env); ok {
 		s.typed, s.from = v, s.env
 	}
@@ -82,7 +153,23 @@ func (r *settings) add(s *setting, usage string) {
 		q = ""
 	}
 	r.fs.Var(s, s.flag, usage+" ("+q+s.env+q+")")
+	for _, name := range oldFlags[s.env] {
+		r.fs.Var(&oldFlag{setting: s, name: name, fs: r.fs}, name, "deprecated: -"+s.flag)
+	}
 	r.all = append(r.all, s)
+}
+
+// printDefaults prints the flags as flag.PrintDefaults does, but not their
+// old spellings.
+func (r *settings) printDefaults() {
+	cur := flag.NewFlagSet(r.fs.Name(), flag.ContinueOnError)
+	cur.SetOutput(r.fs.Output())
+	r.fs.VisitAll(func(f *flag.Flag) {
+		if _, old := f.Value.(*oldFlag); !old {
+			cur.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	cur.PrintDefaults()
 }
 
 // parse parses args, checks every value the user set and applies the log
@@ -104,8 +191,8 @@ func (r *settings) parse(args []string) error {
 }
 
 // str registers a string setting; required rejects an empty value.
-func (r *settings) str(p *string, flag, env string, required bool, usage string) {
-	r.add(&setting{flag: flag, env: env, def: *p, parse: func(v string) error {
+func (r *settings) str(p *string, env string, required bool, usage string) {
+	r.add(&setting{env: env, def: *p, parse: func(v string) error {
 		if required && v == "" {
 			return errors.New("must not be empty")
 		}
@@ -115,13 +202,13 @@ func (r *settings) str(p *string, flag, env string, required bool, usage string)
 }
 
 // secret registers a string setting whose default is not shown.
-func (r *settings) secret(p *string, flag, env, usage string) {
-	r.add(&setting{flag: flag, env: env, parse: func(v string) error { *p = v; return nil }}, usage)
+func (r *settings) secret(p *string, env, usage string) {
+	r.add(&setting{env: env, parse: func(v string) error { *p = v; return nil }}, usage)
 }
 
 // integer registers an integer setting of at least least.
-func integer[T ~int | ~int64](r *settings, p *T, flag, env string, least T, usage string) {
-	r.add(&setting{flag: flag, env: env, def: strconv.FormatInt(int64(*p), 10), parse: func(v string) error {
+func integer[T ~int | ~int64](r *settings, p *T, env string, least T, usage string) {
+	r.add(&setting{env: env, def: strconv.FormatInt(int64(*p), 10), parse: func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || T(n) < least || int64(T(n)) != n {
 			return fmt.Errorf("want an integer >= %d", least)
@@ -132,8 +219,8 @@ func integer[T ~int | ~int64](r *settings, p *T, flag, env string, least T, usag
 }
 
 // float registers a number setting greater than 0.
-func (r *settings) float(p *float64, flag, env, usage string) {
-	r.add(&setting{flag: flag, env: env, def: strconv.FormatFloat(*p, 'g', -1, 64), parse: func(v string) error {
+func (r *settings) float(p *float64, env, usage string) {
+	r.add(&setting{env: env, def: strconv.FormatFloat(*p, 'g', -1, 64), parse: func(v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || !(f > 0) || math.IsInf(f, 0) {
 			return errors.New("want a finite number > 0")
@@ -145,12 +232,12 @@ func (r *settings) float(p *float64, flag, env, usage string) {
 
 // boolean registers a setting that is true or false (1, t, true, 0, f,
 // false, ...); as a flag it needs no value.
-func (r *settings) boolean(p *bool, flag, env, usage string) {
+func (r *settings) boolean(p *bool, env, usage string) {
 	def := ""
 	if *p {
 		def = "true"
 	}
-	r.add(&setting{flag: flag, env: env, def: def, isBool: true, parse: func(v string) error {
+	r.add(&setting{env: env, def: def, isBool: true, parse: func(v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return errors.New("want true or false (1 or 0)")
@@ -167,8 +254,8 @@ const (
 )
 
 // duration registers a duration setting of at least least.
-func (r *settings) duration(p *time.Duration, flag, env string, least time.Duration, usage string) {
-	r.add(&setting{flag: flag, env: env, def: p.String(), parse: func(v string) error {
+func (r *settings) duration(p *time.Duration, env string, least time.Duration, usage string) {
+	r.add(&setting{env: env, def: p.String(), parse: func(v string) error {
 		d, err := time.ParseDuration(v)
 		switch {
 		case err != nil:
@@ -206,21 +293,21 @@ func (c *common) register(r *settings) {
 	c.ch.Database, c.ch.Username = "immeter", "default"
 	c.tz = schemas.DefaultTimezone
 	c.events, c.dlq, c.billing = schemas.EventsTopic, schemas.DLQTopic, schemas.BillingTopic
-	r.str(&c.kafka, "kafka", "KAFKA_BROKERS", false, "Kafka brokers, comma-separated")
-	integer(r, &c.partitions, "partitions", "KAFKA_PARTITIONS", 1, "partitions of topics immeter creates")
-	integer(r, &c.replication, "replication", "KAFKA_REPLICATION", 1, "replication factor of topics immeter creates")
-	r.str(&c.ch.Addr, "clickhouse", "CLICKHOUSE_ADDR", false, "ClickHouse native protocol host:port; replicas comma-separated")
-	r.str(&c.ch.Cluster, "clickhouse-cluster", "CLICKHOUSE_CLUSTER", false, "ClickHouse cluster of replicas: replicated tables, quorum writes")
-	r.str(&c.ch.Database, "database", "CLICKHOUSE_DATABASE", true, "ClickHouse database")
-	r.str(&c.ch.Username, "clickhouse-user", "CLICKHOUSE_USER", true, "ClickHouse user")
-	r.secret(&c.ch.Password, "clickhouse-password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	r.str(&c.kafka, "KAFKA_BROKERS", false, "Kafka brokers, comma-separated")
+	integer(r, &c.partitions, "KAFKA_PARTITIONS", 1, "partitions of topics immeter creates")
+	integer(r, &c.replication, "KAFKA_REPLICATION", 1, "replication factor of topics immeter creates")
+	r.str(&c.ch.Addr, "CLICKHOUSE_ADDR", false, "ClickHouse native protocol host:port; replicas comma-separated")
+	r.str(&c.ch.Cluster, "CLICKHOUSE_CLUSTER", false, "ClickHouse cluster of replicas: replicated tables, quorum writes")
+	r.str(&c.ch.Database, "CLICKHOUSE_DATABASE", true, "ClickHouse database")
+	r.str(&c.ch.Username, "CLICKHOUSE_USER", true, "ClickHouse user")
+	r.secret(&c.ch.Password, "CLICKHOUSE_PASSWORD", "ClickHouse password")
 	c.sec.register(r)
 	registerClickHouseTLS(r, &c.ch)
-	r.str(&c.tz, "tz", "BILLING_TZ", true, "billing time zone: +08:00 or an IANA name")
+	r.str(&c.tz, "BILLING_TZ", true, "billing time zone: +08:00 or an IANA name")
 	c.tzSetting = r.all[len(r.all)-1]
-	r.str(&c.events, "events-topic", "EVENTS_TOPIC", true, "usage events topic")
-	r.str(&c.dlq, "dlq-topic", "DLQ_TOPIC", true, "dead-letter topic")
-	r.str(&c.billing, "billing-topic", "BILLING_TOPIC", true, "billing records topic")
+	r.str(&c.events, "EVENTS_TOPIC", true, "usage events topic")
+	r.str(&c.dlq, "DLQ_TOPIC", true, "dead-letter topic")
+	r.str(&c.billing, "BILLING_TOPIC", true, "billing records topic")
 }
 
 // validate checks the shared settings; needKafka and needCH say which

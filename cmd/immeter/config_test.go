@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +25,7 @@ var settingVars = []string{
 	"IMMETER_SECRETS_FILE", "INGEST_ADDR",
 	"INGEST_MAX_BODY_BYTES", "INGEST_MAX_EVENT_BYTES", "INGEST_MAX_CLOCK_SKEW", "INGEST_PUBLISH_TIMEOUT",
 	"LOG_LEVEL", "STATUS_EVERY", "SIM_RATE", "SIM_APPS", "SIMULATE",
+	"SIM_FIRST_APP", "SIM_USERS", "SIM_DURATION", "SIM_EVENTS", "SIM_SEED",
 	"CONSOLE_ADDR", "CONSOLE_STAFF_TOKEN", "CONSOLE_STAFF_TOKEN_FILE", "CONSOLE_SECRETS_FILE", "CONSOLE_REFRESH",
 }
 
@@ -98,12 +104,12 @@ func TestAggregateSettings(t *testing.T) {
 			t.Fatalf("-flush-interval not honoured; got %s", o.cfg.FlushInterval)
 		}
 	})
-	f(nil, []string{"-max-future=0", "-clickhouse-password=s3cret", "-log-level=debug"}, "", func(o *aggregateOptions) {
+	f(nil, []string{"-max-event-future=0", "-clickhouse-password=s3cret", "-log-level=debug"}, "", func(o *aggregateOptions) {
 		if o.cfg.MaxFuture != 0 || o.ch.Password != "s3cret" {
 			t.Fatalf("flags not honoured; got %s %q", o.cfg.MaxFuture, o.ch.Password)
 		}
 	})
-	f(nil, []string{"-session-timeout=1s"}, `-session-timeout: "1s": must be >= 6s`, nil)
+	f(nil, []string{"-aggregate-session-timeout=1s"}, `-aggregate-session-timeout: "1s": must be >= 6s`, nil)
 	f([]string{"CLICKHOUSE_PASSWORD=pw"}, nil, "", func(o *aggregateOptions) {
 		if o.ch.Password != "pw" {
 			t.Fatalf("CLICKHOUSE_PASSWORD not honoured; got %q", o.ch.Password)
@@ -265,4 +271,122 @@ func TestRunSettings(t *testing.T) {
 	if err := o.check(); err == nil || !strings.HasPrefix(err.Error(), "SETTLE_AFTER: ") {
 		t.Fatalf("unexpected error; got %v; want SETTLE_AFTER", err)
 	}
+}
+
+// TestOldFlagSpellings: the flag spellings of earlier releases (-brokers,
+// -topic, -kafka, -clickhouse, ...) still set their settings, each with a
+// warning that names the flag to use; an error names the old flag as typed;
+// -h lists only the flags named after the variables.
+func TestOldFlagSpellings(t *testing.T) {
+	var out bytes.Buffer
+	settingsMade = func(r *settings) { r.fs.SetOutput(&out) }
+	t.Cleanup(func() { settingsMade = nil })
+
+	setEnv(t, []string{"IMMETER_SECRETS_FILE=" + writeSecrets(t)})
+	o, err := parseIngest([]string{"-brokers", "127.0.0.1:1", "--topic", "old.events", "-addr=:9999", "-max-body-bytes", "100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(o.brokers, ",") != "127.0.0.1:1" || o.topic != "old.events" || o.gw.Addr != ":9999" || o.gw.MaxBodyBytes != 100 {
+		t.Fatalf("old spellings not honoured; got brokers %v topic %q addr %q max body %d", o.brokers, o.topic, o.gw.Addr, o.gw.MaxBodyBytes)
+	}
+	for _, w := range []string{"-brokers is deprecated: use -kafka-brokers (or KAFKA_BROKERS)", "-topic is deprecated: use -events-topic",
+		"-addr is deprecated: use -ingest-addr", "-max-body-bytes is deprecated: use -ingest-max-body-bytes"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("no warning %q; got:\n%s", w, out.String())
+		}
+	}
+
+	setEnv(t, nil)
+	out.Reset()
+	a, err := parseAggregate([]string{"-kafka", "127.0.0.1:2", "-clickhouse", "127.0.0.1:3", "-group", "old-group", "-max-past", "48h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.kafka != "127.0.0.1:2" || a.ch.Addr != "127.0.0.1:3" || a.cfg.Group != "old-group" || a.cfg.MaxPast != 48*time.Hour {
+		t.Fatalf("old spellings not honoured; got %q %q %q %s", a.kafka, a.ch.Addr, a.cfg.Group, a.cfg.MaxPast)
+	}
+	if n := strings.Count(out.String(), "is deprecated"); n != 4 {
+		t.Errorf("want 4 warnings; got %d:\n%s", n, out.String())
+	}
+	_, err = parseAggregate([]string{"-kafka", "127.0.0.1:2", "-clickhouse", "127.0.0.1:3", "-session-timeout=1s"})
+	checkErr(t, err, `-session-timeout: "1s": must be >= 6s`)
+
+	out.Reset()
+	if _, err := parseIngest([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: got %v; want flag.ErrHelp", err)
+	}
+	if !strings.Contains(out.String(), "  -kafka-brokers KAFKA_BROKERS\n") || strings.Contains(out.String(), "  -brokers") {
+		t.Errorf("-h lists old spellings, or not the new ones:\n%s", out.String())
+	}
+}
+
+// TestFlagNames: in every command, each setting's flag is its variable in
+// lower case with dashes, less IMMETER_; so the same setting has the same
+// flag everywhere.
+func TestFlagNames(t *testing.T) {
+	for _, c := range []struct{ env, flag string }{
+		{"KAFKA_BROKERS", "kafka-brokers"}, {"IMMETER_SECRETS_FILE", "secrets-file"}, {"IMMETER_RUN_DIR", "run-dir"},
+		{"INGEST_MAX_BODY_BYTES", "ingest-max-body-bytes"}, {"LOG_LEVEL", "log-level"},
+	} {
+		if got := flagName(c.env); got != c.flag {
+			t.Errorf("flagName(%s) = %s; want %s", c.env, got, c.flag)
+		}
+	}
+	var made []*settings
+	settingsMade = func(r *settings) { r.fs.SetOutput(io.Discard); made = append(made, r) }
+	t.Cleanup(func() { settingsMade = nil })
+	for name, run := range commands {
+		args, ok := commandArgs[name]
+		if !ok {
+			args = []string{"-h"}
+		}
+		if err := run(context.Background(), args); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("immeter %s %v: %v", name, args, err)
+		}
+	}
+	for _, r := range made {
+		r.fs.VisitAll(func(f *flag.Flag) {
+			if s, ok := f.Value.(*setting); ok && f.Name != flagName(s.env) {
+				t.Errorf("immeter %s: flag -%s of %s; want -%s", r.fs.Name(), f.Name, s.env, flagName(s.env))
+			}
+		})
+	}
+	// Old spellings name no flag of their own.
+	for env, olds := range oldFlags {
+		for _, old := range olds {
+			if old == flagName(env) {
+				t.Errorf("oldFlags[%s] lists the current flag -%s", env, old)
+			}
+		}
+	}
+}
+
+// TestSimulateSettings: immeter simulate's settings are honoured or
+// rejected naming the variable or the flag as typed.
+func TestSimulateSettings(t *testing.T) {
+	f := func(env, args []string, wantErr string, check func(o *simulateOptions)) {
+		t.Helper()
+		setEnv(t, append([]string{"KAFKA_BROKERS=127.0.0.1:9"}, env...))
+		o, err := parseSimulate(args)
+		if checkErr(t, err, wantErr) && check != nil {
+			check(o)
+		}
+	}
+	f([]string{"SIM_SEED=42", "SIM_FIRST_APP=1400000100", "SIM_APPS=3"}, []string{"-sim-rate", "500"}, "", func(o *simulateOptions) {
+		if o.cfg.Seed != 42 || o.cfg.FirstApp != 1400000100 || o.cfg.Apps != 3 || o.cfg.Rate != 500 || o.topic != "im.usage.events" {
+			t.Fatalf("settings not honoured; got %+v topic %s", o.cfg, o.topic)
+		}
+	})
+	f(nil, nil, "", func(o *simulateOptions) {
+		if o.cfg.Seed == 0 || o.cfg.FirstApp != 1400000001 || o.cfg.Apps != 20 {
+			t.Fatalf("unexpected defaults; got %+v", o.cfg)
+		}
+	})
+	f([]string{"SIM_SEED=x"}, nil, `SIM_SEED: "x": want an unsigned integer`, nil)
+	f(nil, []string{"-sim-seed", "-1"}, `-sim-seed: "-1": want an unsigned integer`, nil)
+	f([]string{"SIM_FIRST_APP=0"}, nil, `SIM_FIRST_APP: "0": want an app id from 1 to 4294967295`, nil)
+	f(nil, []string{"-sim-first-app=4294967296"}, `-sim-first-app: "4294967296": want an app id from 1 to 4294967295`, nil)
+	f([]string{"SIM_FIRST_APP=4294967290", "SIM_APPS=10"}, nil, "SIM_FIRST_APP: 4294967290 with SIM_APPS 10 passes the largest app id", nil)
+	f([]string{"KAFKA_BROKERS="}, nil, `KAFKA_BROKERS: "": must not be empty`, nil)
 }

@@ -28,11 +28,11 @@ type consoleSettings struct {
 
 func (s *consoleSettings) register(r *settings) {
 	s.cfg = console.DefaultConfig()
-	r.str(&s.cfg.Addr, "console-addr", "CONSOLE_ADDR", true, "console listen address")
-	r.secret(&s.staff, "staff-token", "CONSOLE_STAFF_TOKEN", "console bearer token of the staff (all apps)")
-	r.str(&s.staffFile, "staff-token-file", "CONSOLE_STAFF_TOKEN_FILE", false, "file holding the staff token, instead of CONSOLE_STAFF_TOKEN")
-	r.str(&s.secrets, "console-secrets", "CONSOLE_SECRETS_FILE", false, "console tokens of app owners: lines app=token")
-	r.duration(&s.cfg.Refresh, "console-refresh", "CONSOLE_REFRESH", positiveDuration, "how often the console pages reload")
+	r.str(&s.cfg.Addr, "CONSOLE_ADDR", true, "console listen address")
+	r.secret(&s.staff, "CONSOLE_STAFF_TOKEN", "console bearer token of the staff (all apps)")
+	r.str(&s.staffFile, "CONSOLE_STAFF_TOKEN_FILE", false, "file holding the staff token, instead of CONSOLE_STAFF_TOKEN")
+	r.str(&s.secrets, "CONSOLE_SECRETS_FILE", false, "console tokens of app owners: lines app=token")
+	r.duration(&s.cfg.Refresh, "CONSOLE_REFRESH", positiveDuration, "how often the console pages reload")
 }
 
 // configured says whether any console credential is set.
@@ -85,7 +85,7 @@ func runConsole(ctx context.Context, args []string) error {
 	var s consoleSettings
 	s.register(r)
 	var plans string
-	r.str(&plans, "plans", "PLANS_FILE", false, "price book YAML; default the built-in one")
+	r.str(&plans, "PLANS_FILE", false, "price book YAML; default the built-in one")
 	if err := r.parse(args); err != nil {
 		return err
 	}

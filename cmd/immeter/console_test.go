@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/immeter/immeter/aggregate"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/rollup/console"
 	"github.com/immeter/immeter/schemas"
@@ -297,7 +298,7 @@ func testConsoleFigures(t *testing.T, ce *consoleEnv) {
 			// Each day where the stream put it, in the billing time zone.
 			for _, d := range am.Days {
 				day, _ := time.Parse(time.DateOnly, d.Day)
-				want := ce.stream.truth[m][app].dailyNet[schemas.DayFromDate(day.Year(), day.Month(), day.Day())]
+				want := ce.stream.want.Months[m][app].Net[schemas.DayFromDate(day.Year(), day.Month(), day.Day())]
 				if d.GroupsNet != want {
 					t.Errorf("app %d %s: net groups %d; the stream has %d", app, d.Day, d.GroupsNet, want)
 				}
@@ -315,7 +316,7 @@ func testConsoleFigures(t *testing.T, ce *consoleEnv) {
 func chromium(t *testing.T) string {
 	p, err := exec.LookPath("chromium")
 	if err != nil {
-		if os.Getenv("IMMETER_INTEGRATION") == "1" {
+		if testenv.Integration() {
 			t.Fatal("chromium not found: run .ci/chromium.sh install (make test does)")
 		}
 		t.Skip("chromium not installed (.ci/chromium.sh install)")
@@ -431,7 +432,7 @@ func testConsoleBrowser(ctx context.Context, t *testing.T, ce *consoleEnv) {
 
 	dir := os.Getenv("IMMETER_RUN_DIR")
 	if dir == "" {
-		dir = "../../.run"
+		dir = filepath.Join(testenv.Root(t), ".run")
 	}
 	dir = filepath.Join(dir, "console")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -12,17 +12,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/aggregate"
+	"github.com/immeter/immeter/internal/testenv/truth"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
 )
-
-// truth is the expected usage of one app's month, computed by the test from
-// the stream it publishes, independently of the pipeline.
-type truth struct {
-	users    map[string]bool
-	usage    schemas.Usage
-	dailyNet map[schemas.Day]int64
-}
 
 // stream builds a deterministic stream for three apps over October and
 // November 2026 in +08:00, with events minutes on either side of the month
@@ -31,24 +24,11 @@ type stream struct {
 	loc     *time.Location
 	msgs    []kafka.Message
 	invalid int
-	seen    map[string]bool
-	truth   map[schemas.Month]map[uint32]*truth
+	want    *truth.Totals // of the valid events (Finish called by buildStream)
 }
 
 func newStream(loc *time.Location) *stream {
-	return &stream{loc: loc, seen: map[string]bool{}, truth: map[schemas.Month]map[uint32]*truth{}}
-}
-
-func (s *stream) t(app uint32, m schemas.Month) *truth {
-	if s.truth[m] == nil {
-		s.truth[m] = map[uint32]*truth{}
-	}
-	tr := s.truth[m][app]
-	if tr == nil {
-		tr = &truth{users: map[string]bool{}, dailyNet: map[schemas.Day]int64{}}
-		s.truth[m][app] = tr
-	}
-	return tr
+	return &stream{loc: loc, want: truth.New(loc)}
 }
 
 // add publishes e and folds it into the truth unless its (app, id) was seen.
@@ -58,53 +38,7 @@ func (s *stream) add(e schemas.Event) {
 		panic(err)
 	}
 	s.msgs = append(s.msgs, kafka.Message{Key: []byte(strconv.FormatUint(uint64(e.App), 10)), Value: b})
-	key := fmt.Sprint(e.App, "/", e.ID)
-	if s.seen[key] {
-		return
-	}
-	s.seen[key] = true
-	m := schemas.MonthOf(e.Time, s.loc)
-	tr := s.t(e.App, m)
-	u := &tr.usage
-	switch e.Type {
-	case schemas.Login:
-		u.Logins++
-		tr.users[e.User] = true
-		u.MAU = uint64(len(tr.users))
-	case schemas.Message:
-		n := uint64(e.Count)
-		switch e.Channel {
-		case "c2c":
-			u.Messages.C2C += n
-		case "group":
-			u.Messages.Group += n
-		case "community":
-			u.Messages.Community += n
-		case "live":
-			u.Messages.Live += n
-		}
-	case schemas.Group:
-		d := schemas.DayOf(e.Time, s.loc)
-		if e.Op == "create" {
-			u.GroupsCreated++
-			tr.dailyNet[d]++
-		} else {
-			u.GroupsDissolved++
-			tr.dailyNet[d]--
-		}
-		u.MaxDailyNetGroups = 0
-		for _, n := range tr.dailyNet {
-			u.MaxDailyNetGroups = max(u.MaxDailyNetGroups, n)
-		}
-	case schemas.Call:
-		if e.Media == "audio" {
-			u.CallSeconds.Audio += uint64(e.Seconds)
-		} else {
-			u.CallSeconds.Video += uint64(e.Seconds)
-		}
-		u.CallMinutes.Audio = (u.CallSeconds.Audio + 59) / 60
-		u.CallMinutes.Video = (u.CallSeconds.Video + 59) / 60
-	}
+	s.want.Add(e)
 }
 
 func (s *stream) addRaw(app uint32, value string) {
@@ -188,6 +122,7 @@ func buildStream(loc *time.Location) *stream {
 	s.addRaw(appDev, `not json at all`)
 	s.addRaw(appStandard, `{"id":"bad-6","type":"message","app":1400000002,"time":"2026-10-05T10:00:00+08:00","user":"u","channel":"c2c","count":0}`)
 	s.addRaw(appStandard, `{"id":"bad-7","type":"call","app":1400000002,"time":"2026-10-05T10:00:00+08:00","user":"u","media":"audio","seconds":-5}`)
+	s.want.Finish()
 	return s
 }
 
@@ -241,14 +176,14 @@ func TestEndToEndTwoMonths(t *testing.T) {
 	}
 	wantEdition := map[uint32]string{appDev: "developer", appStandard: "standard", appPremium: "premium"}
 	for _, rec := range recs {
-		want := s.truth[oct][rec.App]
+		want := s.want.Months[oct][rec.App]
 		if want == nil {
 			t.Fatalf("unexpected record for app %d", rec.App)
 		}
 		got := rec.Usage
 		got.MAUEstimate = 0
-		if got != want.usage {
-			t.Errorf("app %d October usage:\n got %+v\nwant %+v", rec.App, got, want.usage)
+		if got != want.Usage {
+			t.Errorf("app %d October usage:\n got %+v\nwant %+v", rec.App, got, want.Usage)
 		}
 		if rec.Status != schemas.Final || rec.Revision != 1 || rec.Month != "2026-10" || rec.Timezone != "+08:00" {
 			t.Errorf("app %d: unexpected header; got status %s revision %d month %s tz %s", rec.App, rec.Status, rec.Revision, rec.Month, rec.Timezone)
@@ -267,11 +202,11 @@ func TestEndToEndTwoMonths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for app, want := range s.truth[nov] {
+	for app, want := range s.want.Months[nov] {
 		u := got[app].Usage
 		u.MAUEstimate = 0
-		if u != want.usage {
-			t.Errorf("app %d November usage:\n got %+v\nwant %+v", app, u, want.usage)
+		if u != want.Usage {
+			t.Errorf("app %d November usage:\n got %+v\nwant %+v", app, u, want.Usage)
 		}
 	}
 
@@ -294,8 +229,8 @@ func TestEndToEndTwoMonths(t *testing.T) {
 	if err := env.conn.QueryRow(ctx, "SELECT sum(logins) FROM daily_stats WHERE app = ? AND day >= '2026-10-01' AND day <= '2026-10-31'", uint32(appDev)).Scan(&logins); err != nil {
 		t.Fatal(err)
 	}
-	if logins != s.truth[oct][appDev].usage.Logins {
-		t.Errorf("unexpected daily_stats logins; got %d; want %d", logins, s.truth[oct][appDev].usage.Logins)
+	if logins != s.want.Months[oct][appDev].Usage.Logins {
+		t.Errorf("unexpected daily_stats logins; got %d; want %d", logins, s.want.Months[oct][appDev].Usage.Logins)
 	}
 }
 

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -13,6 +10,7 @@ import (
 
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/rollup"
 	"github.com/immeter/immeter/schemas"
 )
@@ -30,70 +28,44 @@ type testEnv struct {
 	conn                 driver.Conn
 }
 
-// integration returns a fresh testEnv, or skips the test when the services
-// are not configured. With IMMETER_INTEGRATION=1 (make test) missing
-// services fail the test instead.
+// integration returns a fresh testEnv on the configured services
+// (testenv.Services: skipped, or failed under IMMETER_INTEGRATION=1, when
+// they are not configured).
 func integration(t *testing.T) *testEnv {
 	t.Helper()
-	brokerList, chAddr := os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
-	if brokerList == "" || chAddr == "" {
-		if os.Getenv("IMMETER_INTEGRATION") == "1" {
-			t.Fatal("IMMETER_INTEGRATION=1 but KAFKA_BROKERS or CLICKHOUSE_ADDR is unset")
-		}
-		t.Skip("integration test: set KAFKA_BROKERS and CLICKHOUSE_ADDR (make test starts both)")
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	sfx := hex.EncodeToString(b[:])
-	e := &testEnv{
-		brokers: brokers(brokerList),
-		events:  "test.events." + sfx,
-		dlq:     "test.dlq." + sfx,
-		billing: "test.billing." + sfx,
-		group:   "test-" + sfx,
-		ch:      schemas.ClickHouseConfig{Addr: chAddr, Database: "test_" + sfx, Username: "default"},
-	}
+	brokers, chAddr := testenv.Services(t)
+	n := testenv.NewNames()
+	e := &testEnv{brokers: brokers, events: n.Events, dlq: n.DLQ, billing: n.Billing, group: n.Group,
+		ch: schemas.ClickHouseConfig{Addr: chAddr, Database: n.Database, Username: "default"}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := ingest.EnsureTopics(ctx, e.brokers, testPartitions, 1, e.events, e.dlq, e.billing); err != nil {
 		t.Fatal(err)
 	}
+	testenv.DeleteTopicsAtEnd(t, e.brokers, e.events, e.dlq, e.billing)
 	conn, err := schemas.OpenClickHouse(ctx, e.ch)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.conn = conn
-	t.Cleanup(func() {
-		if !t.Failed() {
-			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+e.ch.Database)
-		} else {
-			t.Logf("kept ClickHouse database %s for inspection", e.ch.Database)
-		}
-		conn.Close()
-		c := &kafka.Client{Addr: kafka.TCP(e.brokers...)}
-		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.events, e.dlq, e.billing}})
-	})
+	testenv.DropDatabaseAtEnd(t, conn, e.ch.Addr, e.ch.Database, "")
 	return e
 }
 
 // produce writes msgs to topic, keyed as given, acknowledged by all replicas.
 func (e *testEnv) produce(ctx context.Context, t *testing.T, topic string, msgs []kafka.Message) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{Consistent: true},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000,
-		Transport: &kafka.Transport{}} // its own metadata cache: the topic is new
-	defer w.Close()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
-		t.Fatalf("produce: %v", err)
+	if err := testenv.Produce(ctx, t, e.brokers, topic, msgs); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // endOffsets returns the next offset of every partition of topic.
 func (e *testEnv) endOffsets(ctx context.Context, t *testing.T, topic string) map[int]int64 {
 	t.Helper()
-	end, err := ingest.EndOffsets(ctx, e.brokers, topic)
-	if err != nil || len(end) != testPartitions {
-		t.Fatalf("end offsets of %s: %v %v", topic, end, err)
+	end := testenv.EndOffsets(ctx, t, e.brokers, topic)
+	if len(end) != testPartitions {
+		t.Fatalf("end offsets of %s: %v", topic, end)
 	}
 	return end
 }
@@ -102,58 +74,23 @@ func (e *testEnv) endOffsets(ctx context.Context, t *testing.T, topic string) ma
 // the broker has been aggregated.
 func (e *testEnv) waitAggregated(ctx context.Context, t *testing.T, topic string) {
 	t.Helper()
-	end := e.endOffsets(ctx, t, topic)
-	for {
-		got, err := aggregate.Progress(ctx, e.conn, e.group, topic)
-		done := 0
-		for p, want := range end {
-			if err == nil && got[p] >= want {
-				done++
-			}
-		}
-		if done == len(end) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("aggregation did not reach the end offsets %v in time; got %v (%v)", end, got, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	testenv.WaitProgress(ctx, t, e.endOffsets(ctx, t, topic), func(ctx context.Context) (map[int]int64, error) {
+		return aggregate.Progress(ctx, e.conn, e.group, topic)
+	})
 }
 
 // readAll reads exactly n messages from all partitions of topic, failing if
 // more or fewer are there.
 func (e *testEnv) readAll(ctx context.Context, t *testing.T, topic string, n int) []kafka.Message {
 	t.Helper()
-	end := e.endOffsets(ctx, t, topic)
 	var total int64
-	for _, o := range end {
+	for _, o := range e.endOffsets(ctx, t, topic) {
 		total += o
 	}
-	if len(end) != testPartitions || total != int64(n) {
+	if total != int64(n) {
 		t.Fatalf("unexpected message count on %s; got %d; want %d", topic, total, n)
 	}
-	var out []kafka.Message
-	for p, last := range end {
-		if last == 0 {
-			continue
-		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
-		for {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				r.Close()
-				t.Fatalf("read %s/%d: %v", topic, p, err)
-			}
-			out = append(out, m)
-			if m.Offset+1 >= last {
-				break
-			}
-		}
-		r.Close()
-	}
-	return out
+	return testenv.ReadAll(ctx, t, e.brokers, topic)
 }
 
 // shiftedClock returns a clock that starts at base and runs in real time.

@@ -29,15 +29,15 @@ Flags:
 
 func runAcceptGap(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("accept-gap", flag.ContinueOnError)
+	r := newSettings(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), acceptGapUsage)
-		fs.PrintDefaults()
+		r.printDefaults()
 	}
-	r := newSettings(fs)
 	var c common
 	c.register(r)
 	cfg := aggregate.GapConfig{Partition: -1, Group: aggregate.DefaultConfig().Group, By: os.Getenv("USER")}
-	r.str(&cfg.Group, "group", "AGGREGATE_GROUP", true, "the aggregators' consumer group id")
+	r.str(&cfg.Group, "AGGREGATE_GROUP", true, "the aggregators' consumer group id")
 	fs.IntVar(&cfg.Partition, "partition", -1, "the stuck partition of the events topic (required)")
 	fs.StringVar(&cfg.Reason, "reason", "", "why skipping is right, e.g. an incident or ticket (required)")
 	fs.StringVar(&cfg.By, "by", cfg.By, "who decides (default $USER)")

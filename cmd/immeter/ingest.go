@@ -19,15 +19,15 @@ func init() { commands["ingest"] = runIngest }
 // gatewayFlags registers the gateway's limits into cfg, which holds the
 // defaults.
 func gatewayFlags(r *settings, cfg *ingest.GatewayConfig) {
-	integer(r, &cfg.MaxBodyBytes, "max-body-bytes", "INGEST_MAX_BODY_BYTES", 1, "largest request body")
-	integer(r, &cfg.MaxEventBytes, "max-event-bytes", "INGEST_MAX_EVENT_BYTES", 1, "largest event in a body")
-	r.duration(&cfg.MaxClockSkew, "max-clock-skew", "INGEST_MAX_CLOCK_SKEW", positiveDuration, "accepted X-Immeter-Timestamp distance from now")
-	r.duration(&cfg.PublishTimeout, "publish-timeout", "INGEST_PUBLISH_TIMEOUT", positiveDuration, "wait for Kafka before answering 503")
-	integer(r, &cfg.MaxConnections, "max-connections", "INGEST_MAX_CONNECTIONS", 1, "open connections at most; more wait")
-	integer(r, &cfg.MaxRequests, "max-requests", "INGEST_MAX_REQUESTS", 1, "requests read and handled at once; more wait")
-	r.float(&cfg.AppRate, "app-rate", "INGEST_APP_RATE", "events a second an app may average; over it, 429")
-	integer(r, &cfg.AppBurst, "app-burst", "INGEST_APP_BURST", 1, "events an app may send at once above its rate")
-	integer(r, &cfg.ReplayCacheSize, "replay-cache", "INGEST_REPLAY_CACHE", 1, "signatures remembered to refuse replays")
+	integer(r, &cfg.MaxBodyBytes, "INGEST_MAX_BODY_BYTES", 1, "largest request body")
+	integer(r, &cfg.MaxEventBytes, "INGEST_MAX_EVENT_BYTES", 1, "largest event in a body")
+	r.duration(&cfg.MaxClockSkew, "INGEST_MAX_CLOCK_SKEW", positiveDuration, "accepted X-Immeter-Timestamp distance from now")
+	r.duration(&cfg.PublishTimeout, "INGEST_PUBLISH_TIMEOUT", positiveDuration, "wait for Kafka before answering 503")
+	integer(r, &cfg.MaxConnections, "INGEST_MAX_CONNECTIONS", 1, "open connections at most; more wait")
+	integer(r, &cfg.MaxRequests, "INGEST_MAX_REQUESTS", 1, "requests read and handled at once; more wait")
+	r.float(&cfg.AppRate, "INGEST_APP_RATE", "events a second an app may average; over it, 429")
+	integer(r, &cfg.AppBurst, "INGEST_APP_BURST", 1, "events an app may send at once above its rate")
+	integer(r, &cfg.ReplayCacheSize, "INGEST_REPLAY_CACHE", 1, "signatures remembered to refuse replays")
 }
 
 // gatewayConfig loads the secrets file into cfg and checks it.
@@ -60,12 +60,12 @@ func parseIngest(args []string) (*ingestOptions, error) {
 	r := newSettings(fs)
 	o := &ingestOptions{topic: schemas.EventsTopic, partitions: 4, replication: 1, gw: ingest.DefaultGatewayConfig()}
 	var brokerList, secrets string
-	r.str(&brokerList, "brokers", "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
-	r.str(&o.topic, "topic", "EVENTS_TOPIC", true, "events topic")
-	integer(r, &o.partitions, "partitions", "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
-	integer(r, &o.replication, "replication", "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
-	r.str(&o.gw.Addr, "addr", "INGEST_ADDR", true, "listen address")
-	r.str(&secrets, "secrets", "IMMETER_SECRETS_FILE", true, "file of app=secret lines (required)")
+	r.str(&brokerList, "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
+	r.str(&o.topic, "EVENTS_TOPIC", true, "events topic")
+	integer(r, &o.partitions, "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
+	integer(r, &o.replication, "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
+	r.str(&o.gw.Addr, "INGEST_ADDR", true, "listen address")
+	r.str(&secrets, "IMMETER_SECRETS_FILE", true, "file of app=secret lines (required)")
 	gatewayFlags(r, &o.gw)
 	o.ops.register(r)
 	o.sec.register(r)

@@ -15,7 +15,7 @@ func TestIngestLimitSettings(t *testing.T) {
 		t.Helper()
 		t.Run(name+"="+value, func(t *testing.T) {
 			t.Setenv(name, value)
-			err := runIngest(context.Background(), []string{"-brokers", "127.0.0.1:1", "-secrets", "/nonexistent"})
+			err := runIngest(context.Background(), []string{"-kafka-brokers", "127.0.0.1:1", "-secrets-file", "/nonexistent"})
 			if err == nil || !strings.HasPrefix(err.Error(), name+": ") || !strings.Contains(err.Error(), want) {
 				t.Fatalf("unexpected error; got %v; want one starting %q and containing %q", err, name, want)
 			}
@@ -57,14 +57,14 @@ func TestSecuritySettings(t *testing.T) {
 			}
 		})
 	}
-	ing := []string{"-brokers", "127.0.0.1:1", "-secrets", "/nonexistent"}
+	ing := []string{"-kafka-brokers", "127.0.0.1:1", "-secrets-file", "/nonexistent"}
 	f(runIngest, ing, map[string]string{"KAFKA_TLS": "yes please"}, `KAFKA_TLS: "yes please": want true or false`)
 	f(runIngest, ing, map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "u"}, "KAFKA_SASL_PASSWORD_FILE: required")
 	f(runIngest, ing, map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD_FILE": empty}, "KAFKA_SASL_PASSWORD_FILE: "+empty+": empty")
 	f(runIngest, ing, map[string]string{"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD_FILE": pw}, "KAFKA_SASL_MECHANISM: PLAIN sends the password in clear")
 	f(runIngest, ing, map[string]string{"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": filepath.Join(dir, "nope.pem")}, "KAFKA_TLS_CA_FILE: open")
-	f(runSimulate, []string{"-brokers", "127.0.0.1:1"}, map[string]string{"KAFKA_TLS_CERT_FILE": pw}, "KAFKA_TLS_CERT_FILE: set, but KAFKA_TLS is off")
-	mig := []string{"-clickhouse", "127.0.0.1:1"}
+	f(runSimulate, []string{"-kafka-brokers", "127.0.0.1:1"}, map[string]string{"KAFKA_TLS_CERT_FILE": pw}, "KAFKA_TLS_CERT_FILE: set, but KAFKA_TLS is off")
+	mig := []string{"-clickhouse-addr", "127.0.0.1:1"}
 	f(runMigrate, mig, map[string]string{"CLICKHOUSE_TLS": "maybe"}, `CLICKHOUSE_TLS: "maybe": want true or false`)
 	f(runMigrate, mig, map[string]string{"CLICKHOUSE_PASSWORD": "hunter2", "CLICKHOUSE_PASSWORD_FILE": pw}, "CLICKHOUSE_PASSWORD_FILE: set together with CLICKHOUSE_PASSWORD")
 	f(runMigrate, mig, map[string]string{"CLICKHOUSE_PASSWORD_FILE": filepath.Join(dir, "nope")}, "CLICKHOUSE_PASSWORD_FILE: open")

@@ -41,8 +41,8 @@ func runPlans(ctx context.Context, args []string) error {
 		return errors.New("want: plans import FILE")
 	}
 	fs := flag.NewFlagSet("plans import", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), plansUsage, "\nFlags:\n"); fs.PrintDefaults() }
 	r := newSettings(fs)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), plansUsage, "\nFlags:\n"); r.printDefaults() }
 	var c common
 	c.register(r)
 	if err := r.parse(args[1:]); err != nil {

@@ -89,8 +89,8 @@ func TestOldPlanEvents(t *testing.T) {
 		appA, appB, appC)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := runPlans(ctx, []string{"import", "--kafka", strings.Join(env.brokers, ","), "--events-topic", env.events,
-		"--partitions", strconv.Itoa(testPartitions), "--tz", "+08:00", file}); err != nil {
+	if err := runPlans(ctx, []string{"import", "--kafka-brokers", strings.Join(env.brokers, ","), "--events-topic", env.events,
+		"--kafka-partitions", strconv.Itoa(testPartitions), "--billing-tz", "+08:00", file}); err != nil {
 		t.Fatal(err)
 	}
 	env.waitAggregated(ctx, t, env.events)

@@ -42,13 +42,13 @@ func (s *rollupSettings) register(r *settings) {
 	s.cfg = rollup.DefaultConfig()
 	s.alert = rollup.DefaultAlertConfig()
 	s.tick = time.Minute
-	r.str(&s.plans, "plans", "PLANS_FILE", false, "price book YAML; default the built-in one")
-	r.duration(&s.cfg.Interval, "interval", "ROLLUP_INTERVAL", positiveDuration, "provisional record interval")
-	r.duration(&s.cfg.SettleAfter, "settle-after", "SETTLE_AFTER", anyDuration, "final records this long after the month ends; 0 right at its end")
-	r.duration(&s.tick, "tick", "ROLLUP_TICK", positiveDuration, "how often settlement and corrections are checked")
-	r.str(&s.alert.Topic, "alerts-topic", "ALERTS_TOPIC", true, "usage alerts topic")
-	r.duration(&s.alert.Interval, "alert-interval", "ALERT_INTERVAL", positiveDuration, "how often apps whose usage changed are checked for alerts")
-	r.duration(&s.alert.Sweep, "alert-sweep", "ALERT_SWEEP", positiveDuration, "how often every app is checked for alerts")
+	r.str(&s.plans, "PLANS_FILE", false, "price book YAML; default the built-in one")
+	r.duration(&s.cfg.Interval, "ROLLUP_INTERVAL", positiveDuration, "provisional record interval")
+	r.duration(&s.cfg.SettleAfter, "SETTLE_AFTER", anyDuration, "final records this long after the month ends; 0 right at its end")
+	r.duration(&s.tick, "ROLLUP_TICK", positiveDuration, "how often settlement and corrections are checked")
+	r.str(&s.alert.Topic, "ALERTS_TOPIC", true, "usage alerts topic")
+	r.duration(&s.alert.Interval, "ALERT_INTERVAL", positiveDuration, "how often apps whose usage changed are checked for alerts")
+	r.duration(&s.alert.Sweep, "ALERT_SWEEP", positiveDuration, "how often every app is checked for alerts")
 }
 
 // build completes the rollup configuration with the shared settings and
@@ -184,7 +184,7 @@ func runUsage(ctx context.Context, args []string) error {
 	monthFlag := fs.String("month", "", "month YYYY-MM; default the current one")
 	format := fs.String("format", "text", "text (statement, quota use and alerts) or json (the record)")
 	var plans string
-	r.str(&plans, "plans", "PLANS_FILE", false, "price book YAML (limits of the quota use); default the built-in one")
+	r.str(&plans, "PLANS_FILE", false, "price book YAML (limits of the quota use); default the built-in one")
 	if err := r.parse(args); err != nil {
 		return err
 	}

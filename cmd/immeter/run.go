@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/simulate"
 	"github.com/immeter/immeter/rollup"
+	"github.com/immeter/immeter/rollup/console"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -53,13 +56,13 @@ func parseRun(args []string) (*runOptions, error) {
 	o.roll.register(r)
 	o.con.register(r)
 	o.gw.Addr = "127.0.0.1:8080"
-	r.str(&o.gw.Addr, "ingest-addr", "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
-	r.str(&o.secrets, "secrets", "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
+	r.str(&o.gw.Addr, "INGEST_ADDR", true, "gateway listen address, used when IMMETER_SECRETS_FILE is set")
+	r.str(&o.secrets, "IMMETER_SECRETS_FILE", false, "gateway secrets file; no gateway without it")
 	gatewayFlags(r, &o.gw)
-	r.boolean(&o.simulate, "simulate", "SIMULATE", "publish simulated IM traffic")
-	r.float(&o.simRate, "sim-rate", "SIM_RATE", "simulated events per second")
-	integer(r, &o.simApps, "sim-apps", "SIM_APPS", 1, "simulated apps")
-	r.duration(&o.every, "status-every", "STATUS_EVERY", positiveDuration, "how often the status table is printed")
+	r.boolean(&o.simulate, "SIMULATE", "publish simulated IM traffic")
+	r.float(&o.simRate, "SIM_RATE", "simulated events per second")
+	integer(r, &o.simApps, "SIM_APPS", 1, "simulated apps")
+	r.duration(&o.every, "STATUS_EVERY", positiveDuration, "how often the status table is printed")
 	o.ops.register(r)
 	if err := r.parse(args); err != nil {
 		return nil, err
@@ -107,76 +110,117 @@ func runAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := &o.common
-	if c.kafka == "" {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.partitions), c.events, c.dlq, c.billing, o.roll.alert.Topic))
+	if o.kafka == "" {
+		stop, err := o.embedKafka()
 		if err != nil {
-			return fmt.Errorf("embedded Kafka broker: %w", err)
-		}
-		defer cluster.Close()
-		c.kafka = cluster.ListenAddrs()[0]
-		slog.Info("run: embedded Kafka broker (KAFKA_BROKERS unset); events are lost when it stops", "addr", c.kafka)
-		if err := o.check(); err != nil {
 			return err
 		}
+		defer stop()
 	}
-	rs := &o.roll
-
-	agg, err := newAggregator(ctx, c, o.agg)
+	p, err := o.wire(ctx)
+	defer p.close()
 	if err != nil {
 		return err
+	}
+	return o.runComponents(ctx, p)
+}
+
+// embedKafka starts the embedded Kafka broker with the topics and checks
+// the settings that needed the brokers; the returned function stops it.
+func (o *runOptions) embedKafka() (stop func(), err error) {
+	c := &o.common
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.partitions), c.events, c.dlq, c.billing, o.roll.alert.Topic))
+	if err != nil {
+		return nil, fmt.Errorf("embedded Kafka broker: %w", err)
+	}
+	c.kafka = cluster.ListenAddrs()[0]
+	slog.Info("run: embedded Kafka broker (KAFKA_BROKERS unset); events are lost when it stops", "addr", c.kafka)
+	if err := o.check(); err != nil {
+		cluster.Close()
+		return nil, err
+	}
+	return cluster.Close, nil
+}
+
+// components are the parts of the pipeline that run wires together.
+type components struct {
+	agg      *aggregate.Aggregator
+	conn     driver.Conn
+	roll     *rollup.Rollup
+	alerter  *rollup.Alerter
+	con      *console.Server
+	conLn    net.Listener
+	producer *ingest.Producer
+	gw       *ingest.Gateway // nil without IMMETER_SECRETS_FILE
+	closers  []func()        // in the order opened
+}
+
+// close closes what was opened, the last first.
+func (p *components) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// wire makes the components, the topics they need and the metrics server.
+// On error, close closes what was made.
+func (o *runOptions) wire(ctx context.Context) (*components, error) {
+	c, rs := &o.common, &o.roll
+	p := &components{}
+	var err error
+	if p.agg, err = newAggregator(ctx, c, o.agg); err != nil {
+		return p, err
 	}
 	if err := ingest.EnsureTopicsWith(ctx, c.sec.kafka, rs.cfg.Brokers, c.partitions, c.replication, c.billing, rs.alert.Topic); err != nil {
-		return err
+		return p, err
 	}
-	conn, err := c.clickhouse(ctx)
-	if err != nil {
-		return err
+	if p.conn, err = c.clickhouse(ctx); err != nil {
+		return p, err
 	}
-	defer conn.Close()
-	roll, err := rollup.New(rs.cfg, conn)
-	if err != nil {
-		return err
+	p.closers = append(p.closers, func() { p.conn.Close() })
+	if p.roll, err = rollup.New(rs.cfg, p.conn); err != nil {
+		return p, err
 	}
-	defer roll.Close()
-	alerter, err := rollup.NewAlerter(rs.alert, conn)
-	if err != nil {
-		return err
+	p.closers = append(p.closers, func() { p.roll.Close() })
+	if p.alerter, err = rollup.NewAlerter(rs.alert, p.conn); err != nil {
+		return p, err
 	}
-	defer alerter.Close()
-	con, conLn, err := o.con.server(conn, o.demo)
-	if err != nil {
-		return err
+	p.closers = append(p.closers, func() { p.alerter.Close() })
+	if p.con, p.conLn, err = o.con.server(p.conn, o.demo); err != nil {
+		return p, err
 	}
 
 	pcfg := ingest.DefaultProducerConfig()
 	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = brokers(c.kafka), c.events, true, c.sec.kafka
-	producer, err := ingest.NewProducer(pcfg)
-	if err != nil {
-		return err
+	if p.producer, err = ingest.NewProducer(pcfg); err != nil {
+		return p, err
 	}
-	var gw *ingest.Gateway
 	if o.secrets != "" {
-		if gw, err = ingest.NewGateway(o.gw, producer); err != nil {
-			return err
+		if p.gw, err = ingest.NewGateway(o.gw, p.producer); err != nil {
+			return p, err
 		}
 	}
 
-	opsCollectors := []prometheus.Collector{agg.Collector(), roll.Collector(), producer.Collector(), alerter.Collector()}
-	opsChecks := append(agg.Checks(o.ops.failAfter), roll.Checks()...)
-	opsChecks = append(opsChecks, producer.Checks()...)
-	if gw != nil {
-		opsCollectors[2] = gw.Collector() // the producer's and the gateway's
+	opsCollectors := []prometheus.Collector{p.agg.Collector(), p.roll.Collector(), p.producer.Collector(), p.alerter.Collector()}
+	opsChecks := append(p.agg.Checks(o.ops.failAfter), p.roll.Checks()...)
+	opsChecks = append(opsChecks, p.producer.Checks()...)
+	if p.gw != nil {
+		opsCollectors[2] = p.gw.Collector() // the producer's and the gateway's
 	}
 	stopOps, err := o.ops.serve(opsCollectors, opsChecks...)
 	if err != nil {
-		return err
+		return p, err
 	}
-	defer stopOps()
+	p.closers = append(p.closers, stopOps)
+	return p, nil
+}
 
-	// Stage one of shutdown stops intake (simulator, gateway) and flushes
-	// the producer; stage two stops the aggregator (which flushes) and the
-	// rollup.
+// runComponents runs the components until ctx ends or one fails, printing
+// the status table every STATUS_EVERY, then stops them in two stages: first
+// intake (simulator, gateway) and the producer's flush, then the aggregator
+// (which flushes) and the rollup. It returns every failure, also those
+// that came while stopping.
+func (o *runOptions) runComponents(ctx context.Context, p *components) error {
 	intake, stopIntake := context.WithCancel(ctx)
 	defer stopIntake()
 	pipeline, stopPipeline := context.WithCancel(context.Background())
@@ -192,55 +236,58 @@ func runAll(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	goRun(&wg, "aggregate", func() error { return agg.Run(pipeline) })
-	goRun(&wg, "rollup", func() error { return rs.runDaemons(pipeline, roll, alerter) })
-	goRun(&wg, "console", func() error { return con.Serve(pipeline, conLn) })
-	if gw != nil {
-		goRun(&intakeWG, "ingest", func() error { return gw.ListenAndServe(intake) })
+	goRun(&wg, "aggregate", func() error { return p.agg.Run(pipeline) })
+	goRun(&wg, "rollup", func() error { return o.roll.runDaemons(pipeline, p.roll, p.alerter) })
+	goRun(&wg, "console", func() error { return p.con.Serve(pipeline, p.conLn) })
+	if p.gw != nil {
+		goRun(&intakeWG, "ingest", func() error { return p.gw.ListenAndServe(intake) })
 	}
 	if o.simulate {
-		scfg := ingest.DefaultSimulateConfig()
+		scfg := simulate.DefaultTrafficConfig()
 		scfg.Rate, scfg.Apps, scfg.Seed = o.simRate, o.simApps, uint64(time.Now().UnixNano())
 		goRun(&intakeWG, "simulate", func() error {
-			_, err := ingest.Simulate(intake, scfg, producer.Publish)
+			_, err := simulate.Traffic(intake, scfg, p.producer.Publish)
 			return err
 		})
 	}
 
-	t := time.NewTicker(o.every)
-	defer t.Stop()
-	var failed error // the first component that failed
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case failed = <-errs:
-			slog.Error("run: component failed; stopping", "err", failed)
-			break loop
-		case <-t.C:
-			if err := printStatus(ctx, os.Stdout, conn, roll, c.loc, agg.Stats()); err != nil {
-				slog.Warn("run: status", "err", err)
-			}
-		}
-	}
+	failed := o.watch(ctx, p, errs)
 	slog.Info("run: stopping: intake first, then the pipeline")
 	stopIntake()
 	intakeWG.Wait()
-	flushErr := flushProducer(producer)
+	flushErr := flushProducer(p.producer)
 	if flushErr != nil {
 		flushErr = fmt.Errorf("producer flush: %w", flushErr)
 	}
 	stopPipeline()
 	wg.Wait()
 	close(errs)
-	// Every failure counts, also one that came while stopping.
 	all := []error{failed, flushErr}
 	for err := range errs {
 		all = append(all, err)
 	}
 	slog.Info("run: stopped")
 	return errors.Join(all...)
+}
+
+// watch prints the status table every STATUS_EVERY until ctx ends or a
+// component fails, and returns that failure.
+func (o *runOptions) watch(ctx context.Context, p *components, errs <-chan error) error {
+	t := time.NewTicker(o.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errs:
+			slog.Error("run: component failed; stopping", "err", err)
+			return err
+		case <-t.C:
+			if err := printStatus(ctx, os.Stdout, p.conn, p.roll, o.loc, p.agg.Stats()); err != nil {
+				slog.Warn("run: status", "err", err)
+			}
+		}
+	}
 }
 
 // printStatus writes the current month per app: edition, MAU, logins,

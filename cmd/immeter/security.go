@@ -20,22 +20,22 @@ type security struct {
 
 // register adds the security settings.
 func (s *security) register(r *settings) {
-	r.str(&s.kafka.SASLMechanism, "kafka-sasl-mechanism", "KAFKA_SASL_MECHANISM", false, "SCRAM-SHA-512 or PLAIN; empty: no SASL")
-	r.str(&s.kafka.Username, "kafka-sasl-username", "KAFKA_SASL_USERNAME", false, "SASL user")
-	r.str(&s.kafkaPasswordFile, "kafka-sasl-password-file", "KAFKA_SASL_PASSWORD_FILE", false, "file holding the SASL password")
-	r.boolean(&s.kafka.TLS, "kafka-tls", "KAFKA_TLS", "TLS to the brokers")
-	r.str(&s.kafka.CAFile, "kafka-tls-ca-file", "KAFKA_TLS_CA_FILE", false, "PEM CA bundle for the brokers; default the system's")
-	r.str(&s.kafka.CertFile, "kafka-tls-cert-file", "KAFKA_TLS_CERT_FILE", false, "PEM client certificate")
-	r.str(&s.kafka.KeyFile, "kafka-tls-key-file", "KAFKA_TLS_KEY_FILE", false, "PEM client key")
-	r.str(&s.kafka.ServerName, "kafka-tls-server-name", "KAFKA_TLS_SERVER_NAME", false, "name in the brokers' certificates; default their host")
-	r.boolean(&s.clickhouseTLS, "clickhouse-tls", "CLICKHOUSE_TLS", "TLS to ClickHouse's secure native port")
-	r.str(&s.clickhousePassFile, "clickhouse-password-file", "CLICKHOUSE_PASSWORD_FILE", false, "file holding the ClickHouse password")
+	r.str(&s.kafka.SASLMechanism, "KAFKA_SASL_MECHANISM", false, "SCRAM-SHA-512 or PLAIN; empty: no SASL")
+	r.str(&s.kafka.Username, "KAFKA_SASL_USERNAME", false, "SASL user")
+	r.str(&s.kafkaPasswordFile, "KAFKA_SASL_PASSWORD_FILE", false, "file holding the SASL password")
+	r.boolean(&s.kafka.TLS, "KAFKA_TLS", "TLS to the brokers")
+	r.str(&s.kafka.CAFile, "KAFKA_TLS_CA_FILE", false, "PEM CA bundle for the brokers; default the system's")
+	r.str(&s.kafka.CertFile, "KAFKA_TLS_CERT_FILE", false, "PEM client certificate")
+	r.str(&s.kafka.KeyFile, "KAFKA_TLS_KEY_FILE", false, "PEM client key")
+	r.str(&s.kafka.ServerName, "KAFKA_TLS_SERVER_NAME", false, "name in the brokers' certificates; default their host")
+	r.boolean(&s.clickhouseTLS, "CLICKHOUSE_TLS", "TLS to ClickHouse's secure native port")
+	r.str(&s.clickhousePassFile, "CLICKHOUSE_PASSWORD_FILE", false, "file holding the ClickHouse password")
 }
 
 // registerClickHouseTLS adds the ClickHouse TLS settings that fill ch.
 func registerClickHouseTLS(r *settings, ch *schemas.ClickHouseConfig) {
-	r.str(&ch.TLSCAFile, "clickhouse-tls-ca-file", "CLICKHOUSE_TLS_CA_FILE", false, "PEM CA bundle for ClickHouse; default the system's")
-	r.str(&ch.TLSServerName, "clickhouse-tls-server-name", "CLICKHOUSE_TLS_SERVER_NAME", false, "name in ClickHouse's certificate; default its host")
+	r.str(&ch.TLSCAFile, "CLICKHOUSE_TLS_CA_FILE", false, "PEM CA bundle for ClickHouse; default the system's")
+	r.str(&ch.TLSServerName, "CLICKHOUSE_TLS_SERVER_NAME", false, "name in ClickHouse's certificate; default its host")
 }
 
 // load reads the password files and checks the settings; ch, when not nil,

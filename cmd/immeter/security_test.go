@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
@@ -51,36 +51,16 @@ func publishOnce(ctx context.Context, addr, topic string, sec schemas.KafkaSecur
 // published.
 func TestAggregateOverSASLSSL(t *testing.T) {
 	env := integration(t)
-	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	}
-	dir := t.TempDir()
-	sasl := free()
-	script := func(action string) error {
-		cmd := exec.Command("bash", filepath.Join("..", "..", ".ci", "kafka.sh"), action)
-		cmd.Env = append(os.Environ(), "KAFKA_PORT="+free(), "KAFKA_CONTROLLER_PORT="+free(), "KAFKA_SASL_SSL_PORT="+sasl,
-			"IMMETER_RUN_DIR="+dir, "KAFKA_START_TIMEOUT=180")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Logf(".ci/kafka.sh %s: %v: %s", action, err, out)
-		}
-		return err
-	}
-	t.Cleanup(func() { script("stop") })
-	if err := script("start"); err != nil {
-		t.Fatal(err)
-	}
+	sasl := testenv.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(sasl)
+	broker := testenv.StartKafka(t, "KAFKA_SASL_SSL_PORT="+port, "KAFKA_START_TIMEOUT=180")
+	dir := broker.Dir
 	tlsDir := filepath.Join(dir, "kafka", "tls")
 	pwFile := filepath.Join(dir, "kafka-password")
 	if err := os.WriteFile(pwFile, []byte("immeter-scram-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + sasl
+	addr := sasl
 	for k, v := range map[string]string{
 		"KAFKA_BROKERS": addr, "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "immeter",
 		"KAFKA_SASL_PASSWORD_FILE": pwFile, "KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": filepath.Join(tlsDir, "ca.pem"),

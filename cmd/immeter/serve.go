@@ -19,8 +19,8 @@ type opsSettings struct {
 
 func (o *opsSettings) register(r *settings) {
 	o.addr, o.failAfter = telemetry.DefaultAddr, time.Minute
-	r.str(&o.addr, "metrics-addr", "METRICS_ADDR", false, "listen address of /metrics, /healthz and /readyz; empty: none")
-	r.duration(&o.failAfter, "ready-fail-after", "READY_FAIL_AFTER", positiveDuration, "/readyz fails once a partition's fetches or flushes have failed this long")
+	r.str(&o.addr, "METRICS_ADDR", false, "listen address of /metrics, /healthz and /readyz; empty: none")
+	r.duration(&o.failAfter, "READY_FAIL_AFTER", positiveDuration, "/readyz fails once a partition's fetches or flushes have failed this long")
 }
 
 // validate checks the settings; commands call it with their other settings.

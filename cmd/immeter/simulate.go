@@ -10,66 +10,88 @@ import (
 	"time"
 
 	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/simulate"
 	"github.com/immeter/immeter/schemas"
 )
 
 func init() { commands["simulate"] = runSimulate }
 
-// runSimulate publishes simulated IM traffic to Kafka with the producer library.
-func runSimulate(ctx context.Context, args []string) error {
-	d := ingest.DefaultSimulateConfig()
+// simulateOptions is what `immeter simulate` runs with.
+type simulateOptions struct {
+	brokers     []string
+	topic       string
+	partitions  int
+	replication int
+	cfg         simulate.TrafficConfig
+	sec         security
+}
+
+// parseSimulate reads the settings of `immeter simulate`.
+func parseSimulate(args []string) (*simulateOptions, error) {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	r := newSettings(fs)
-	cfg := d
-	var brokerList, seed string
-	topic, nParts, nRepl := schemas.EventsTopic, 4, 1
-	firstApp := int64(d.FirstApp)
-	r.str(&brokerList, "brokers", "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
-	r.str(&topic, "topic", "EVENTS_TOPIC", true, "events topic")
-	integer(r, &nParts, "partitions", "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
-	integer(r, &nRepl, "replication", "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
-	integer(r, &cfg.Apps, "apps", "SIM_APPS", 1, "number of apps")
-	integer(r, &firstApp, "first-app", "SIM_FIRST_APP", 1, "first app id")
-	integer(r, &cfg.UsersPerApp, "users", "SIM_USERS", 1, "users per app")
-	r.float(&cfg.Rate, "rate", "SIM_RATE", "events per second")
-	r.duration(&cfg.Duration, "duration", "SIM_DURATION", anyDuration, "how long to run; 0 until interrupted")
-	integer(r, &cfg.Events, "events", "SIM_EVENTS", 0, "stop after this many events; 0 no limit")
-	r.str(&seed, "seed", "SIM_SEED", false, "seed; the same seed publishes the same events; default from the clock")
-	var sec security
-	sec.register(r)
+	o := &simulateOptions{topic: schemas.EventsTopic, partitions: 4, replication: 1, cfg: simulate.DefaultTrafficConfig()}
+	var brokerList string
+	seeded := false
+	r.str(&brokerList, "KAFKA_BROKERS", true, "Kafka brokers, comma-separated (required)")
+	r.str(&o.topic, "EVENTS_TOPIC", true, "events topic")
+	integer(r, &o.partitions, "KAFKA_PARTITIONS", 1, "partitions of a topic this command creates")
+	integer(r, &o.replication, "KAFKA_REPLICATION", 1, "replication factor of a topic this command creates")
+	integer(r, &o.cfg.Apps, "SIM_APPS", 1, "number of apps")
+	r.add(&setting{env: "SIM_FIRST_APP", def: strconv.FormatUint(uint64(o.cfg.FirstApp), 10), parse: func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n < 1 {
+			return fmt.Errorf("want an app id from 1 to %d", uint64(schemas.MaxAppID))
+		}
+		o.cfg.FirstApp = uint32(n)
+		return nil
+	}}, "first app id")
+	integer(r, &o.cfg.UsersPerApp, "SIM_USERS", 1, "users per app")
+	r.float(&o.cfg.Rate, "SIM_RATE", "events per second")
+	r.duration(&o.cfg.Duration, "SIM_DURATION", anyDuration, "how long to run; 0 until interrupted")
+	integer(r, &o.cfg.Events, "SIM_EVENTS", 0, "stop after this many events; 0 no limit")
+	r.add(&setting{env: "SIM_SEED", parse: func(v string) error {
+		if v == "" {
+			return nil // from the clock
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return errors.New("want an unsigned integer")
+		}
+		o.cfg.Seed, seeded = n, true
+		return nil
+	}}, "seed; the same seed publishes the same events; default from the clock")
+	o.sec.register(r)
 	if err := r.parse(args); err != nil {
-		return err
+		return nil, err
 	}
-	if err := sec.load(nil); err != nil {
-		return err
+	if err := o.sec.load(nil); err != nil {
+		return nil, err
 	}
-	bs := brokers(brokerList)
-	if len(bs) == 0 {
-		return errors.New("KAFKA_BROKERS: required")
+	if o.brokers = brokers(brokerList); len(o.brokers) == 0 {
+		return nil, errors.New("KAFKA_BROKERS: required")
 	}
-	if firstApp > schemas.MaxAppID {
-		return fmt.Errorf("SIM_FIRST_APP: must be an app id <= %d; got %d", uint64(schemas.MaxAppID), firstApp)
+	if !seeded {
+		o.cfg.Seed = uint64(time.Now().UnixNano())
 	}
-	cfg.FirstApp = uint32(firstApp)
-	if seed == "" {
-		cfg.Seed = uint64(time.Now().UnixNano())
-	} else if n, err := strconv.ParseUint(seed, 10, 64); err == nil {
-		cfg.Seed = n
-	} else {
-		return fmt.Errorf("SIM_SEED: %q: want an unsigned integer", seed)
+	if last := uint64(o.cfg.FirstApp) + uint64(o.cfg.Apps) - 1; last > schemas.MaxAppID {
+		return nil, fmt.Errorf("SIM_FIRST_APP: %d with SIM_APPS %d passes the largest app id %d", o.cfg.FirstApp, o.cfg.Apps, uint64(schemas.MaxAppID))
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if err := sec.load(nil); err != nil {
-		return err
-	}
+	return o, o.cfg.Validate()
+}
 
-	if err := prepareTopics(ctx, sec.kafka, bs, nParts, nRepl, topic); err != nil {
+// runSimulate publishes simulated IM traffic to Kafka with the producer library.
+func runSimulate(ctx context.Context, args []string) error {
+	o, err := parseSimulate(args)
+	if err != nil {
+		return err
+	}
+	cfg := o.cfg
+	if err := prepareTopics(ctx, o.sec.kafka, o.brokers, o.partitions, o.replication, o.topic); err != nil {
 		return err
 	}
 	pcfg := ingest.DefaultProducerConfig()
-	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = bs, topic, true, sec.kafka
+	pcfg.Brokers, pcfg.Topic, pcfg.Block, pcfg.Security = o.brokers, o.topic, true, o.sec.kafka
 	// Throughput over latency: larger batches, and a buffer of about a
 	// quarter second of traffic, so a slow acknowledgement does not hold
 	// the generator back.
@@ -79,9 +101,9 @@ func runSimulate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	slog.Info("simulate: publishing", "topic", topic, "apps", cfg.Apps, "users_per_app", cfg.UsersPerApp,
+	slog.Info("simulate: publishing", "topic", o.topic, "apps", cfg.Apps, "users_per_app", cfg.UsersPerApp,
 		"rate", cfg.Rate, "duration", cfg.Duration, "events", cfg.Events, "seed", cfg.Seed)
-	st, simErr := ingest.Simulate(ctx, cfg, p.Publish)
+	st, simErr := simulate.Traffic(ctx, cfg, p.Publish)
 	closeErr := flushProducer(p)
 	slog.Info("simulate: done", "events", st.Events, "elapsed", st.Elapsed.Round(time.Millisecond),
 		"logins", st.ByType[schemas.Login], "messages", st.ByType[schemas.Message], "groups", st.ByType[schemas.Group],

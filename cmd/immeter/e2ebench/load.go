@@ -12,7 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/immeter/immeter/ingest/loadgen"
+	loadgen "github.com/immeter/immeter/internal/simulate"
 )
 
 // newGenerator returns the load: apps Zipf-skewed, users Zipf-skewed per

@@ -10,7 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/immeter/immeter/ingest/loadgen"
+	loadgen "github.com/immeter/immeter/internal/simulate"
 )
 
 // sustainFigures is what a phase under load did.

@@ -1,7 +1,4 @@
-// Package loadgen generates realistic, reproducible streams of encoded usage
-// events for benchmarks: Zipf-skewed apps and users and the mix of
-// event types.
-package loadgen
+package simulate
 
 import (
 	"fmt"
@@ -13,7 +10,8 @@ import (
 	"github.com/immeter/immeter/schemas"
 )
 
-// Config shapes a stream. Zero fields take the defaults of DefaultConfig.
+// Config shapes a Stream of encoded events for the benchmarks. Zero fields
+// take the defaults of DefaultConfig.
 //
 // The mix is fixed: 60% messages, 35% logins and 5% other (group creations
 // and dissolutions, calls, and a plan change now and then). Apps are
@@ -91,17 +89,17 @@ func (c *Config) fill() {
 func (c Config) Validate() error {
 	switch {
 	case c.Apps < 1:
-		return fmt.Errorf("loadgen: Apps: must be >= 1; got %d", c.Apps)
+		return fmt.Errorf("simulate: Apps: must be >= 1; got %d", c.Apps)
 	case uint64(c.FirstApp)+uint64(c.Apps)-1 > schemas.MaxAppID:
-		return fmt.Errorf("loadgen: FirstApp: %d + %d apps passes the largest app id", c.FirstApp, c.Apps)
+		return fmt.Errorf("simulate: FirstApp: %d + %d apps passes the largest app id", c.FirstApp, c.Apps)
 	case c.Users < c.Apps:
-		return fmt.Errorf("loadgen: Users: must be >= Apps (%d); got %d", c.Apps, c.Users)
+		return fmt.Errorf("simulate: Users: must be >= Apps (%d); got %d", c.Apps, c.Users)
 	case !(c.NewUsers > 0 && c.NewUsers <= 1):
-		return fmt.Errorf("loadgen: NewUsers: must be in (0, 1]; got %v", c.NewUsers)
+		return fmt.Errorf("simulate: NewUsers: must be in (0, 1]; got %v", c.NewUsers)
 	case !(c.AppSkew > 1) || !(c.UserSkew > 1):
-		return fmt.Errorf("loadgen: AppSkew, UserSkew: must be > 1; got %v, %v", c.AppSkew, c.UserSkew)
+		return fmt.Errorf("simulate: AppSkew, UserSkew: must be > 1; got %v, %v", c.AppSkew, c.UserSkew)
 	case c.Duplicates < 0 || c.Duplicates >= 1:
-		return fmt.Errorf("loadgen: Duplicates: must be in [0, 1); got %v", c.Duplicates)
+		return fmt.Errorf("simulate: Duplicates: must be in [0, 1); got %v", c.Duplicates)
 	}
 	return nil
 }
@@ -261,32 +259,9 @@ func (s *Stream) user(i int, login bool) uint32 {
 func appOf(event []byte) uint32 {
 	e, err := schemas.DecodeEvent(event)
 	if err != nil {
-		panic("loadgen: " + err.Error())
+		panic("simulate: " + err.Error())
 	}
 	return e.App
-}
-
-// Weights of the enumerated fields, in the order of schemas.Channels etc.
-var (
-	channelWeights   = []float64{50, 40, 5, 5}
-	platformWeights  = []float64{40, 35, 10, 5, 4, 1, 3, 2}
-	groupTypeWeights = []float64{30, 30, 20, 10, 10}
-	mediaWeights     = []float64{70, 30}
-)
-
-func pick(r *rand.Rand, values []string, weights []float64) string {
-	var total float64
-	for _, w := range weights {
-		total += w
-	}
-	x := r.Float64() * total
-	for i, w := range weights {
-		if x < w {
-			return values[i]
-		}
-		x -= w
-	}
-	return values[len(values)-1]
 }
 
 // timeCache formats times in RFC 3339 with milliseconds, reusing the

@@ -1,4 +1,4 @@
-package ingest
+package simulate
 
 import (
 	"context"
@@ -10,15 +10,22 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/immeter/immeter/ingest"
+	"github.com/immeter/immeter/internal/testenv"
 	"github.com/immeter/immeter/schemas"
 )
 
-// collect runs Simulate with a fixed clock and returns what it published.
-func collect(t *testing.T, cfg SimulateConfig) ([]schemas.Event, Stats) {
+// testNow is the fixed clock of the tests.
+var testNow = time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
+
+// collect runs Traffic with a fixed clock and returns what it published.
+func collect(t *testing.T, cfg TrafficConfig) ([]schemas.Event, Stats) {
 	t.Helper()
-	cfg.Now = func() time.Time { return gwNow }
+	cfg.Now = func() time.Time { return testNow }
 	var got []schemas.Event
-	st, err := Simulate(context.Background(), cfg, func(_ context.Context, e schemas.Event) error {
+	st, err := Traffic(context.Background(), cfg, func(_ context.Context, e schemas.Event) error {
 		got = append(got, e)
 		return nil
 	})
@@ -28,9 +35,9 @@ func collect(t *testing.T, cfg SimulateConfig) ([]schemas.Event, Stats) {
 	return got, st
 }
 
-func TestSimulateDeterministicAndMixed(t *testing.T) {
+func TestTrafficDeterministicAndMixed(t *testing.T) {
 	const n = 20000
-	cfg := SimulateConfig{Seed: 7, Events: n, Rate: 1e9}
+	cfg := TrafficConfig{Seed: 7, Events: n, Rate: 1e9}
 	a, st := collect(t, cfg)
 	b, _ := collect(t, cfg)
 	if len(a) != n || st.Events != n {
@@ -41,7 +48,7 @@ func TestSimulateDeterministicAndMixed(t *testing.T) {
 			t.Fatalf("event %d differs between two runs with one seed: %+v vs %+v", i, a[i], b[i])
 		}
 	}
-	if c, _ := collect(t, SimulateConfig{Seed: 8, Events: 100, Rate: 1e9}); c[0] == a[0] && c[1] == a[1] {
+	if c, _ := collect(t, TrafficConfig{Seed: 8, Events: 100, Rate: 1e9}); c[0] == a[0] && c[1] == a[1] {
 		t.Fatalf("seeds 7 and 8 give the same events")
 	}
 
@@ -96,10 +103,10 @@ func TestSimulateDeterministicAndMixed(t *testing.T) {
 	}
 }
 
-func TestSimulateRate(t *testing.T) {
+func TestTrafficRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var n int
-		st, err := Simulate(context.Background(), SimulateConfig{Rate: 500, Duration: 2 * time.Second},
+		st, err := Traffic(context.Background(), TrafficConfig{Rate: 500, Duration: 2 * time.Second},
 			func(context.Context, schemas.Event) error { n++; return nil })
 		if err != nil {
 			t.Fatal(err)
@@ -110,10 +117,10 @@ func TestSimulateRate(t *testing.T) {
 	})
 }
 
-func TestSimulateStopsOnError(t *testing.T) {
+func TestTrafficStopsOnError(t *testing.T) {
 	boom := errors.New("boom")
 	n := 0
-	st, err := Simulate(context.Background(), SimulateConfig{Rate: 1e9}, func(context.Context, schemas.Event) error {
+	st, err := Traffic(context.Background(), TrafficConfig{Rate: 1e9}, func(context.Context, schemas.Event) error {
 		if n++; n == 10 {
 			return boom
 		}
@@ -123,7 +130,7 @@ func TestSimulateStopsOnError(t *testing.T) {
 		t.Fatalf("unexpected result; got %d events, %v; want 9 and boom", st.Events, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err = Simulate(ctx, SimulateConfig{Rate: 1e9}, func(ctx context.Context, _ schemas.Event) error {
+	st, err = Traffic(ctx, TrafficConfig{Rate: 1e9}, func(ctx context.Context, _ schemas.Event) error {
 		cancel()
 		return ctx.Err()
 	})
@@ -132,42 +139,63 @@ func TestSimulateStopsOnError(t *testing.T) {
 	}
 }
 
-func TestSimulateConfigValidate(t *testing.T) {
-	f := func(cfg SimulateConfig, want string) {
+func TestTrafficConfigValidate(t *testing.T) {
+	f := func(cfg TrafficConfig, want string) {
 		t.Helper()
-		_, err := Simulate(context.Background(), cfg, nil)
+		_, err := Traffic(context.Background(), cfg, nil)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
 		}
 	}
-	f(SimulateConfig{Apps: -1}, "SimulateConfig.Apps")
-	f(SimulateConfig{FirstApp: 4294967290, Apps: 10}, "SimulateConfig.FirstApp")
-	f(SimulateConfig{UsersPerApp: -1}, "SimulateConfig.UsersPerApp")
-	f(SimulateConfig{Skew: 0.5}, "SimulateConfig.Skew")
-	f(SimulateConfig{Rate: -1}, "SimulateConfig.Rate")
-	f(SimulateConfig{Duration: -1}, "SimulateConfig.Duration")
-	f(SimulateConfig{Events: -1}, "SimulateConfig.Events")
+	f(TrafficConfig{Apps: -1}, "TrafficConfig.Apps")
+	f(TrafficConfig{FirstApp: 4294967290, Apps: 10}, "TrafficConfig.FirstApp")
+	f(TrafficConfig{UsersPerApp: -1}, "TrafficConfig.UsersPerApp")
+	f(TrafficConfig{Skew: 0.5}, "TrafficConfig.Skew")
+	f(TrafficConfig{Rate: -1}, "TrafficConfig.Rate")
+	f(TrafficConfig{Duration: -1}, "TrafficConfig.Duration")
+	f(TrafficConfig{Events: -1}, "TrafficConfig.Events")
 	// One app with one user is a valid, if dull, simulation.
-	if got, _ := collect(t, SimulateConfig{Apps: 1, UsersPerApp: 1, Events: 50, Rate: 1e9}); len(got) != 50 {
+	if got, _ := collect(t, TrafficConfig{Apps: 1, UsersPerApp: 1, Events: 50, Rate: 1e9}); len(got) != 50 {
 		t.Fatalf("unexpected events; got %d; want 50", len(got))
 	}
 }
 
-// TestSimulateThroughProducer runs the simulator into Kafka as the command
-// does and finds every event on the topic.
-func TestSimulateThroughProducer(t *testing.T) {
-	onBrokers(t, func(t *testing.T, k *testKafka) {
-		topic := k.topic(t)
-		p := k.producer(t, topic, func(c *ProducerConfig) { c.Block = true })
-		st, err := Simulate(context.Background(), SimulateConfig{Seed: 1, Events: 3000, Rate: 1e9}, p.Publish)
+// TestTrafficThroughProducer runs the simulator into Kafka as the command
+// does, on the embedded fake broker kfake and on the real one of
+// KAFKA_BROKERS, and finds every event on the topic.
+func TestTrafficThroughProducer(t *testing.T) {
+	run := func(t *testing.T, brokers []string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		topic := "immeter-test-simulate-" + testenv.Suffix()
+		if err := ingest.EnsureTopics(ctx, brokers, 3, 1, topic); err != nil {
+			t.Fatal(err)
+		}
+		testenv.DeleteTopicsAtEnd(t, brokers, topic)
+		cfg := ingest.DefaultProducerConfig()
+		cfg.Brokers, cfg.Topic, cfg.Block = brokers, topic, true
+		p, err := ingest.NewProducer(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Close(context.Background()); err != nil {
+		st, err := Traffic(ctx, TrafficConfig{Seed: 1, Events: 3000, Rate: 1e9}, p.Publish)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if n := k.count(t, topic); n != st.Events || n != 3000 {
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := testenv.Count(ctx, t, brokers, topic); n != st.Events || n != 3000 {
 			t.Fatalf("unexpected records; got %d; want %d", n, st.Events)
 		}
+	}
+	t.Run("kfake", func(t *testing.T) {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		run(t, c.ListenAddrs())
 	})
+	t.Run("kafka", func(t *testing.T) { run(t, testenv.Kafka(t)) })
 }

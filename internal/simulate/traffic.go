@@ -1,4 +1,4 @@
-package ingest
+package simulate
 
 import (
 	"context"
@@ -11,14 +11,14 @@ import (
 	"github.com/immeter/immeter/schemas"
 )
 
-// SimulateConfig shapes simulated IM traffic. Zero fields take the defaults
-// of DefaultSimulateConfig.
+// TrafficConfig shapes simulated IM traffic. Zero fields take the defaults
+// of DefaultTrafficConfig.
 //
 // The mix is fixed: 60% messages, 35% logins, 5% other (group creations and
 // dissolutions, calls, and for some apps one plan upgrade from developer to
 // standard or premium). Users and apps are Zipf-skewed: a few are very busy,
 // most are quiet.
-type SimulateConfig struct {
+type TrafficConfig struct {
 	// Apps is how many apps send traffic. Default 20.
 	Apps int
 	// FirstApp is the first app id; the others follow. Default 1400000001.
@@ -42,9 +42,9 @@ type SimulateConfig struct {
 	Now func() time.Time
 }
 
-// DefaultSimulateConfig returns the defaults.
-func DefaultSimulateConfig() SimulateConfig {
-	return SimulateConfig{
+// DefaultTrafficConfig returns the defaults.
+func DefaultTrafficConfig() TrafficConfig {
+	return TrafficConfig{
 		Apps:        20,
 		FirstApp:    1400000001,
 		UsersPerApp: 2000,
@@ -54,8 +54,8 @@ func DefaultSimulateConfig() SimulateConfig {
 	}
 }
 
-func (c *SimulateConfig) setDefaults() {
-	d := DefaultSimulateConfig()
+func (c *TrafficConfig) setDefaults() {
+	d := DefaultTrafficConfig()
 	if c.Apps == 0 {
 		c.Apps = d.Apps
 	}
@@ -77,38 +77,38 @@ func (c *SimulateConfig) setDefaults() {
 }
 
 // Validate names the first bad field.
-func (c SimulateConfig) Validate() error {
+func (c TrafficConfig) Validate() error {
 	switch {
 	case c.Apps < 1:
-		return fmt.Errorf("ingest: SimulateConfig.Apps: must be >= 1; got %d", c.Apps)
+		return fmt.Errorf("simulate: TrafficConfig.Apps: must be >= 1; got %d", c.Apps)
 	case uint64(c.FirstApp)+uint64(c.Apps)-1 > schemas.MaxAppID:
-		return fmt.Errorf("ingest: SimulateConfig.FirstApp: %d + %d apps passes the largest app id %d", c.FirstApp, c.Apps, uint64(schemas.MaxAppID))
+		return fmt.Errorf("simulate: TrafficConfig.FirstApp: %d + %d apps passes the largest app id %d", c.FirstApp, c.Apps, uint64(schemas.MaxAppID))
 	case c.UsersPerApp < 1:
-		return fmt.Errorf("ingest: SimulateConfig.UsersPerApp: must be >= 1; got %d", c.UsersPerApp)
+		return fmt.Errorf("simulate: TrafficConfig.UsersPerApp: must be >= 1; got %d", c.UsersPerApp)
 	case !(c.Skew > 1):
-		return fmt.Errorf("ingest: SimulateConfig.Skew: must be > 1; got %v", c.Skew)
+		return fmt.Errorf("simulate: TrafficConfig.Skew: must be > 1; got %v", c.Skew)
 	case !(c.Rate > 0):
-		return fmt.Errorf("ingest: SimulateConfig.Rate: must be > 0; got %v", c.Rate)
+		return fmt.Errorf("simulate: TrafficConfig.Rate: must be > 0; got %v", c.Rate)
 	case c.Duration < 0:
-		return fmt.Errorf("ingest: SimulateConfig.Duration: must be >= 0; got %s", c.Duration)
+		return fmt.Errorf("simulate: TrafficConfig.Duration: must be >= 0; got %s", c.Duration)
 	case c.Events < 0:
-		return fmt.Errorf("ingest: SimulateConfig.Events: must be >= 0; got %d", c.Events)
+		return fmt.Errorf("simulate: TrafficConfig.Events: must be >= 0; got %d", c.Events)
 	}
 	return nil
 }
 
-// Stats counts what Simulate published.
+// Stats counts what Traffic published.
 type Stats struct {
 	Events  int64
 	ByType  map[schemas.EventType]int64
 	Elapsed time.Duration
 }
 
-// Simulate generates IM traffic at cfg.Rate and hands each event to publish
+// Traffic generates IM traffic at cfg.Rate and hands each event to publish
 // (a Producer's Publish, for one), until cfg.Duration or cfg.Events is
 // reached or ctx ends, which are normal ends. It stops at the first error of
 // publish other than ctx's and returns it.
-func Simulate(ctx context.Context, cfg SimulateConfig, publish func(context.Context, schemas.Event) error) (stats Stats, err error) {
+func Traffic(ctx context.Context, cfg TrafficConfig, publish func(context.Context, schemas.Event) error) (stats Stats, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return Stats{}, err
@@ -144,7 +144,7 @@ func Simulate(ctx context.Context, cfg SimulateConfig, publish func(context.Cont
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 				return stats, nil
 			}
-			return stats, fmt.Errorf("ingest: simulate: event %d (%s of app %d): %w", stats.Events, e.Type, e.App, err)
+			return stats, fmt.Errorf("simulate: event %d (%s of app %d): %w", stats.Events, e.Type, e.App, err)
 		}
 		stats.Events++
 		stats.ByType[e.Type]++
@@ -153,7 +153,7 @@ func Simulate(ctx context.Context, cfg SimulateConfig, publish func(context.Cont
 
 // generator makes the events of a simulation, deterministically for a seed.
 type generator struct {
-	cfg   SimulateConfig
+	cfg   TrafficConfig
 	r     *rand.Rand
 	apps  *rand.Zipf
 	users *rand.Zipf
@@ -171,7 +171,7 @@ type appState struct {
 
 type simGroup struct{ id, typ string }
 
-func newGenerator(cfg SimulateConfig) *generator {
+func newGenerator(cfg TrafficConfig) *generator {
 	r := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	g := &generator{
 		cfg:   cfg,
@@ -187,14 +187,6 @@ func newGenerator(cfg SimulateConfig) *generator {
 	return g
 }
 
-// Weights of the enumerated fields.
-var (
-	simPlatforms  = []float64{40, 35, 10, 5, 4, 1, 3, 2} // schemas.Platforms
-	simChannels   = []float64{50, 40, 5, 5}              // schemas.Channels
-	simGroupTypes = []float64{30, 30, 20, 10, 10}        // schemas.GroupTypes
-	simMedias     = []float64{70, 30}                    // schemas.Medias
-)
-
 func (g *generator) next() schemas.Event {
 	r := g.r
 	ai := int(g.apps.Uint64())
@@ -209,21 +201,21 @@ func (g *generator) next() schemas.Event {
 	switch x := r.Float64(); {
 	case x < 0.60:
 		e.Type = schemas.Message
-		e.Channel = pick(r, schemas.Channels, simChannels)
+		e.Channel = pick(r, schemas.Channels, channelWeights)
 		e.Count = 1
 		if r.Float64() < 0.1 {
 			e.Count = 2 + r.Int64N(9)
 		}
 	case x < 0.95:
 		e.Type = schemas.Login
-		e.Platform = pick(r, schemas.Platforms, simPlatforms)
+		e.Platform = pick(r, schemas.Platforms, platformWeights)
 	default:
 		switch y := r.Float64(); {
 		case y < 0.005 && st.upgradeTo != "" && !st.upgraded:
 			st.upgraded = true
 			e.Type, e.User, e.Edition = schemas.Plan, "", st.upgradeTo
 		case y < 0.40 || (y < 0.65 && len(st.groups) == 0):
-			typ := pick(r, schemas.GroupTypes, simGroupTypes)
+			typ := pick(r, schemas.GroupTypes, groupTypeWeights)
 			grp := simGroup{id: "g" + strconv.Itoa(st.nextGroup), typ: typ}
 			st.nextGroup++
 			st.groups = append(st.groups, grp)
@@ -236,26 +228,10 @@ func (g *generator) next() schemas.Event {
 			e.Type, e.Op, e.Group, e.GroupType = schemas.Group, "dissolve", grp.id, grp.typ
 		default:
 			e.Type = schemas.Call
-			e.Media = pick(r, schemas.Medias, simMedias)
+			e.Media = pick(r, schemas.Medias, mediaWeights)
 			e.Seconds = min(1+int64(r.ExpFloat64()*180), 7200)
 			e.CallID = "c" + strconv.FormatUint(g.n, 10)
 		}
 	}
 	return e
-}
-
-// pick returns one of values with the given relative weights.
-func pick(r *rand.Rand, values []string, weights []float64) string {
-	var total float64
-	for _, w := range weights {
-		total += w
-	}
-	x := r.Float64() * total
-	for i, w := range weights {
-		if x < w {
-			return values[i]
-		}
-		x -= w
-	}
-	return values[len(values)-1]
 }
