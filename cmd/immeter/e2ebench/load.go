@@ -147,10 +147,10 @@ func (e *env) simulate(ctx context.Context, perSec float64, d time.Duration, see
 	}
 	defer log.Close()
 	cmd := exec.CommandContext(ctx, e.cfg.Binary, "simulate",
-		"--brokers", joinBrokers(e.cfg.Brokers), "--topic", e.events,
-		"--apps", strconv.Itoa(e.cfg.Apps), "--users", "1000",
-		"--rate", strconv.FormatFloat(perSec, 'f', 0, 64), "--duration", d.String(),
-		"--seed", strconv.Itoa(seed))
+		"--kafka-brokers", joinBrokers(e.cfg.Brokers), "--events-topic", e.events,
+		"--sim-apps", strconv.Itoa(e.cfg.Apps), "--sim-users", "1000",
+		"--sim-rate", strconv.FormatFloat(perSec, 'f', 0, 64), "--sim-duration", d.String(),
+		"--sim-seed", strconv.Itoa(seed))
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("immeter simulate: %w (log %s)", err, log.Name())
