@@ -165,8 +165,28 @@ type generator struct {
 type appState struct {
 	upgradeTo string // "" when the app stays on developer, else after the upgrade
 	upgraded  bool
-	groups    []simGroup // live groups
+	groups    []simGroup // groups not dissolved
+	live      int        // of which live-streaming (AVChatRoom)
 	nextGroup int
+}
+
+// The Developer edition's limits that the IM service enforces (plans.yaml):
+// the simulated traffic stays within them, as real traffic does.
+const (
+	developerMAU  = 100
+	liveGroupType = "AVChatRoom"
+)
+
+// liveGroupLimit is the number of live groups the app's edition allows:
+// 10 on Developer, 50 on Standard, unlimited on Premium.
+func liveGroupLimit(st *appState) int {
+	switch {
+	case !st.upgraded:
+		return 10
+	case st.upgradeTo == "standard":
+		return 50
+	}
+	return int(^uint(0) >> 1)
 }
 
 type simGroup struct{ id, typ string }
@@ -195,8 +215,14 @@ func (g *generator) next() schemas.Event {
 		ID:   g.idPfx + strconv.FormatUint(g.n, 10),
 		App:  g.cfg.FirstApp + uint32(ai),
 		Time: g.cfg.Now(),
-		User: "u" + strconv.FormatUint(g.users.Uint64(), 10),
 	}
+	u := g.users.Uint64()
+	if !st.upgraded {
+		// The IM service refuses logins beyond the Developer edition's
+		// 100 MAU (plans.yaml): an app on it never has more users.
+		u %= developerMAU
+	}
+	e.User = "u" + strconv.FormatUint(u, 10)
 	g.n++
 	switch x := r.Float64(); {
 	case x < 0.60:
@@ -216,6 +242,14 @@ func (g *generator) next() schemas.Event {
 			e.Type, e.User, e.Edition = schemas.Plan, "", st.upgradeTo
 		case y < 0.40 || (y < 0.65 && len(st.groups) == 0):
 			typ := pick(r, schemas.GroupTypes, groupTypeWeights)
+			if typ == liveGroupType && st.live >= liveGroupLimit(st) {
+				// The IM service refuses a live group beyond the edition's
+				// limit: this one is created as a public group.
+				typ = "Public"
+			}
+			if typ == liveGroupType {
+				st.live++
+			}
 			grp := simGroup{id: "g" + strconv.Itoa(st.nextGroup), typ: typ}
 			st.nextGroup++
 			st.groups = append(st.groups, grp)
@@ -225,6 +259,9 @@ func (g *generator) next() schemas.Event {
 			grp := st.groups[i]
 			st.groups[i] = st.groups[len(st.groups)-1]
 			st.groups = st.groups[:len(st.groups)-1]
+			if grp.typ == liveGroupType {
+				st.live--
+			}
 			e.Type, e.Op, e.Group, e.GroupType = schemas.Group, "dissolve", grp.id, grp.typ
 		default:
 			e.Type = schemas.Call

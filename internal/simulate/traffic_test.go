@@ -199,3 +199,69 @@ func TestTrafficThroughProducer(t *testing.T) {
 	})
 	t.Run("kafka", func(t *testing.T) { run(t, testenv.Kafka(t)) })
 }
+
+// TestTrafficWithinEditionLimits: the IM service refuses what an edition
+// does not allow, so the simulated traffic never has a Developer app with
+// more than 100 users or 10 live groups, nor a Standard app with more than
+// 50 live groups; upgraded apps grow beyond 100 users.
+func TestTrafficWithinEditionLimits(t *testing.T) {
+	const n = 200000
+	got, _ := collect(t, TrafficConfig{Seed: 3, Events: n, Rate: 1e9, Apps: 20, UsersPerApp: 5000})
+	type app struct {
+		edition   string
+		users     map[string]bool
+		live      map[string]bool
+		liveMax   int
+		beyond100 bool // a user counted after the 100th on an upgraded app
+	}
+	apps := map[uint32]*app{}
+	for _, e := range got {
+		a := apps[e.App]
+		if a == nil {
+			a = &app{edition: "developer", users: map[string]bool{}, live: map[string]bool{}}
+			apps[e.App] = a
+		}
+		switch e.Type {
+		case schemas.Plan:
+			a.edition = e.Edition
+		case schemas.Group:
+			if e.GroupType == "AVChatRoom" {
+				if e.Op == "create" {
+					a.live[e.Group] = true
+				} else {
+					delete(a.live, e.Group)
+				}
+				limit := map[string]int{"developer": 10, "standard": 50}[a.edition]
+				if limit > 0 && len(a.live) > limit {
+					t.Fatalf("app %d on %s has %d live groups; the edition allows %d", e.App, a.edition, len(a.live), limit)
+				}
+				a.liveMax = max(a.liveMax, len(a.live))
+			}
+		}
+		if e.User != "" && !a.users[e.User] {
+			a.users[e.User] = true
+			if len(a.users) > 100 {
+				if a.edition == "developer" {
+					t.Fatalf("app %d on developer has its %dth user %s", e.App, len(a.users), e.User)
+				}
+				a.beyond100 = true
+			}
+		}
+	}
+	upgraded, grew, capped := 0, 0, 0
+	for _, a := range apps {
+		if a.edition != "developer" {
+			upgraded++
+			if a.beyond100 {
+				grew++
+			}
+		}
+		if a.liveMax == 10 {
+			capped++
+		}
+	}
+	if upgraded == 0 || grew == 0 {
+		t.Fatalf("%d apps upgraded, %d of them beyond 100 users: the test stream shows nothing", upgraded, grew)
+	}
+	t.Logf("%d apps: %d upgraded (%d beyond 100 users), %d at 10 live groups", len(apps), upgraded, grew, capped)
+}
