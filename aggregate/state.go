@@ -1,7 +1,6 @@
 package aggregate
 
 import (
-	"bytes"
 	"encoding/binary"
 	"strconv"
 	"time"
@@ -92,8 +91,9 @@ const (
 type partitionState struct {
 	partition int32
 	loc       *time.Location
-	minDay    schemas.Day // events before it are too old
-	maxTime   time.Time   // events after it are too far in the future
+	dayOf     *schemas.Days // the days of loc
+	minDay    schemas.Day   // events before it are too old
+	maxTime   time.Time     // events after it are too far in the future
 	maxFuture time.Duration
 	clock     func() time.Time
 
@@ -138,6 +138,7 @@ func newPartitionState(partition int32, loc *time.Location) *partitionState {
 	return &partitionState{
 		partition: partition,
 		loc:       loc,
+		dayOf:     schemas.NewDays(loc),
 		days:      map[dayKey]*dayState{},
 		ids:       newIDSet(0),
 		replay:    map[xxh3.Uint128]uint64{},
@@ -175,11 +176,13 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	o := uint64(offset + s.base)
 	s.next = o + 1
 	e, err := schemas.DecodeEvent(value)
+	var day schemas.Day
 	if err == nil {
 		err = checkKey(key, e.App)
 	}
 	if err == nil {
-		err = s.checkTime(e.Time, e.Type == schemas.Plan)
+		day = s.dayOf.Of(e.Time)
+		err = s.checkTime(e.Time, day, e.Type == schemas.Plan)
 	}
 	if err != nil {
 		s.reject(offset, key, value, e.App, err.Error())
@@ -192,7 +195,6 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 		s.pendingPlans = append(s.pendingPlans, e)
 		return Counted, nil
 	}
-	day := schemas.DayOf(e.Time, s.loc)
 	h := idHash(e.App, e.ID)
 	first, seen := s.ids.Get(h)
 	if seen && !s.replayed(h, o) {
@@ -278,8 +280,7 @@ func (s *partitionState) replayed(h xxh3.Uint128, o uint64) bool {
 // as the contract requires: with another key (or none) its copies may land
 // in other partitions, where deduplication cannot see them.
 func checkKey(key []byte, app uint32) error {
-	var buf [10]byte
-	if want := strconv.AppendUint(buf[:0], uint64(app), 10); bytes.Equal(key, want) {
+	if isDecimal(key, app) {
 		return nil
 	}
 	if len(key) == 0 {
@@ -291,9 +292,26 @@ func checkKey(key []byte, app uint32) error {
 	return &schemas.InvalidError{Field: "key", Reason: strconv.Quote(string(key)) + " does not match app " + strconv.FormatUint(uint64(app), 10) + ": the message key must be the app id in decimal"}
 }
 
+// isDecimal reports whether key is app in decimal, as strconv.FormatUint
+// writes it (no sign, no leading zero).
+func isDecimal(key []byte, app uint32) bool {
+	if len(key) == 0 || len(key) > 10 || len(key) > 1 && key[0] == '0' {
+		return false
+	}
+	var n uint64
+	for _, c := range key {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n == uint64(app)
+}
+
 // checkTime refuses events too far in the future, and usage events older
-// than the accepted window; anyAge lets a plan event through at any age.
-func (s *partitionState) checkTime(t time.Time, anyAge bool) error {
+// than the accepted window; day is t's day, and anyAge lets a plan event
+// through at any age.
+func (s *partitionState) checkTime(t time.Time, d schemas.Day, anyAge bool) error {
 	if !s.maxTime.IsZero() && t.After(s.maxTime) && s.clock != nil {
 		s.maxTime = s.clock().Add(s.maxFuture) // the bound may be a flush old
 	}
@@ -303,7 +321,7 @@ func (s *partitionState) checkTime(t time.Time, anyAge bool) error {
 	if anyAge && t.Unix() < 0 {
 		return &schemas.InvalidError{Field: "time", Reason: "too old: " + t.Format(time.RFC3339) + " is before 1970-01-01T00:00:00Z, the first instant plan_changes holds"}
 	}
-	if d := schemas.DayOf(t, s.loc); d < s.minDay && !anyAge {
+	if d < s.minDay && !anyAge {
 		return &schemas.InvalidError{Field: "time", Reason: "too old: day " + d.String() + " is before the accepted window starting " + s.minDay.String()}
 	}
 	return nil
