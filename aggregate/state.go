@@ -155,16 +155,16 @@ func (s *partitionState) free() {
 
 // idHash is the 128-bit hash of an (app, id): collisions are negligible
 // (about 1.5e-25 for 10M ids).
-func idHash(app uint32, id string) xxh3.Uint128 { return prefixHash(uint64(app), 4, id) }
+func idHash[T string | []byte](app uint32, id T) xxh3.Uint128 { return prefixHash(uint64(app), 4, id) }
 
 // userKey is the hash of an app's user on a day, for the user cache.
-func userKey(app uint32, day schemas.Day, user string) xxh3.Uint128 {
+func userKey[T string | []byte](app uint32, day schemas.Day, user T) xxh3.Uint128 {
 	return prefixHash(uint64(app)|uint64(uint32(day))<<32, 8, user)
 }
 
 // prefixHash hashes the first n bytes of prefix (little-endian) followed by
 // s, which the contract bounds (schemas.MaxIDBytes, schemas.MaxUserBytes).
-func prefixHash(prefix uint64, n int, s string) xxh3.Uint128 {
+func prefixHash[T string | []byte](prefix uint64, n int, s T) xxh3.Uint128 {
 	var buf [8 + max(schemas.MaxIDBytes, schemas.MaxUserBytes)]byte
 	binary.LittleEndian.PutUint64(buf[:8], prefix)
 	m := copy(buf[n:], s)
@@ -175,7 +175,8 @@ func prefixHash(prefix uint64, n int, s string) xxh3.Uint128 {
 func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error) {
 	o := uint64(offset + s.base)
 	s.next = o + 1
-	e, err := schemas.DecodeEvent(value)
+	// The event's strings stay in value: only those kept are copied.
+	e, text, err := schemas.DecodeEventText(value)
 	var day schemas.Day
 	if err == nil {
 		err = checkKey(key, e.App)
@@ -192,10 +193,11 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 		// Plan events are state, not usage: accepted at any age, written to
 		// plan_changes (a set, so a replay adds nothing), never counted and
 		// never in the dedup window. The rollup sees them in its plan mark.
+		text.SetStrings(&e)
 		s.pendingPlans = append(s.pendingPlans, e)
 		return Counted, nil
 	}
-	h := idHash(e.App, e.ID)
+	h := idHash(e.App, text.ID)
 	first, seen := s.ids.Get(h)
 	if seen && !s.replayed(h, o) {
 		st, err := s.day(dayKey{e.App, first})
@@ -222,9 +224,10 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	// Sets are idempotent: replays may add to them again.
 	switch e.Type {
 	case schemas.Login:
-		s.addUser(st, e.App, day, e.User)
+		s.addUser(st, e.App, day, text.User)
 	case schemas.Group:
 		if e.GroupType == liveGroupType {
+			text.SetStrings(&e)
 			s.pendingLive = append(s.pendingLive, e)
 		}
 	}
@@ -337,17 +340,17 @@ func (s *partitionState) reject(offset int64, key, value []byte, app uint32, rea
 	})
 }
 
-func (s *partitionState) addUser(st *dayState, app uint32, day schemas.Day, user string) {
+func (s *partitionState) addUser(st *dayState, app uint32, day schemas.Day, user []byte) {
 	if s.users.Seen(userKey(app, day, user)) {
 		return
 	}
-	s.pendingUsers = append(s.pendingUsers, userRow{app: app, day: day, user: user})
+	s.pendingUsers = append(s.pendingUsers, userRow{app: app, day: day, user: string(user)})
 	if st.sketch == nil {
 		st.sketch = NewSketch()
 		s.sketchSeq++
 		st.sketchGen = s.sketchSeq
 	}
-	st.sketch.InsertHash(xxhash.Sum64String(user))
+	st.sketch.InsertHash(xxhash.Sum64(user))
 	st.sketchDirty = true
 }
 

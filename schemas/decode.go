@@ -42,22 +42,66 @@ const numericFields = 1<<fApp | 1<<fCount | 1<<fSeconds
 // DecodeEvent takes the encoding/json path, so results and error reasons
 // stay exactly those of decodeStd (FuzzDecodeFast checks it).
 func decodeFast(data []byte) (e Event, ok bool) {
+	e, t, ok := decodeFastText(data)
+	if ok {
+		t.SetStrings(&e)
+	}
+	return e, ok
+}
+
+// decodeFastText is decodeFast without the copies of the id, user, group
+// and call, which it leaves in data.
+func decodeFastText(data []byte) (e Event, t EventText, ok bool) {
 	o := object{data: data}
 	if !o.scan() {
-		return Event{}, false
+		return Event{}, EventText{}, false
 	}
 	if e, ok = o.event(); !ok {
-		return Event{}, false
+		return Event{}, EventText{}, false
 	}
-	keep := uint32(1<<fID | 1<<fUser)
+	t.ID, t.User = o.text(fID), o.text(fUser)
 	switch e.Type {
 	case Group:
-		keep |= 1 << fGroup
+		t.Group = o.text(fGroup)
 	case Call:
-		keep |= 1 << fCall
+		t.CallID = o.text(fCall)
 	}
-	o.setStrings(&e, keep)
-	return e, true
+	return e, t, true
+}
+
+// EventText holds the id, user, group and call of an event decoded by
+// DecodeEventText: parts of its input, valid while the input is.
+type EventText struct{ ID, User, Group, CallID []byte }
+
+// DecodeEventText is DecodeEvent without the copies of the event's id,
+// user, group and call: they are empty in e, and t holds them. A caller
+// that needs only some of them as strings saves the allocation of the
+// others; t.SetStrings(&e) makes e what DecodeEvent returns.
+func DecodeEventText(data []byte) (e Event, t EventText, err error) {
+	if e, t, ok := decodeFastText(data); ok {
+		return e, t, nil
+	}
+	if e, err = decodeStd(data); err != nil {
+		return Event{}, EventText{}, err
+	}
+	t = EventText{ID: []byte(e.ID), User: []byte(e.User), Group: []byte(e.Group), CallID: []byte(e.CallID)}
+	e.ID, e.User, e.Group, e.CallID = "", "", "", ""
+	return e, t, nil
+}
+
+// SetStrings sets e's id, user, group and call from t, sharing one
+// allocation.
+func (t *EventText) SetStrings(e *Event) {
+	var b strings.Builder
+	b.Grow(len(t.ID) + len(t.User) + len(t.Group) + len(t.CallID))
+	b.Write(t.ID)
+	b.Write(t.User)
+	b.Write(t.Group)
+	b.Write(t.CallID)
+	all := b.String()
+	e.ID, all = all[:len(t.ID)], all[len(t.ID):]
+	e.User, all = all[:len(t.User)], all[len(t.User):]
+	e.Group, e.CallID = all[:len(t.Group)], all[len(t.Group):]
 }
 
 // object is what decodeFast found in an event: where the value of each
@@ -293,31 +337,12 @@ func (opt *options) setTyped(e *Event, o *object) bool {
 	return false
 }
 
-// setStrings sets the id, user, group and call of e that keep names and
-// the event has, sharing one allocation.
-func (o *object) setStrings(e *Event, keep uint32) {
-	keep &= o.seen
-	fields := [...]int{fID, fUser, fGroup, fCall}
-	n := 0
-	for _, f := range fields {
-		if keep&(1<<f) != 0 {
-			n += int(o.at[f][1] - o.at[f][0])
-		}
+// text returns the value of string field f, or nil when it is absent.
+func (o *object) text(f int) []byte {
+	if !o.has(f) {
+		return nil
 	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, f := range fields {
-		if keep&(1<<f) != 0 {
-			b.Write(o.val(f))
-		}
-	}
-	all := b.String()
-	for j, dst := range [...]*string{&e.ID, &e.User, &e.Group, &e.CallID} {
-		if f := fields[j]; keep&(1<<f) != 0 {
-			l := int(o.at[f][1] - o.at[f][0])
-			*dst, all = all[:l], all[l:]
-		}
-	}
+	return o.val(f)
 }
 
 const (

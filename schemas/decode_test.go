@@ -28,6 +28,12 @@ func FuzzDecodeFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := decodeFast(data)
 		std, err := decodeStd(data)
+		text, textErr := decodeTextStrings(data)
+		sameTime := text.Time.Equal(std.Time) && text.Time.Location().String() == std.Time.Location().String()
+		text.Time = std.Time
+		if (textErr == nil) != (err == nil) || err == nil && (text != std || !sameTime) {
+			t.Fatalf("unexpected DecodeEventText of %q; got %+v, %v; want %+v, %v", data, text, textErr, std, err)
+		}
 		if !ok {
 			return
 		}
@@ -47,6 +53,19 @@ func FuzzDecodeFast(f *testing.F) {
 			t.Fatalf("unexpected event of %q; got %+v; want %+v", data, fast, std)
 		}
 	})
+}
+
+// decodeTextStrings is DecodeEventText with the strings set.
+func decodeTextStrings(data []byte) (Event, error) {
+	e, text, err := DecodeEventText(data)
+	if err != nil {
+		return Event{}, err
+	}
+	if e.ID != "" || e.User != "" || e.Group != "" || e.CallID != "" {
+		return Event{}, errors.New("DecodeEventText left a string in the event")
+	}
+	text.SetStrings(&e)
+	return e, nil
 }
 
 func TestDecodeFastTakesCommonEvents(t *testing.T) {
