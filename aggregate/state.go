@@ -34,21 +34,23 @@ type dayKey struct {
 	day schemas.Day
 }
 
-// dayState is what a partition knows of one app's day.
+// dayState is what a partition knows of one app's day. The fields every
+// event reads or writes come first, in the cache line of the first counters.
 type dayState struct {
-	c Counters
 	// version is the partition offset up to which (exclusive) c is complete,
 	// as stored in ClickHouse or about to be. An event at an offset below it
 	// is already in c: a replay, not counted again.
 	version uint64
+	used    uint64 // the flush count when an event last touched the day
 	dirty   bool
+
+	c Counters
 
 	// sketch is this writer's HLL of the day's users; sketchGen numbers the
 	// sketches made for the day, so a new one never overwrites an older row.
 	sketch      *hyperloglog.Sketch
 	sketchGen   int
 	sketchDirty bool
-	used        uint64 // the flush count when an event last touched the day
 }
 
 // userRow is a user_days row to write.
