@@ -42,22 +42,22 @@ const numericFields = 1<<fApp | 1<<fCount | 1<<fSeconds
 // DecodeEvent takes the encoding/json path, so results and error reasons
 // stay exactly those of decodeStd (FuzzDecodeFast checks it).
 func decodeFast(data []byte) (e Event, ok bool) {
-	e, t, ok := decodeFastText(data)
-	if ok {
-		t.SetStrings(&e)
+	var t EventText
+	if !decodeFastText(data, &e, &t) {
+		return Event{}, false
 	}
-	return e, ok
+	t.SetStrings(&e)
+	return e, true
 }
 
 // decodeFastText is decodeFast without the copies of the id, user, group
-// and call, which it leaves in data.
-func decodeFastText(data []byte) (e Event, t EventText, ok bool) {
+// and call, which it leaves in data. It writes to e and t only when it
+// returns true; e and t are zero before.
+func decodeFastText(data []byte, e *Event, t *EventText) bool {
 	o := object{data: data}
-	if !o.scan() {
-		return Event{}, EventText{}, false
-	}
-	if e, ok = o.event(); !ok {
-		return Event{}, EventText{}, false
+	if !o.scan() || !o.event(e) {
+		*e = Event{}
+		return false
 	}
 	t.ID, t.User = o.text(fID), o.text(fUser)
 	switch e.Type {
@@ -66,7 +66,7 @@ func decodeFastText(data []byte) (e Event, t EventText, ok bool) {
 	case Call:
 		t.CallID = o.text(fCall)
 	}
-	return e, t, true
+	return true
 }
 
 // EventText holds the id, user, group and call of an event decoded by
@@ -78,7 +78,7 @@ type EventText struct{ ID, User, Group, CallID []byte }
 // that needs only some of them as strings saves the allocation of the
 // others; t.SetStrings(&e) makes e what DecodeEvent returns.
 func DecodeEventText(data []byte) (e Event, t EventText, err error) {
-	if e, t, ok := decodeFastText(data); ok {
+	if decodeFastText(data, &e, &t) {
 		return e, t, nil
 	}
 	if e, err = decodeStd(data); err != nil {
@@ -108,9 +108,22 @@ func (t *EventText) SetStrings(e *Event) {
 // contract field present is, [start, end) of a string's content or of a
 // number.
 type object struct {
-	data []byte
-	at   [nFields][2]int32
-	seen uint32 // bit f: field f is present
+	data   []byte
+	at     [nFields][2]int32
+	seen   uint32         // bit f: field f is present
+	choice [nFields]uint8 // of a field with allowed values: 1 + the index of its value, 0 unknown
+}
+
+// allowed lists the values of the fields that have a set of them.
+var allowed = [nFields][]string{fType: eventTypes, fPlatform: Platforms, fChannel: Channels, fOp: GroupOps,
+	fGroupType: GroupTypes, fMedia: Medias, fEdition: Editions}
+
+// enum returns the value of field f, one of its allowed values, or "".
+func (o *object) enum(f int) string {
+	if c := o.choice[f]; c > 0 {
+		return allowed[f][c-1]
+	}
+	return enum(o.val(f), allowed[f])
 }
 
 func (o *object) has(f int) bool { return o.seen&(1<<f) != 0 }
@@ -184,23 +197,41 @@ func scanKey(data []byte, i int) (f, next int) {
 }
 
 // knownKey returns the field whose name and closing quote rest starts
-// with, or -1: the quick way for the contract's keys.
+// with, or -1: the quick way for the contract's keys, comparing eight bytes
+// at once.
 func knownKey(rest []byte) int {
-	if len(rest) == 0 || rest[0] >= utf8.RuneSelf {
+	if len(rest) < 8 || rest[0] >= utf8.RuneSelf {
 		return -1
 	}
-	for _, f := range keysByFirst[rest[0]] {
-		if name := fieldNames[f]; len(rest) > len(name) && rest[len(name)] == '"' && string(rest[:len(name)]) == name {
-			return int(f)
+	x := binary.LittleEndian.Uint64(rest)
+	for _, k := range keysByFirst[rest[0]] {
+		if x&k.mask == k.word && (len(k.quoted) <= 8 || len(rest) >= len(k.quoted) && string(rest[8:len(k.quoted)]) == k.quoted[8:]) {
+			return int(k.f)
 		}
 	}
 	return -1
 }
 
+// quotedKey is a field's name with its closing quote, and its first eight
+// bytes as knownKey compares them.
+type quotedKey struct {
+	f          int8
+	quoted     string
+	word, mask uint64
+}
+
 // keysByFirst lists the fields by the first byte of their names.
-var keysByFirst = func() (by [utf8.RuneSelf][]int8) {
+var keysByFirst = func() (by [utf8.RuneSelf][]quotedKey) {
 	for f, name := range fieldNames {
-		by[name[0]] = append(by[name[0]], int8(f))
+		k := quotedKey{f: int8(f), quoted: name + `"`}
+		var b [8]byte
+		n := copy(b[:], k.quoted)
+		k.word = binary.LittleEndian.Uint64(b[:])
+		k.mask = 1<<(8*n) - 1
+		if n == 8 {
+			k.mask = 1<<64 - 1
+		}
+		by[name[0]] = append(by[name[0]], k)
 	}
 	return by
 }()
@@ -227,6 +258,17 @@ func (o *object) scanValue(f, i int) int {
 	if data[i] != '"' {
 		return -1
 	}
+	if values := allowed[f]; values != nil {
+		// An allowed value and its closing quote: no need to scan it.
+		rest := data[i+1:]
+		for j, v := range values {
+			if len(rest) > len(v) && rest[len(v)] == '"' && string(rest[:len(v)]) == v {
+				o.choice[f] = uint8(j + 1)
+				o.at[f] = [2]int32{int32(i + 1), int32(i + 1 + len(v))}
+				return i + len(v) + 2
+			}
+		}
+	}
 	end := scanPlainString(data, i+1)
 	if end < 0 {
 		return -1
@@ -235,31 +277,28 @@ func (o *object) scanValue(f, i int) int {
 	return end + 1
 }
 
-// event checks the fields as decodeStd does and returns the event without
-// its id, user, group and call (setStrings adds them). Any failure leaves
-// the event to decodeStd, which words the reason; so the order of the
-// checks does not matter.
-func (o *object) event() (e Event, ok bool) {
+// event checks the fields as decodeStd does and sets those of e but the
+// id, user, group and call (EventText holds them). Any failure leaves the
+// event to decodeStd, which words the reason; so the order of the checks
+// does not matter. The caller clears e when it returns false.
+func (o *object) event(e *Event) bool {
 	const required = 1<<fID | 1<<fType | 1<<fApp | 1<<fTime
 	if o.seen&required != required || !o.str(fID, MaxIDBytes) || o.has(fUser) && !o.str(fUser, MaxUserBytes) {
-		return Event{}, false
+		return false
 	}
-	if e.Type = eventType(o.val(fType)); e.Type == "" {
-		return Event{}, false
+	if e.Type = EventType(o.enum(fType)); e.Type == "" {
+		return false
 	}
 	app, ok := parseUintBytes(o.val(fApp))
 	if !ok || app < 1 || app > MaxAppID {
-		return Event{}, false
+		return false
 	}
 	e.App = uint32(app)
 	if e.Time, ok = parseRFC3339(o.val(fTime)); !ok {
-		return Event{}, false
+		return false
 	}
 	opt, ok := o.options()
-	if !ok || !opt.setTyped(&e, o) {
-		return Event{}, false
-	}
-	return e, true
+	return ok && opt.setTyped(e, o)
 }
 
 // options are the values of the contract fields besides id, type, app,
@@ -278,22 +317,22 @@ func (o *object) options() (opt options, ok bool) {
 		v := o.val(f)
 		switch f {
 		case fPlatform:
-			opt.platform = enum(v, Platforms)
+			opt.platform = o.enum(f)
 			ok = opt.platform != ""
 		case fChannel:
-			opt.channel = enum(v, Channels)
+			opt.channel = o.enum(f)
 			ok = opt.channel != ""
 		case fOp:
-			opt.op = enum(v, GroupOps)
+			opt.op = o.enum(f)
 			ok = opt.op != ""
 		case fGroupType:
-			opt.groupType = enum(v, GroupTypes)
+			opt.groupType = o.enum(f)
 			ok = opt.groupType != ""
 		case fMedia:
-			opt.media = enum(v, Medias)
+			opt.media = o.enum(f)
 			ok = opt.media != ""
 		case fEdition:
-			opt.edition = enum(v, Editions)
+			opt.edition = o.enum(f)
 			ok = opt.edition != ""
 		case fGroup, fCall:
 			ok = o.str(f, MaxIDBytes)
@@ -410,22 +449,6 @@ func equalFoldASCII(a []byte, b string) bool {
 		}
 	}
 	return true
-}
-
-func eventType(v []byte) EventType {
-	switch string(v) {
-	case "login":
-		return Login
-	case "message":
-		return Message
-	case "group":
-		return Group
-	case "call":
-		return Call
-	case "plan":
-		return Plan
-	}
-	return ""
 }
 
 // enum returns the allowed value v is, or "".
