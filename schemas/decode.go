@@ -51,8 +51,8 @@ func decodeFast(data []byte) (e Event, ok bool) {
 }
 
 // decodeFastText is decodeFast without the copies of the id, user, group
-// and call, which it leaves in data. It writes to e and t only when it
-// returns true; e and t are zero before.
+// and call, which it leaves in data for t. It takes e and t zero, and
+// leaves them zero when it returns false.
 func decodeFastText(data []byte, e *Event, t *EventText) bool {
 	o := object{data: data}
 	if !o.scan() || !o.event(e) {
