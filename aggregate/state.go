@@ -1,7 +1,6 @@
 package aggregate
 
 import (
-	"bytes"
 	"encoding/binary"
 	"strconv"
 	"time"
@@ -35,21 +34,23 @@ type dayKey struct {
 	day schemas.Day
 }
 
-// dayState is what a partition knows of one app's day.
+// dayState is what a partition knows of one app's day. The fields every
+// event reads or writes come first, in the cache line of the first counters.
 type dayState struct {
-	c Counters
 	// version is the partition offset up to which (exclusive) c is complete,
 	// as stored in ClickHouse or about to be. An event at an offset below it
 	// is already in c: a replay, not counted again.
 	version uint64
+	used    uint64 // the flush count when an event last touched the day
 	dirty   bool
+
+	c Counters
 
 	// sketch is this writer's HLL of the day's users; sketchGen numbers the
 	// sketches made for the day, so a new one never overwrites an older row.
 	sketch      *hyperloglog.Sketch
 	sketchGen   int
 	sketchDirty bool
-	used        uint64 // the flush count when an event last touched the day
 }
 
 // userRow is a user_days row to write.
@@ -92,12 +93,18 @@ const (
 type partitionState struct {
 	partition int32
 	loc       *time.Location
-	minDay    schemas.Day // events before it are too old
-	maxTime   time.Time   // events after it are too far in the future
+	dayOf     *schemas.Days // the days of loc
+	minDay    schemas.Day   // events before it are too old
+	maxTime   time.Time     // events after it are too far in the future
 	maxFuture time.Duration
 	clock     func() time.Time
 
 	days map[dayKey]*dayState
+	// recent caches days' entries by key, so that most events find their
+	// day without a map lookup. Whatever removes a day from days or
+	// replaces it must clear recent (evict does; the loads at opening run
+	// before any event).
+	recent *[recentDays]recentDay
 	// ids holds every event id of the accepted window with the day it was
 	// first seen on. An id seen again at another offset is a duplicate;
 	// replay holds the first offsets of the ids stored in ClickHouse at or
@@ -141,7 +148,9 @@ func newPartitionState(partition int32, loc *time.Location) *partitionState {
 	return &partitionState{
 		partition: partition,
 		loc:       loc,
+		dayOf:     schemas.NewDays(loc),
 		days:      map[dayKey]*dayState{},
+		recent:    new([recentDays]recentDay),
 		ids:       newIDSet(0),
 		replay:    map[xxh3.Uint128]uint64{},
 		plans:     map[xxh3.Uint128]uint64{},
@@ -158,16 +167,16 @@ func (s *partitionState) free() {
 
 // idHash is the 128-bit hash of an (app, id): collisions are negligible
 // (about 1.5e-25 for 10M ids).
-func idHash(app uint32, id string) xxh3.Uint128 { return prefixHash(uint64(app), 4, id) }
+func idHash[T string | []byte](app uint32, id T) xxh3.Uint128 { return prefixHash(uint64(app), 4, id) }
 
 // userKey is the hash of an app's user on a day, for the user cache.
-func userKey(app uint32, day schemas.Day, user string) xxh3.Uint128 {
+func userKey[T string | []byte](app uint32, day schemas.Day, user T) xxh3.Uint128 {
 	return prefixHash(uint64(app)|uint64(uint32(day))<<32, 8, user)
 }
 
 // prefixHash hashes the first n bytes of prefix (little-endian) followed by
 // s, which the contract bounds (schemas.MaxIDBytes, schemas.MaxUserBytes).
-func prefixHash(prefix uint64, n int, s string) xxh3.Uint128 {
+func prefixHash[T string | []byte](prefix uint64, n int, s T) xxh3.Uint128 {
 	var buf [8 + max(schemas.MaxIDBytes, schemas.MaxUserBytes)]byte
 	binary.LittleEndian.PutUint64(buf[:8], prefix)
 	m := copy(buf[n:], s)
@@ -178,12 +187,15 @@ func prefixHash(prefix uint64, n int, s string) xxh3.Uint128 {
 func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error) {
 	o := uint64(offset + s.base)
 	s.next = o + 1
-	e, err := schemas.DecodeEvent(value)
+	// The event's strings stay in value: only those kept are copied.
+	e, text, err := schemas.DecodeEventText(value)
+	var day schemas.Day
 	if err == nil {
 		err = checkKey(key, e.App)
 	}
 	if err == nil {
-		err = s.checkTime(e.Time, e.Type == schemas.Plan)
+		day = s.dayOf.Of(e.Time)
+		err = s.checkTime(e.Time, day, e.Type == schemas.Plan)
 	}
 	if err != nil {
 		s.reject(offset, key, value, e.App, err.Error())
@@ -193,6 +205,7 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 		// Plan events are state, not usage: accepted at any age, written to
 		// plan_changes (a set, so a replay adds nothing), never counted and
 		// never in the dedup window. The rollup sees them in its plan mark.
+		text.SetStrings(&e)
 		if why := s.checkPlan(&e); why != "" {
 			s.reject(offset, key, value, e.App, why)
 			return Rejected, nil
@@ -200,8 +213,7 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 		s.pendingPlans = append(s.pendingPlans, e)
 		return Counted, nil
 	}
-	day := schemas.DayOf(e.Time, s.loc)
-	h := idHash(e.App, e.ID)
+	h := idHash(e.App, text.ID)
 	first, seen := s.ids.Get(h)
 	if seen && !s.replayed(h, o) {
 		st, err := s.day(dayKey{e.App, first})
@@ -228,9 +240,10 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	// Sets are idempotent: replays may add to them again.
 	switch e.Type {
 	case schemas.Login:
-		s.addUser(st, e.App, day, e.User)
+		s.addUser(st, e.App, day, text.User)
 	case schemas.Group:
 		if e.GroupType == liveGroupType {
+			text.SetStrings(&e)
 			s.pendingLive = append(s.pendingLive, e)
 		}
 	}
@@ -286,8 +299,7 @@ func (s *partitionState) replayed(h xxh3.Uint128, o uint64) bool {
 // as the contract requires: with another key (or none) its copies may land
 // in other partitions, where deduplication cannot see them.
 func checkKey(key []byte, app uint32) error {
-	var buf [10]byte
-	if want := strconv.AppendUint(buf[:0], uint64(app), 10); bytes.Equal(key, want) {
+	if isDecimal(key, app) {
 		return nil
 	}
 	if len(key) == 0 {
@@ -299,9 +311,26 @@ func checkKey(key []byte, app uint32) error {
 	return &schemas.InvalidError{Field: "key", Reason: strconv.Quote(string(key)) + " does not match app " + strconv.FormatUint(uint64(app), 10) + ": the message key must be the app id in decimal"}
 }
 
+// isDecimal reports whether key is app in decimal, as strconv.FormatUint
+// writes it (no sign, no leading zero).
+func isDecimal(key []byte, app uint32) bool {
+	if len(key) == 0 || len(key) > 10 || len(key) > 1 && key[0] == '0' {
+		return false
+	}
+	var n uint64
+	for _, c := range key {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n == uint64(app)
+}
+
 // checkTime refuses events too far in the future, and usage events older
-// than the accepted window; anyAge lets a plan event through at any age.
-func (s *partitionState) checkTime(t time.Time, anyAge bool) error {
+// than the accepted window; day is t's day, and anyAge lets a plan event
+// through at any age.
+func (s *partitionState) checkTime(t time.Time, d schemas.Day, anyAge bool) error {
 	if !s.maxTime.IsZero() && t.After(s.maxTime) && s.clock != nil {
 		s.maxTime = s.clock().Add(s.maxFuture) // the bound may be a flush old
 	}
@@ -311,7 +340,7 @@ func (s *partitionState) checkTime(t time.Time, anyAge bool) error {
 	if anyAge && t.Unix() < 0 {
 		return &schemas.InvalidError{Field: "time", Reason: "too old: " + t.Format(time.RFC3339) + " is before 1970-01-01T00:00:00Z, the first instant plan_changes holds"}
 	}
-	if d := schemas.DayOf(t, s.loc); d < s.minDay && !anyAge {
+	if d < s.minDay && !anyAge {
 		return &schemas.InvalidError{Field: "time", Reason: "too old: day " + d.String() + " is before the accepted window starting " + s.minDay.String()}
 	}
 	return nil
@@ -327,17 +356,17 @@ func (s *partitionState) reject(offset int64, key, value []byte, app uint32, rea
 	})
 }
 
-func (s *partitionState) addUser(st *dayState, app uint32, day schemas.Day, user string) {
+func (s *partitionState) addUser(st *dayState, app uint32, day schemas.Day, user []byte) {
 	if s.users.Seen(userKey(app, day, user)) {
 		return
 	}
-	s.pendingUsers = append(s.pendingUsers, userRow{app: app, day: day, user: user})
+	s.pendingUsers = append(s.pendingUsers, userRow{app: app, day: day, user: string(user)})
 	if st.sketch == nil {
 		st.sketch = NewSketch()
 		s.sketchSeq++
 		st.sketchGen = s.sketchSeq
 	}
-	st.sketch.InsertHash(xxhash.Sum64String(user))
+	st.sketch.InsertHash(xxhash.Sum64(user))
 	st.sketchDirty = true
 }
 
@@ -356,21 +385,40 @@ func NewSketch() *hyperloglog.Sketch {
 	return sk
 }
 
+// recentDays is the size of partitionState.recent: 64 KiB, about as many
+// apps as carry 80% of the events when their activity is Zipf-skewed.
+const (
+	recentBits = 12
+	recentDays = 1 << recentBits
+)
+
+// recentDay is an entry of partitionState.recent; st nil: none.
+type recentDay struct {
+	k  dayKey
+	st *dayState
+}
+
 // day returns the state of an app's day, loading it when it is not in memory.
 func (s *partitionState) day(k dayKey) (*dayState, error) {
-	if st, ok := s.days[k]; ok {
-		st.used = s.flushes
-		return st, nil
+	r := &s.recent[(uint64(k.app)<<32|uint64(uint32(k.day)))*0x9e3779b97f4a7c15>>(64-recentBits)]
+	if r.st != nil && r.k == k {
+		r.st.used = s.flushes
+		return r.st, nil
 	}
-	st := &dayState{used: s.flushes}
-	if k.day < s.loadedFrom && s.load != nil {
-		c, v, err := s.load(k)
-		if err != nil {
-			return nil, err
+	st, ok := s.days[k]
+	if !ok {
+		st = &dayState{}
+		if k.day < s.loadedFrom && s.load != nil {
+			c, v, err := s.load(k)
+			if err != nil {
+				return nil, err
+			}
+			st.c, st.version = c, v
 		}
-		st.c, st.version = c, v
+		s.days[k] = st
 	}
-	s.days[k] = st
+	st.used = s.flushes
+	*r = recentDay{k, st}
 	return st, nil
 }
 
@@ -383,6 +431,7 @@ const idleFlushes = 60
 func (s *partitionState) evict(keepFrom schemas.Day) {
 	s.flushes++
 	s.loadedFrom = max(s.loadedFrom, keepFrom)
+	clear(s.recent[:])
 	for k, st := range s.days {
 		if k.day >= keepFrom || st.dirty || st.sketchDirty || s.flushes-st.used < idleFlushes {
 			continue

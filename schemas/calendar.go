@@ -3,6 +3,7 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"time"
@@ -77,12 +78,46 @@ func DayOf(t time.Time, loc *time.Location) Day {
 	// The local date is the date of the instant shifted by loc's offset
 	// then: no calendar arithmetic needed.
 	_, off := t.In(loc).Zone()
-	sec := t.Unix() + int64(off)
+	return dayOfLocal(t.Unix() + int64(off))
+}
+
+// dayOfLocal returns the day of a local time in seconds since 1970-01-01.
+func dayOfLocal(sec int64) Day {
 	d := sec / 86400
 	if sec%86400 < 0 {
 		d--
 	}
 	return Day(d)
+}
+
+// Days is DayOf for one location, keeping the location's offset over the
+// span of time it holds, so that most times need no zone lookup. The zero
+// value is not usable: make one with NewDays.
+type Days struct {
+	loc      *time.Location
+	from, to int64 // [from, to): Unix seconds where off holds
+	off      int64
+}
+
+// NewDays returns a Days of loc.
+func NewDays(loc *time.Location) *Days { return &Days{loc: loc} }
+
+// Of returns the calendar day of t, as DayOf(t, loc) does.
+func (z *Days) Of(t time.Time) Day {
+	sec := t.Unix()
+	if sec < z.from || sec >= z.to {
+		lt := t.In(z.loc)
+		_, off := lt.Zone()
+		start, end := lt.ZoneBounds()
+		z.from, z.to, z.off = math.MinInt64, math.MaxInt64, int64(off)
+		if !start.IsZero() {
+			z.from = start.Unix()
+		}
+		if !end.IsZero() {
+			z.to = end.Unix()
+		}
+	}
+	return dayOfLocal(sec + z.off)
 }
 
 // DayFromDate returns the Day of a civil date.

@@ -89,3 +89,34 @@ func TestDayStartDST(t *testing.T) {
 		t.Errorf("Havana March 2012 ends at %v; want %v", got.UTC(), want)
 	}
 }
+
+// TestDaysMatchesDayOf checks the cached offsets of Days against DayOf, at
+// every day start and its last nanosecond (where a stale offset shows) and
+// at times out of order.
+func TestDaysMatchesDayOf(t *testing.T) {
+	for _, z := range []string{"America/Havana", "Australia/Lord_Howe", "Europe/London", "Asia/Gaza", "UTC", "+08:00", "-05:30"} {
+		loc, err := ParseTimezone(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		days := NewDays(loc)
+		f := func(at time.Time) {
+			t.Helper()
+			if got, want := days.Of(at), DayOf(at, loc); got != want {
+				t.Fatalf("%s: unexpected day of %v; got %s; want %s", z, at, got, want)
+			}
+		}
+		for d := DayFromDate(2000, 1, 1); d < DayFromDate(2031, 1, 1); d++ {
+			s := d.Start(loc)
+			f(s)
+			f(s.Add(-time.Nanosecond))
+			f(s.Add(-time.Second))
+			f(s.Add(12 * time.Hour))
+		}
+		for i := range 20000 {
+			f(time.Unix(int64(i)*7919*3607%(4e9)-1e9, int64(i)))
+		}
+		f(time.Time{})
+		f(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
+	}
+}

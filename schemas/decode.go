@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/binary"
 	"math/bits"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -41,218 +42,346 @@ const numericFields = 1<<fApp | 1<<fCount | 1<<fSeconds
 // DecodeEvent takes the encoding/json path, so results and error reasons
 // stay exactly those of decodeStd (FuzzDecodeFast checks it).
 func decodeFast(data []byte) (e Event, ok bool) {
-	var at [nFields][2]int32 // value of each field: [start, end) of a string's content or a number
-	var seen uint32
+	var t EventText
+	if !decodeFastText(data, &e, &t) {
+		return Event{}, false
+	}
+	t.SetStrings(&e)
+	return e, true
+}
+
+// decodeFastText is decodeFast without the copies of the id, user, group
+// and call, which it leaves in data for t. It takes e and t zero, and
+// leaves them zero when it returns false.
+func decodeFastText(data []byte, e *Event, t *EventText) bool {
+	o := object{data: data}
+	if !o.scan() || !o.event(e) {
+		*e = Event{}
+		return false
+	}
+	t.ID, t.User = o.text(fID), o.text(fUser)
+	switch e.Type {
+	case Group:
+		t.Group = o.text(fGroup)
+	case Call:
+		t.CallID = o.text(fCall)
+	}
+	return true
+}
+
+// EventText holds the id, user, group and call of an event decoded by
+// DecodeEventText: parts of its input, valid while the input is.
+type EventText struct{ ID, User, Group, CallID []byte }
+
+// DecodeEventText is DecodeEvent without the copies of the event's id,
+// user, group and call: they are empty in e, and t holds them. A caller
+// that needs only some of them as strings saves the allocation of the
+// others; t.SetStrings(&e) makes e what DecodeEvent returns.
+func DecodeEventText(data []byte) (e Event, t EventText, err error) {
+	if decodeFastText(data, &e, &t) {
+		return e, t, nil
+	}
+	if e, err = decodeStd(data); err != nil {
+		return Event{}, EventText{}, err
+	}
+	t = EventText{ID: []byte(e.ID), User: []byte(e.User), Group: []byte(e.Group), CallID: []byte(e.CallID)}
+	e.ID, e.User, e.Group, e.CallID = "", "", "", ""
+	return e, t, nil
+}
+
+// SetStrings sets e's id, user, group and call from t, sharing one
+// allocation.
+func (t *EventText) SetStrings(e *Event) {
+	var b strings.Builder
+	b.Grow(len(t.ID) + len(t.User) + len(t.Group) + len(t.CallID))
+	b.Write(t.ID)
+	b.Write(t.User)
+	b.Write(t.Group)
+	b.Write(t.CallID)
+	all := b.String()
+	e.ID, all = all[:len(t.ID)], all[len(t.ID):]
+	e.User, all = all[:len(t.User)], all[len(t.User):]
+	e.Group, e.CallID = all[:len(t.Group)], all[len(t.Group):]
+}
+
+// object is what decodeFast found in an event: where the value of each
+// contract field present is, [start, end) of a string's content or of a
+// number.
+type object struct {
+	data   []byte
+	at     [nFields][2]int32
+	seen   uint32         // bit f: field f is present
+	choice [nFields]uint8 // of a field with allowed values: 1 + the index of its value, 0 unknown
+}
+
+// allowed lists the values of the fields that have a set of them.
+var allowed = [nFields][]string{fType: eventTypes, fPlatform: Platforms, fChannel: Channels, fOp: GroupOps,
+	fGroupType: GroupTypes, fMedia: Medias, fEdition: Editions}
+
+// enum returns the value of field f, one of its allowed values, or "".
+func (o *object) enum(f int) string {
+	if c := o.choice[f]; c > 0 {
+		return allowed[f][c-1]
+	}
+	return enum(o.val(f), allowed[f])
+}
+
+func (o *object) has(f int) bool { return o.seen&(1<<f) != 0 }
+
+func (o *object) val(f int) []byte { return o.data[o.at[f][0]:o.at[f][1]] }
+
+// str reports whether string field f is present with 1 to max bytes.
+func (o *object) str(f, max int) bool {
+	l := int(o.at[f][1] - o.at[f][0])
+	return o.has(f) && l >= 1 && l <= max
+}
+
+// scan finds the fields of the event, a flat JSON object, or returns false
+// for anything it leaves to decodeStd.
+func (o *object) scan() bool {
+	data := o.data
 	n := len(data)
 	if n > 1<<20 {
-		return Event{}, false
+		return false
 	}
 	i := skipSpace(data, 0)
 	if i >= n || data[i] != '{' {
-		return Event{}, false
+		return false
 	}
 	i = skipSpace(data, i+1)
 	for {
-		// Key: plain ASCII, no escapes.
-		if i >= n || data[i] != '"' {
-			return Event{}, false
+		f, j := scanKey(data, i)
+		if j < 0 {
+			return false
 		}
-		ks := i + 1
-		k := ks
-		for ; k < n && data[k] != '"'; k++ {
-			if c := data[k]; c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-				return Event{}, false
-			}
+		if i = o.scanValue(f, j); i < 0 {
+			return false
 		}
-		if k >= n {
-			return Event{}, false
+		if i = skipSpace(data, i); i >= n {
+			return false
 		}
-		f := fieldIndex(data[ks:k])
-		i = skipSpace(data, k+1)
-		if i >= n || data[i] != ':' {
-			return Event{}, false
-		}
-		i = skipSpace(data, i+1)
-		if i >= n {
-			return Event{}, false
-		}
-		switch {
-		case f == unknownField:
-			if i = skipScalar(data, i); i < 0 {
-				return Event{}, false
-			}
-		case f < 0 || seen&(1<<f) != 0: // a key encoding/json folds onto a field, or a repeat
-			return Event{}, false
-		case numericFields&(1<<f) != 0:
-			seen |= 1 << f
-			end := scanUint(data, i)
-			if end < 0 {
-				return Event{}, false
-			}
-			at[f] = [2]int32{int32(i), int32(end)}
-			i = end
-		default:
-			seen |= 1 << f
-			if data[i] != '"' {
-				return Event{}, false
-			}
-			end := scanPlainString(data, i+1)
-			if end < 0 {
-				return Event{}, false
-			}
-			at[f] = [2]int32{int32(i + 1), int32(end)}
-			i = end + 1
-		}
-		i = skipSpace(data, i)
-		if i >= n {
-			return Event{}, false
-		}
-		if data[i] == ',' {
+		switch data[i] {
+		case ',':
 			i = skipSpace(data, i+1)
-			continue
+		case '}':
+			return skipSpace(data, i+1) == n
+		default:
+			return false
 		}
-		if data[i] != '}' {
-			return Event{}, false
-		}
-		if skipSpace(data, i+1) != n {
-			return Event{}, false
-		}
-		break
 	}
+}
 
-	has := func(f int) bool { return seen&(1<<f) != 0 }
-	val := func(f int) []byte { return data[at[f][0]:at[f][1]] }
-	str := func(f, max int) bool { l := at[f][1] - at[f][0]; return has(f) && l >= 1 && int(l) <= max }
-	// The checks of decodeStd, in its order; any failure goes back to it for the reason.
-	if !str(fID, MaxIDBytes) || !has(fType) {
-		return Event{}, false
+// scanKey reads the key at i, plain ASCII without escapes, and its colon:
+// it returns the field the key names and where its value starts, or -1.
+func scanKey(data []byte, i int) (f, next int) {
+	if i >= len(data) || data[i] != '"' {
+		return 0, -1
 	}
-	typ := eventType(val(fType))
-	if typ == "" || !has(fApp) {
-		return Event{}, false
-	}
-	app, okApp := parseUintBytes(val(fApp))
-	if !okApp || app < 1 || app > MaxAppID || !has(fTime) {
-		return Event{}, false
-	}
-	e.Type, e.App = typ, uint32(app)
-	if e.Time, ok = parseRFC3339(val(fTime)); !ok {
-		return Event{}, false
-	}
-	if has(fUser) && !str(fUser, MaxUserBytes) {
-		return Event{}, false
-	}
-	// Every other contract field present must be valid, used by the type or
-	// not (as in decodeStd and the JSON Schema).
-	for f := fPlatform; f < nFields; f++ {
-		if !has(f) {
-			continue
+	var k int // the key's closing quote
+	if f = knownKey(data[i+1:]); f >= 0 {
+		k = i + len(fieldNames[f]) + 1
+	} else {
+		if k = special(data, i+1); k >= len(data) || data[k] != '"' {
+			return 0, -1
 		}
-		valid := true
+		f = fieldIndex(data[i+1 : k])
+	}
+	i = skipSpace(data, k+1)
+	if i >= len(data) || data[i] != ':' {
+		return 0, -1
+	}
+	if i = skipSpace(data, i+1); i >= len(data) {
+		return 0, -1
+	}
+	return f, i
+}
+
+// knownKey returns the field whose name and closing quote rest starts
+// with, or -1: the quick way for the contract's keys, comparing eight bytes
+// at once.
+func knownKey(rest []byte) int {
+	if len(rest) < 8 || rest[0] >= utf8.RuneSelf {
+		return -1
+	}
+	x := binary.LittleEndian.Uint64(rest)
+	for _, k := range keysByFirst[rest[0]] {
+		if x&k.mask == k.word && (len(k.quoted) <= 8 || len(rest) >= len(k.quoted) && string(rest[8:len(k.quoted)]) == k.quoted[8:]) {
+			return int(k.f)
+		}
+	}
+	return -1
+}
+
+// quotedKey is a field's name with its closing quote, and its first eight
+// bytes as knownKey compares them.
+type quotedKey struct {
+	f          int8
+	quoted     string
+	word, mask uint64
+}
+
+// keysByFirst lists the fields by the first byte of their names.
+var keysByFirst = func() (by [utf8.RuneSelf][]quotedKey) {
+	for f, name := range fieldNames {
+		k := quotedKey{f: int8(f), quoted: name + `"`}
+		var b [8]byte
+		n := copy(b[:], k.quoted)
+		k.word = binary.LittleEndian.Uint64(b[:])
+		k.mask = 1<<(8*n) - 1
+		if n == 8 {
+			k.mask = 1<<64 - 1
+		}
+		by[name[0]] = append(by[name[0]], k)
+	}
+	return by
+}()
+
+// scanValue reads the value of field f at i (i < len(data)) and returns
+// where it ends, or -1.
+func (o *object) scanValue(f, i int) int {
+	data := o.data
+	switch {
+	case f == unknownField:
+		return skipScalar(data, i)
+	case f < 0 || o.has(f): // a key encoding/json folds onto a field, or a repeat
+		return -1
+	}
+	o.seen |= 1 << f
+	if numericFields&(1<<f) != 0 {
+		end := scanUint(data, i)
+		if end < 0 {
+			return -1
+		}
+		o.at[f] = [2]int32{int32(i), int32(end)}
+		return end
+	}
+	if data[i] != '"' {
+		return -1
+	}
+	if values := allowed[f]; values != nil {
+		// An allowed value and its closing quote: no need to scan it.
+		rest := data[i+1:]
+		for j, v := range values {
+			if len(rest) > len(v) && rest[len(v)] == '"' && string(rest[:len(v)]) == v {
+				o.choice[f] = uint8(j + 1)
+				o.at[f] = [2]int32{int32(i + 1), int32(i + 1 + len(v))}
+				return i + len(v) + 2
+			}
+		}
+	}
+	end := scanPlainString(data, i+1)
+	if end < 0 {
+		return -1
+	}
+	o.at[f] = [2]int32{int32(i + 1), int32(end)}
+	return end + 1
+}
+
+// event checks the fields as decodeStd does and sets those of e but the
+// id, user, group and call (EventText holds them). Any failure leaves the
+// event to decodeStd, which words the reason; so the order of the checks
+// does not matter. The caller clears e when it returns false.
+func (o *object) event(e *Event) bool {
+	const required = 1<<fID | 1<<fType | 1<<fApp | 1<<fTime
+	if o.seen&required != required || !o.str(fID, MaxIDBytes) || o.has(fUser) && !o.str(fUser, MaxUserBytes) {
+		return false
+	}
+	if e.Type = EventType(o.enum(fType)); e.Type == "" {
+		return false
+	}
+	app, ok := parseUintBytes(o.val(fApp))
+	if !ok || app < 1 || app > MaxAppID {
+		return false
+	}
+	e.App = uint32(app)
+	if e.Time, ok = parseRFC3339(o.val(fTime)); !ok {
+		return false
+	}
+	opt, ok := o.options()
+	return ok && opt.setTyped(e, o)
+}
+
+// options are the values of the contract fields besides id, type, app,
+// time and user.
+type options struct {
+	platform, channel, op, groupType, media, edition string
+	count, seconds                                   uint64
+}
+
+// options checks every other contract field present, used by the event's
+// type or not (as decodeStd and the JSON Schema do), and returns their
+// values.
+func (o *object) options() (opt options, ok bool) {
+	for m := o.seen &^ (1<<fPlatform - 1); m != 0; m &= m - 1 {
+		f := bits.TrailingZeros32(m)
+		v := o.val(f)
 		switch f {
 		case fPlatform:
-			valid = enum(val(f), Platforms) != ""
+			opt.platform = o.enum(f)
+			ok = opt.platform != ""
 		case fChannel:
-			valid = enum(val(f), Channels) != ""
+			opt.channel = o.enum(f)
+			ok = opt.channel != ""
 		case fOp:
-			valid = enum(val(f), GroupOps) != ""
+			opt.op = o.enum(f)
+			ok = opt.op != ""
 		case fGroupType:
-			valid = enum(val(f), GroupTypes) != ""
+			opt.groupType = o.enum(f)
+			ok = opt.groupType != ""
 		case fMedia:
-			valid = enum(val(f), Medias) != ""
+			opt.media = o.enum(f)
+			ok = opt.media != ""
 		case fEdition:
-			valid = enum(val(f), Editions) != ""
+			opt.edition = o.enum(f)
+			ok = opt.edition != ""
 		case fGroup, fCall:
-			valid = str(f, MaxIDBytes)
+			ok = o.str(f, MaxIDBytes)
 		case fCount:
-			c, ok := parseUintBytes(val(f))
-			valid = ok && c >= 1 && c <= 1<<63-1
+			opt.count, ok = parseUintBytes(v)
+			ok = ok && opt.count >= 1 && opt.count <= maxInt64
 		case fSeconds:
-			s, ok := parseUintBytes(val(f))
-			valid = ok && s <= 1<<63-1
+			opt.seconds, ok = parseUintBytes(v)
+			ok = ok && opt.seconds <= maxInt64
 		}
-		if !valid {
-			return Event{}, false
+		if !ok {
+			return options{}, false
 		}
 	}
-	// The strings the event keeps share one allocation.
-	keep := [...]int{fID, fUser, fGroup, fCall}
-	switch typ {
+	return opt, true
+}
+
+// setTyped checks what e's type requires and sets the fields it uses
+// besides the strings, as decodeStd does.
+func (opt *options) setTyped(e *Event, o *object) bool {
+	switch e.Type {
 	case Login:
-		if !has(fUser) {
-			return Event{}, false
-		}
-		if has(fPlatform) {
-			if e.Platform = enum(val(fPlatform), Platforms); e.Platform == "" {
-				return Event{}, false
-			}
-		}
-		keep[2], keep[3] = -1, -1
+		e.Platform = opt.platform
+		return o.has(fUser)
 	case Message:
-		if !has(fUser) {
-			return Event{}, false
+		e.Channel, e.Count = opt.channel, 1
+		if o.has(fCount) {
+			e.Count = int64(opt.count)
 		}
-		if e.Channel = enum(val(fChannel), Channels); e.Channel == "" {
-			return Event{}, false
-		}
-		e.Count = 1
-		if has(fCount) {
-			c, ok := parseUintBytes(val(fCount))
-			if !ok || c < 1 || c > 1<<63-1 {
-				return Event{}, false
-			}
-			e.Count = int64(c)
-		}
-		keep[2], keep[3] = -1, -1
+		return o.has(fUser) && e.Channel != ""
 	case Group:
-		if e.Op = enum(val(fOp), GroupOps); e.Op == "" {
-			return Event{}, false
-		}
-		if !str(fGroup, MaxIDBytes) {
-			return Event{}, false
-		}
-		if e.GroupType = enum(val(fGroupType), GroupTypes); e.GroupType == "" {
-			return Event{}, false
-		}
-		keep[3] = -1
+		e.Op, e.GroupType = opt.op, opt.groupType
+		return e.Op != "" && o.has(fGroup) && e.GroupType != ""
 	case Call:
-		if !has(fUser) {
-			return Event{}, false
-		}
-		if e.Media = enum(val(fMedia), Medias); e.Media == "" || !has(fSeconds) {
-			return Event{}, false
-		}
-		s, ok := parseUintBytes(val(fSeconds))
-		if !ok || s > 1<<63-1 {
-			return Event{}, false
-		}
-		e.Seconds = int64(s)
-		if has(fCall) && !str(fCall, MaxIDBytes) {
-			return Event{}, false
-		}
-		keep[2] = -1
+		e.Media, e.Seconds = opt.media, int64(opt.seconds)
+		return o.has(fUser) && e.Media != "" && o.has(fSeconds)
 	case Plan:
-		if e.Edition = enum(val(fEdition), Editions); e.Edition == "" {
-			return Event{}, false
-		}
-		keep[2], keep[3] = -1, -1
+		e.Edition = opt.edition
+		return e.Edition != ""
 	}
-	var buf [4 * MaxIDBytes]byte
-	var b []byte = buf[:0]
-	for _, f := range keep {
-		if f >= 0 && has(f) {
-			b = append(b, val(f)...)
-		}
+	return false
+}
+
+// text returns the value of string field f, or nil when it is absent.
+func (o *object) text(f int) []byte {
+	if !o.has(f) {
+		return nil
 	}
-	all := string(b)
-	dst := [...]*string{&e.ID, &e.User, &e.Group, &e.CallID}
-	for j, f := range keep {
-		if f >= 0 && has(f) {
-			l := int(at[f][1] - at[f][0])
-			*dst[j], all = all[:l], all[l:]
-		}
-	}
-	return e, true
+	return o.val(f)
 }
 
 const (
@@ -322,22 +451,6 @@ func equalFoldASCII(a []byte, b string) bool {
 	return true
 }
 
-func eventType(v []byte) EventType {
-	switch string(v) {
-	case "login":
-		return Login
-	case "message":
-		return Message
-	case "group":
-		return Group
-	case "call":
-		return Call
-	case "plan":
-		return Plan
-	}
-	return ""
-}
-
 // enum returns the allowed value v is, or "".
 func enum(v []byte, allowed []string) string {
 	for _, a := range allowed {
@@ -364,28 +477,12 @@ func skipSpace(data []byte, i int) int {
 // content starts at i, or -1 if the string has an escape, a control
 // character or invalid UTF-8, or does not end.
 func scanPlainString(data []byte, i int) int {
-	ascii := true
-	start := i
-	for ; i < len(data); i++ {
-		// Eight bytes at a time while none is special (SWAR: a byte's high
-		// bit is set in m for a quote, a backslash, a control character or
-		// a non-ASCII byte; the lowest one found is exact).
-		for i+8 <= len(data) {
-			const lo, hi = 0x0101010101010101, 0x8080808080808080
-			x := binary.LittleEndian.Uint64(data[i:])
-			q, b := x^(lo*'"'), x^(lo*'\\')
-			m := ((q-lo)&^q | (b-lo)&^b | (x-lo*0x20)&^x | x) & hi
-			if m != 0 {
-				i += bits.TrailingZeros64(m) / 8
-				break
-			}
-			i += 8
+	start, ascii := i, true
+	for {
+		if i = special(data, i); i >= len(data) {
+			return -1
 		}
-		if i >= len(data) {
-			break
-		}
-		c := data[i]
-		switch {
+		switch c := data[i]; {
 		case c == '"':
 			if !ascii && !utf8.Valid(data[start:i]) {
 				return -1
@@ -393,11 +490,32 @@ func scanPlainString(data []byte, i int) int {
 			return i
 		case c == '\\' || c < 0x20:
 			return -1
-		case c >= utf8.RuneSelf:
-			ascii = false
+		}
+		ascii = false
+		i++
+	}
+}
+
+// special returns the index of the first quote, backslash, control
+// character or non-ASCII byte from i on, or len(data).
+func special(data []byte, i int) int {
+	// Eight bytes at a time (SWAR: a byte's high bit is set in m for a
+	// quote, a backslash, a control character or a non-ASCII byte; the
+	// lowest one found is exact).
+	for ; i+8 <= len(data); i += 8 {
+		const lo, hi = 0x0101010101010101, 0x8080808080808080
+		x := binary.LittleEndian.Uint64(data[i:])
+		q, b := x^(lo*'"'), x^(lo*'\\')
+		if m := ((q-lo)&^q | (b-lo)&^b | (x-lo*0x20)&^x | x) & hi; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
 		}
 	}
-	return -1
+	for ; i < len(data); i++ {
+		if c := data[i]; c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return i
 }
 
 // scanUint returns the end of the plain non-negative integer (no sign,
@@ -416,17 +534,24 @@ func scanUint(data []byte, i int) int {
 	return i
 }
 
-// parseUintBytes parses what scanUint accepted.
+// parseUintBytes parses what scanUint accepted: 1 to 20 digits.
 func parseUintBytes(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 20 {
+		return 0, false
+	}
 	var n uint64
-	for _, c := range v {
-		d := uint64(c - '0')
-		if n > (1<<64-1-d)/10 {
+	for _, c := range v[:min(len(v), 19)] { // 19 digits never overflow
+		n = n*10 + uint64(c-'0')
+	}
+	if len(v) == 20 {
+		hi, lo := bits.Mul64(n, 10)
+		sum, carry := bits.Add64(lo, uint64(v[19]-'0'), 0)
+		if hi != 0 || carry != 0 {
 			return 0, false
 		}
-		n = n*10 + d
+		n = sum
 	}
-	return n, len(v) > 0
+	return n, true
 }
 
 // skipScalar returns the end of the JSON string, number, true, false or null
@@ -506,47 +631,30 @@ func skipNumber(data []byte, i int) int {
 // accepts, with the same result (time/format_rfc3339.go); ok is false for
 // anything else, which time.Parse may still accept.
 func parseRFC3339(s []byte) (time.Time, bool) {
-	ok := true
-	num := func(s []byte, min, max int) int {
-		x := 0
-		for _, c := range s {
-			if c < '0' || '9' < c {
-				ok = false
-				return min
-			}
-			x = x*10 + int(c-'0')
-		}
-		if x < min || max < x {
-			ok = false
-			return min
-		}
-		return x
-	}
-	if len(s) < len("2006-01-02T15:04:05") {
+	if len(s) < len("2006-01-02T15:04:05Z") {
 		return time.Time{}, false
 	}
-	year := num(s[0:4], 0, 9999)
-	month := num(s[5:7], 1, 12)
-	day := num(s[8:10], 1, daysIn(month, year))
-	hour := num(s[11:13], 0, 23)
-	minute := num(s[14:16], 0, 59)
-	sec := num(s[17:19], 0, 59)
-	if !ok || !(s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':') {
+	year := digits2(s[0:2])*100 + digits2(s[2:4])
+	month := digits2(s[5:7])
+	if year < 0 || month < 1 || month > 12 {
+		return time.Time{}, false
+	}
+	day, hour, minute, sec := digits2(s[8:10]), digits2(s[11:13]), digits2(s[14:16]), digits2(s[17:19])
+	if day < 1 || day > daysIn(month, year) || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 ||
+		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}
 	s = s[19:]
 	var nsec int
-	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
-		n := 2
-		for n < len(s) && '0' <= s[n] && s[n] <= '9' {
-			n++
-		}
+	if len(s) >= 2 && s[0] == '.' && isDigit(s[1]) {
 		// As time.parseNanoseconds: nine digits at most count.
-		scale := 1_000_000_000
-		for _, c := range s[1:min(n, 10)] {
-			scale /= 10
-			nsec += int(c-'0') * scale
+		n := 1
+		for ; n < len(s) && isDigit(s[n]); n++ {
+			if n <= 9 {
+				nsec = nsec*10 + int(s[n]-'0')
+			}
 		}
+		nsec *= pow10[10-min(n, 10)]
 		s = s[n:]
 	}
 	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
@@ -556,9 +664,8 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 	if len(s) != len("-07:00") {
 		return time.Time{}, false
 	}
-	hr := num(s[1:3], 0, 23)
-	mm := num(s[4:6], 0, 59)
-	if !ok || !((s[0] == '-' || s[0] == '+') && s[3] == ':') {
+	hr, mm := digits2(s[1:3]), digits2(s[4:6])
+	if hr < 0 || hr > 23 || mm < 0 || mm > 59 || s[0] != '-' && s[0] != '+' || s[3] != ':' {
 		return time.Time{}, false
 	}
 	off := (hr*60 + mm) * 60
@@ -572,6 +679,20 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 		return t, true
 	}
 	return t.In(time.FixedZone("", off)), true
+}
+
+var pow10 = [...]int{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// digits2 returns the number two decimal digits spell, or -1<<20 for
+// anything else: negative even when multiplied by 100 and added to.
+func digits2(s []byte) int {
+	a, b := int(s[0])-'0', int(s[1])-'0'
+	if uint(a) > 9 || uint(b) > 9 {
+		return -1 << 20
+	}
+	return a*10 + b
 }
 
 func isLeap(year int) bool { return year%4 == 0 && (year%100 != 0 || year%400 == 0) }

@@ -28,6 +28,12 @@ func FuzzDecodeFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := decodeFast(data)
 		std, err := decodeStd(data)
+		text, textErr := decodeTextStrings(data)
+		sameTime := text.Time.Equal(std.Time) && text.Time.Location().String() == std.Time.Location().String()
+		text.Time = std.Time
+		if (textErr == nil) != (err == nil) || err == nil && (text != std || !sameTime) {
+			t.Fatalf("unexpected DecodeEventText of %q; got %+v, %v; want %+v, %v", data, text, textErr, std, err)
+		}
 		if !ok {
 			return
 		}
@@ -47,6 +53,19 @@ func FuzzDecodeFast(f *testing.F) {
 			t.Fatalf("unexpected event of %q; got %+v; want %+v", data, fast, std)
 		}
 	})
+}
+
+// decodeTextStrings is DecodeEventText with the strings set.
+func decodeTextStrings(data []byte) (Event, error) {
+	e, text, err := DecodeEventText(data)
+	if err != nil {
+		return Event{}, err
+	}
+	if e.ID != "" || e.User != "" || e.Group != "" || e.CallID != "" {
+		return Event{}, errors.New("DecodeEventText left a string in the event")
+	}
+	text.SetStrings(&e)
+	return e, nil
 }
 
 func TestDecodeFastTakesCommonEvents(t *testing.T) {
@@ -100,4 +119,106 @@ func TestDayOf(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzParseRFC3339 checks parseRFC3339 against the simpler parser it
+// replaced, and against time.Parse whenever it accepts a time.
+func FuzzParseRFC3339(f *testing.F) {
+	for _, s := range []string{
+		"2026-11-25T21:00:00Z", "2026-11-25T21:00:00.123+08:00", "2028-02-29T23:59:59.999999999999-23:59",
+		"0000-01-01T00:00:00Z", "9999-12-31T23:59:59+14:00", "2026-02-29T00:00:00Z", "2026-11-25T21:00:00.Z",
+		"2026-11-25T21:00:00.1234567891-05:30", "2026-13-01T00:00:00Z", "2026-11-25t21:00:00z", "2026-11-25T24:00:00Z",
+		"-026-11-25T21:00:00Z", "2026-11-25T21:00:00+08:60",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, s []byte) {
+		got, ok := parseRFC3339(s)
+		want, wantOK := parseRFC3339Ref(s)
+		if ok != wantOK || !got.Equal(want) || got.Location().String() != want.Location().String() {
+			t.Fatalf("unexpected parse of %q; got %v, %v; want %v, %v", s, got, ok, want, wantOK)
+		}
+		if !ok {
+			return
+		}
+		std, err := time.Parse(time.RFC3339Nano, string(s))
+		_, o1 := got.Zone()
+		_, o2 := std.Zone()
+		if err != nil || !got.Equal(std) || o1 != o2 || got.Location().String() != std.Location().String() {
+			t.Fatalf("unexpected parse of %q; got %v; time.Parse: %v, %v", s, got, std, err)
+		}
+	})
+}
+
+// parseRFC3339Ref is parseRFC3339 as it was before it was made faster: it
+// parses what the fast path of time.Parse(time.RFC3339Nano, s)
+// accepts, with the same result (time/format_rfc3339.go); ok is false for
+// anything else, which time.Parse may still accept.
+func parseRFC3339Ref(s []byte) (time.Time, bool) {
+	ok := true
+	num := func(s []byte, min, max int) int {
+		x := 0
+		for _, c := range s {
+			if c < '0' || '9' < c {
+				ok = false
+				return min
+			}
+			x = x*10 + int(c-'0')
+		}
+		if x < min || max < x {
+			ok = false
+			return min
+		}
+		return x
+	}
+	if len(s) < len("2006-01-02T15:04:05") {
+		return time.Time{}, false
+	}
+	year := num(s[0:4], 0, 9999)
+	month := num(s[5:7], 1, 12)
+	day := num(s[8:10], 1, daysIn(month, year))
+	hour := num(s[11:13], 0, 23)
+	minute := num(s[14:16], 0, 59)
+	sec := num(s[17:19], 0, 59)
+	if !ok || !(s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':') {
+		return time.Time{}, false
+	}
+	s = s[19:]
+	var nsec int
+	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
+		n := 2
+		for n < len(s) && '0' <= s[n] && s[n] <= '9' {
+			n++
+		}
+		// As time.parseNanoseconds: nine digits at most count.
+		scale := 1_000_000_000
+		for _, c := range s[1:min(n, 10)] {
+			scale /= 10
+			nsec += int(c-'0') * scale
+		}
+		s = s[n:]
+	}
+	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	if len(s) == 1 && s[0] == 'Z' {
+		return time.Unix(unix, int64(nsec)).UTC(), true
+	}
+	if len(s) != len("-07:00") {
+		return time.Time{}, false
+	}
+	hr := num(s[1:3], 0, 23)
+	mm := num(s[4:6], 0, 59)
+	if !ok || !((s[0] == '-' || s[0] == '+') && s[3] == ':') {
+		return time.Time{}, false
+	}
+	off := (hr*60 + mm) * 60
+	if s[0] == '-' {
+		off = -off
+	}
+	t := time.Unix(unix-int64(off), int64(nsec))
+	// As time.Parse: the local zone if it has that offset then, else a
+	// fixed zone without a name.
+	if _, lo := t.Zone(); lo == off {
+		return t, true
+	}
+	return t.In(time.FixedZone("", off)), true
 }
