@@ -2,9 +2,12 @@ package aggregate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -28,6 +31,18 @@ const IDsMargin = 1
 const sqlIDDays = `SELECT DISTINCT partition FROM system.parts
 	WHERE database = currentDatabase() AND table = 'event_ids' AND active AND partition < ?`
 
+// sqlIDsEngine is event_ids' table engine.
+const sqlIDsEngine = `SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'event_ids'`
+
+// ErrIDsKept says the server cannot drop days of event_ids safely: on a
+// replicated table before ClickHouse 20.4, DROP PARTITION leaves the
+// dropped partition's last quorum-written part in ZooKeeper (quorum/
+// last_part), and every sequentially consistent SELECT of the table then
+// fails on every replica ("Replica doesn't have part … which was
+// successfully written to quorum"): the aggregator could no longer load
+// its ids. Fixed by ClickHouse#10188.
+var ErrIDsKept = errors.New("event_ids is replicated on a ClickHouse release before 20.4, whose DROP PARTITION breaks sequentially consistent reads: its days are kept")
+
 // sqlDropIDDay drops one day of event_ids (%s: its partition, YYYYMMDD). On
 // a replicated table the drop is replicated like an insert: no ON CLUSTER.
 // Dropping a day already gone changes nothing.
@@ -47,6 +62,11 @@ func (a *Aggregator) retainIDs(ctx context.Context, minDay schemas.Day, log *slo
 		return
 	}
 	days, err := DropIDDays(ctx, a.conn, before)
+	if errors.Is(err, ErrIDsKept) {
+		log.Warn("aggregate: the days of event_ids before the accepted window are kept (README, \"Storage of ids\")", "err", err)
+		a.idsDroppedBefore = math.MaxInt32 // never again in this process
+		return
+	}
 	for _, d := range days {
 		log.Info("aggregate: dropped the event ids of a day before the accepted window", "day", d, "window_from", minDay)
 	}
@@ -61,7 +81,11 @@ func (a *Aggregator) retainIDs(ctx context.Context, minDay schemas.Day, log *slo
 
 // DropIDDays drops the days of event_ids before a day, and returns those
 // it dropped (YYYY-MM-DD), in order.
+// It returns ErrIDsKept, and drops nothing, where dropping is not safe.
 func DropIDDays(ctx context.Context, conn driver.Conn, before schemas.Day) ([]string, error) {
+	if err := canDropIDDays(ctx, conn); err != nil {
+		return nil, err
+	}
 	rows, err := conn.Query(ctx, sqlIDDays, dayPartition(before))
 	if err != nil {
 		return nil, fmt.Errorf("list event_ids days: %w", err)
@@ -92,6 +116,26 @@ func DropIDDays(ctx context.Context, conn driver.Conn, before schemas.Day) ([]st
 		dropped = append(dropped, d.Format(time.DateOnly))
 	}
 	return dropped, nil
+}
+
+// canDropIDDays returns ErrIDsKept when event_ids is replicated on a
+// server before 20.4.
+func canDropIDDays(ctx context.Context, conn driver.Conn) error {
+	v, err := conn.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("server version: %w", err)
+	}
+	if v.Version.Major > 20 || v.Version.Major == 20 && v.Version.Minor >= 4 {
+		return nil
+	}
+	var engine string
+	if err := conn.QueryRow(ctx, sqlIDsEngine).Scan(&engine); err != nil {
+		return fmt.Errorf("read event_ids engine: %w", err)
+	}
+	if strings.HasPrefix(engine, "Replicated") {
+		return ErrIDsKept
+	}
+	return nil
 }
 
 // dayPartition is a day's partition id in event_ids: YYYYMMDD.

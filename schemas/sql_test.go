@@ -135,6 +135,7 @@ func samples() map[string]sample {
 		// has none, and dropping it changes nothing.
 		"aggregate.sqlIDDays":    {args: []any{"20261102"}},
 		"aggregate.sqlDropIDDay": {format: []any{"20260915"}},
+		"aggregate.sqlIDsEngine": {},
 
 		"rollup.sqlInsertRecords": {rows: [][]any{
 			{app1, "2026-10", uint32(1), "provisional", uint32(0), "standard", uint64(3), decimal.RequireFromString("12.30"),
@@ -198,6 +199,7 @@ func samples() map[string]sample {
 		"cmd/immeter/e2ebench.sqlAppLogins":        {args: []any{app1}},
 		"cmd/immeter/e2ebench.sqlMergeTrees":       {args: []any{sqlTestDB}},
 		"cmd/immeter/e2ebench.sqlTableSizes":       {args: []any{sqlTestDB}, differ: true}, // bytes on disk
+		"cmd/immeter/e2ebench.sqlIDDaysKept":       {args: []any{sqlTestDB}},
 		"cmd/immeter/e2ebench.sqlOptimizeFinal":    {format: []any{"user_days"}},
 		"cmd/immeter/e2ebench.sqlDropDatabase":     {format: []any{sqlTestDB}},
 	}
