@@ -146,6 +146,7 @@ type Aggregator struct {
 
 	retainMu         sync.Mutex  // retention.go
 	idsDroppedBefore schemas.Day // event_ids holds no day before it
+	idsRetryAt       time.Time   // after a failed drop: not before then
 }
 
 type stuckEntry struct {

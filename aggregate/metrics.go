@@ -75,7 +75,7 @@ func newMetrics() *metrics {
 		}),
 		idDropFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "immeter_aggregate_event_id_drop_failures_total",
-			Help: "Failed attempts to drop the days of event_ids before the accepted window (retried at the next flush).",
+			Help: "Failed attempts to drop the days of event_ids before the accepted window (retried a minute later).",
 		}),
 		stuck: func() []int32 { return nil },
 	}

@@ -48,9 +48,12 @@ var ErrIDsKept = errors.New("event_ids is replicated on a ClickHouse release bef
 // Dropping a day already gone changes nothing.
 const sqlDropIDDay = `ALTER TABLE event_ids DROP PARTITION %s`
 
+// idsRetry is how long after a failed drop the next flush tries again.
+const idsRetry = time.Minute
+
 // retainIDs drops the days of event_ids before minDay minus IDsMargin,
 // once per new window: the first call of a process and then once a day. A
-// failure is logged and counted, and the next flush tries again. Several
+// failure is logged and counted, and a flush idsRetry later tries again. Several
 // partitions flush at once: one of them does it, the others go on.
 func (a *Aggregator) retainIDs(ctx context.Context, minDay schemas.Day, log *slog.Logger) {
 	before := minDay - IDsMargin
@@ -58,7 +61,7 @@ func (a *Aggregator) retainIDs(ctx context.Context, minDay schemas.Day, log *slo
 		return
 	}
 	defer a.retainMu.Unlock()
-	if before <= a.idsDroppedBefore {
+	if before <= a.idsDroppedBefore || time.Now().Before(a.idsRetryAt) {
 		return
 	}
 	days, err := DropIDDays(ctx, a.conn, before)
@@ -73,7 +76,8 @@ func (a *Aggregator) retainIDs(ctx context.Context, minDay schemas.Day, log *slo
 	a.metrics.idDaysDropped.Add(float64(len(days)))
 	if err != nil {
 		a.metrics.idDropFailures.Inc()
-		log.Warn("aggregate: drop event ids before the accepted window; retrying at the next flush", "before", before, "err", err)
+		log.Warn("aggregate: drop event ids before the accepted window; retrying in a minute", "before", before, "err", err)
+		a.idsRetryAt = time.Now().Add(idsRetry)
 		return
 	}
 	a.idsDroppedBefore = before
