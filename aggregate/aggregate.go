@@ -143,6 +143,10 @@ type Aggregator struct {
 	mu    sync.Mutex
 	opens int // partitions opened, to name their sketch writers
 	stuck map[int]*stuckEntry
+
+	retainMu         sync.Mutex  // retention.go
+	idsDroppedBefore schemas.Day // event_ids holds no day before it
+	idsRetryAt       time.Time   // after a failed drop: not before then
 }
 
 type stuckEntry struct {
@@ -581,6 +585,7 @@ func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Ge
 	}
 	a.window(s, now)
 	s.evict(schemas.DayOf(now, a.cfg.Location) - 1)
+	a.retainIDs(ctx, s.minDay, log)
 	return nil
 }
 

@@ -28,6 +28,9 @@ type metrics struct {
 	flushSeconds  prometheus.Histogram
 	flushFailures prometheus.Counter
 
+	idDaysDropped  prometheus.Counter // retention.go
+	idDropFailures prometheus.Counter
+
 	// stuck lists the partitions held stuck (Aggregator.Stuck: the stored
 	// position is outside the Kafka log, or the state behind it was lost);
 	// a fetch failing with "offset out of range" also marks a partition
@@ -65,6 +68,14 @@ func newMetrics() *metrics {
 		flushFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "immeter_aggregate_flush_failures_total",
 			Help: "Flush attempts that failed (each is retried with backoff).",
+		}),
+		idDaysDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "immeter_aggregate_event_id_days_dropped_total",
+			Help: "Days of event_ids dropped because they are before the accepted window (MAX_EVENT_AGE) minus a day.",
+		}),
+		idDropFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "immeter_aggregate_event_id_drop_failures_total",
+			Help: "Failed attempts to drop the days of event_ids before the accepted window (retried a minute later).",
 		}),
 		stuck: func() []int32 { return nil },
 	}
@@ -347,6 +358,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	m.flushSeconds.Describe(ch)
 	m.flushFailures.Describe(ch)
+	m.idDaysDropped.Describe(ch)
+	m.idDropFailures.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -390,4 +403,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAssigned, prometheus.GaugeValue, float64(assigned))
 	m.flushSeconds.Collect(ch)
 	m.flushFailures.Collect(ch)
+	m.idDaysDropped.Collect(ch)
+	m.idDropFailures.Collect(ch)
 }

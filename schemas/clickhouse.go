@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -210,6 +211,12 @@ func insertSettings(v proto.Version) clickhouse.Settings {
 		// ReplacingMergeTree key are merged before they are written.
 		s["optimize_on_insert"] = 0
 	}
+	if v.Major >= 20 {
+		// event_ids is partitioned by day (migration 0016): an insert of
+		// ids of more than 100 days (a window longer than that, or 0016's
+		// copy of an old table) must not fail on the default limit.
+		s["max_partitions_per_insert_block"] = 0
+	}
 	return s
 }
 
@@ -315,7 +322,18 @@ func migrate(ctx context.Context, conn driver.Conn, cluster *ClusterDDL) error {
 		if applied[uint32(m.Version)] {
 			continue
 		}
+		done := false
 		for _, stmt := range m.Statements {
+			if q, ok := migrationDone[m.Version]; ok && !done && !reDropIfExists.MatchString(stmt) {
+				var n uint64
+				if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+					return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
+				}
+				done = n > 0
+			}
+			if done && !reDropIfExists.MatchString(stmt) {
+				continue
+			}
 			stmt, err := rewrite(stmt)
 			if err != nil {
 				return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
@@ -331,6 +349,16 @@ func migrate(ctx context.Context, conn driver.Conn, cluster *ClusterDDL) error {
 	}
 	return nil
 }
+
+// migrationDone holds, by version, a query whose count is above 0 once a
+// migration that cannot simply run again (a rename) has taken effect; from
+// then on only its DROP … IF EXISTS statements (cleanup) run. It is asked
+// before each statement, so that a migration cut short after its rename is
+// finished, not repeated; two processes applying it at the same moment
+// are only less likely to collide (README, migration 0016).
+var migrationDone = map[int]string{16: sqlEventIDsByDay}
+
+var reDropIfExists = regexp.MustCompile(`(?is)^DROP\s+(TABLE|VIEW)\s+IF\s+EXISTS\s`)
 
 // InsertRow inserts one row as a native-protocol block: INSERT … VALUES with
 // bound parameters does not work on every server version. insert names the

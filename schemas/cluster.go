@@ -134,7 +134,7 @@ func clusterPending(ctx context.Context, conn driver.Conn, database string) (boo
 }
 
 // ClusterDDL rewrites migration statements for a cluster of replicas of one
-// shard: every CREATE, ALTER and DROP runs ON CLUSTER with the table named in
+// shard: every CREATE, ALTER, RENAME and DROP runs ON CLUSTER with the table named in
 // its database, every *MergeTree engine becomes its Replicated* form with the
 // ZooKeeper path /clickhouse/tables/{shard}/<database>/<table> and replica
 // {replica} (the servers' <macros>), and the tables a view reads are named
@@ -150,6 +150,8 @@ var (
 	reCreateView  = regexp.MustCompile(`(?is)^CREATE\s+(MATERIALIZED\s+)?VIEW\s+(IF\s+NOT\s+EXISTS\s+)?(\w+)\s`)
 	reAlterTable  = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\s`)
 	reDrop        = regexp.MustCompile(`(?is)^DROP\s+(TABLE|VIEW)\s+(IF\s+EXISTS\s+)?(\w+)(\s|$)`)
+	reRename      = regexp.MustCompile(`(?is)^RENAME\s+TABLE\s+(\w+\s+TO\s+\w+(\s*,\s*\w+\s+TO\s+\w+)*)\s*$`)
+	reRenamePair  = regexp.MustCompile(`(?is)(\w+)(\s+TO\s+)(\w+)`)
 	reInsertFrom  = regexp.MustCompile(`(?is)^INSERT\s+INTO\s+(\w+)\s*\([^)]*\)\s*SELECT\s`)
 	reEngine      = regexp.MustCompile(`(?is)ENGINE\s*=\s*(\w*)MergeTree(\s*\(([^)]*)\))?`)
 	reFrom        = regexp.MustCompile(`(?i)\b(FROM|JOIN)(\s+)(\w+)\b(\s*[^.(\w]|\s*$)`)
@@ -199,6 +201,10 @@ func (d ClusterDDL) Rewrite(stmt string, tables map[string]bool) (string, error)
 	case reDrop.MatchString(stmt):
 		m := reDrop.FindStringSubmatchIndex(stmt)
 		return stmt[:m[6]] + q(stmt[m[6]:m[7]]) + on + stmt[m[7]:], nil
+	case reRename.MatchString(stmt):
+		m := reRename.FindStringSubmatchIndex(stmt)
+		pairs := reRenamePair.ReplaceAllString(stmt[m[2]:m[3]], d.Database+".${1}${2}"+d.Database+".${3}")
+		return stmt[:m[2]] + pairs + on, nil
 	case reInsertFrom.MatchString(stmt):
 		// A backfill from another table: it runs on one replica, and
 		// replication carries the rows to the others (no ON CLUSTER).

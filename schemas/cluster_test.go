@@ -30,11 +30,12 @@ func TestClusterDDLRewrite(t *testing.T) {
 	f("ALTER TABLE t ADD COLUMN b UInt8", "ALTER TABLE db.t ON CLUSTER c1 ADD COLUMN b UInt8")
 	f("DROP VIEW IF EXISTS v", "DROP VIEW IF EXISTS db.v ON CLUSTER c1")
 	f("INSERT INTO t (a, b)\nSELECT a, b FROM u", "INSERT INTO db.t (a, b)\nSELECT a, b FROM db.u")
+	f("RENAME TABLE t TO t_old, u TO t", "RENAME TABLE db.t TO db.t_old, db.u TO db.t ON CLUSTER c1")
 
 	for _, bad := range []string{
 		"CREATE TABLE t (a UInt8) ENGINE = Log",
 		"INSERT INTO t (a) VALUES (1)",
-		"RENAME TABLE t TO u",
+		"RENAME TABLE db.t TO u",
 	} {
 		if got, err := d.Rewrite(bad, tables); err == nil {
 			t.Errorf("Rewrite(%q) = %q; want an error", bad, got)

@@ -13,3 +13,8 @@ const sqlCreateMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
 const sqlAppliedMigrations = "SELECT version FROM schema_migrations"
 
 const sqlInsertMigration = "INSERT INTO schema_migrations (version, name, applied_at)"
+
+// sqlEventIDsByDay counts 1 once migration 0016 has swapped in event_ids
+// partitioned by day (see migrationDone).
+const sqlEventIDsByDay = `SELECT count() FROM system.tables
+	WHERE database = currentDatabase() AND name = 'event_ids' AND partition_key = 'toYYYYMMDD(day)'`

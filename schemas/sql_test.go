@@ -69,6 +69,7 @@ func samples() map[string]sample {
 		"schemas.sqlCreateMigrations":  {},
 		"schemas.sqlAppliedMigrations": {},
 		"schemas.sqlInsertMigration":   {rows: [][]any{{uint32(1), "usage", at("2026-10-01 00:00:01")}}},
+		"schemas.sqlEventIDsByDay":     {},
 
 		"aggregate.sqlInsertDailyUsage": {rows: [][]any{
 			dailyRow(app1, "2026-09-30", 0, 90, 7, 7, 7, 0, 0), // not October
@@ -131,6 +132,11 @@ func samples() map[string]sample {
 		"aggregate.sqlProgress":      {args: []any{"g", "im.usage.events"}},
 		"aggregate.sqlProgressBases": {args: []any{"g", "im.usage.events"}},
 		"aggregate.sqlReadEpoch":     {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},
+		// Retention: the fixture's ids are of October; a September day
+		// has none, and dropping it changes nothing.
+		"aggregate.sqlIDDays":    {args: []any{"20261102"}},
+		"aggregate.sqlDropIDDay": {format: []any{"20260915"}},
+		"aggregate.sqlIDsEngine": {},
 
 		"rollup.sqlInsertRecords": {rows: [][]any{
 			{app1, "2026-10", uint32(1), "provisional", uint32(0), "standard", uint64(3), decimal.RequireFromString("12.30"),
@@ -194,6 +200,7 @@ func samples() map[string]sample {
 		"cmd/immeter/e2ebench.sqlAppLogins":        {args: []any{app1}},
 		"cmd/immeter/e2ebench.sqlMergeTrees":       {args: []any{sqlTestDB}},
 		"cmd/immeter/e2ebench.sqlTableSizes":       {args: []any{sqlTestDB}, differ: true}, // bytes on disk
+		"cmd/immeter/e2ebench.sqlIDDaysKept":       {args: []any{sqlTestDB}},
 		"cmd/immeter/e2ebench.sqlOptimizeFinal":    {format: []any{"user_days"}},
 		"cmd/immeter/e2ebench.sqlDropDatabase":     {format: []any{sqlTestDB}},
 
@@ -217,6 +224,9 @@ var sqlChecks = []struct{ query, want string }{
 		"1400000001 2026-10 2 final 3 15.05\n1400000002 2026-10 1 provisional 1 0\n"},
 	// The console's list reads billing_months (September's row is not
 	// October's).
+	// event_ids is partitioned by day (migration 0016).
+	{"SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() AND table = 'event_ids' AND active ORDER BY partition",
+		"20261001\n20261002\n"},
 	{"SELECT app, max(revision), argMax(status, revision), argMax(total, revision) FROM billing_months WHERE month = '2026-10' GROUP BY app ORDER BY app",
 		"1400000001 2 final 15.05\n1400000002 1 provisional 0\n"},
 }

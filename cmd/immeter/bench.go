@@ -34,6 +34,9 @@ func runBench(ctx context.Context, args []string) error {
 	skip := fs.String("skip", "", "phases to skip, comma-separated: sustain, latency, peer, close, month, alerts")
 	aggEnv := fs.String("aggregate-env", "GOMEMLIMIT=256MiB", "environment of the aggregator, comma-separated; the default is docker-compose.yml's")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the private database and topics")
+	fs.IntVar(&cfg.Months, "months", 0, "run only the storage phase: this many months of traffic with the aggregator's clock moving, then raw events against immeter's storage")
+	fs.IntVar(&cfg.EventsPerDay, "events-per-day", d.EventsPerDay, "events a day in the storage phase (--months)")
+	fs.DurationVar(&cfg.MaxEventAge, "max-event-age", d.MaxEventAge, "the aggregator's MAX_EVENT_AGE in the storage phase (--months)")
 	r.str(&cfg.Dir, "IMMETER_RUN_DIR", false, "where the child processes' logs go")
 	if err := r.parse(args); err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/immeter/immeter/aggregate"
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/schemas"
 )
@@ -64,6 +65,14 @@ type Config struct {
 	// Keep leaves the private database and topics in place.
 	Keep bool
 
+	// Months, when above 0, runs the storage phase instead of the others
+	// (retention.go): Months of EventsPerDay events a day (default 20000),
+	// an aggregator whose clock moves with them and accepts MaxEventAge
+	// (default 62 days), then raw events against immeter's tables.
+	Months       int
+	EventsPerDay int
+	MaxEventAge  time.Duration
+
 	Out    io.Writer    // the report; default os.Stdout
 	Logger *slog.Logger // progress; default slog.Default()
 }
@@ -71,15 +80,17 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Partitions:  4,
-		Replication: 1,
-		Apps:        100000,
-		Users:       2_000_000,
-		Preload:     6_000_000,
-		Rate:        300000,
-		Sustain:     60 * time.Second,
-		Latency:     30 * time.Second,
-		ProbeEvery:  100 * time.Millisecond,
+		Partitions:   4,
+		Replication:  1,
+		Apps:         100000,
+		Users:        2_000_000,
+		Preload:      6_000_000,
+		Rate:         300000,
+		Sustain:      60 * time.Second,
+		Latency:      30 * time.Second,
+		ProbeEvery:   100 * time.Millisecond,
+		EventsPerDay: 20000,
+		MaxEventAge:  aggregate.DefaultConfig().MaxPast,
 	}
 }
 
@@ -112,6 +123,12 @@ func (c *Config) fill() {
 	if c.ProbeEvery == 0 {
 		c.ProbeEvery = d.ProbeEvery
 	}
+	if c.EventsPerDay == 0 {
+		c.EventsPerDay = d.EventsPerDay
+	}
+	if c.MaxEventAge == 0 {
+		c.MaxEventAge = d.MaxEventAge
+	}
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}
@@ -131,6 +148,8 @@ func (c *Config) Validate() error {
 		return errors.New("e2ebench: Partitions, Apps must be >= 1, Users >= Apps, Preload >= 0")
 	case !(c.Rate > 0) || c.Sustain < 0 || c.Latency < 0 || c.ProbeEvery <= 0:
 		return errors.New("e2ebench: Rate, ProbeEvery must be > 0; Sustain, Latency >= 0")
+	case c.Months < 0 || c.EventsPerDay < 1 || c.EventsPerDay > 86_400_000 || c.MaxEventAge <= 0:
+		return errors.New("e2ebench: Months must be >= 0, EventsPerDay within 1…86400000, MaxEventAge > 0")
 	}
 	c.ClickHouse.Database = "bench"
 	return c.ClickHouse.Validate()
@@ -202,6 +221,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		conn.Close()
 	}()
+	if cfg.Months > 0 {
+		f, err := e.storage(ctx)
+		if f != nil {
+			f.write(cfg.Out, cfg)
+		}
+		return err
+	}
 	r := &report{cfg: cfg, started: time.Now(), database: e.ch.Database, topic: e.events, logs: e.dir}
 	err = e.run(ctx, r)
 	r.write(cfg.Out)

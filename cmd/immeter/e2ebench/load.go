@@ -12,13 +12,13 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	loadgen "github.com/immeter/immeter/internal/simulate"
+	"github.com/immeter/immeter/internal/simulate"
 )
 
 // newGenerator returns the load: apps Zipf-skewed, users Zipf-skewed per
 // app, stamped with the clock (so the aggregator's time window accepts them).
-func newGenerator(apps, users int, newUsers float64, seed uint64) (*loadgen.Stream, error) {
-	return loadgen.New(loadgen.Config{
+func newGenerator(apps, users int, newUsers float64, seed uint64) (*simulate.Stream, error) {
+	return simulate.New(simulate.Config{
 		Apps: apps, Users: users, NewUsers: newUsers, Seed: seed, Duplicates: 0.001,
 		Time: func(uint64) time.Time { return time.Now() },
 	})
@@ -35,7 +35,7 @@ type batch struct {
 // produce writes events of gen to the events topic: max of them as fast as
 // it can when perSec is 0, else perSec a second until until (or max). It
 // returns how many Kafka acknowledged.
-func (e *env) produce(ctx context.Context, gen *loadgen.Stream, max int64, perSec float64, until time.Time) (int64, error) {
+func (e *env) produce(ctx context.Context, gen *simulate.Stream, max int64, perSec float64, until time.Time) (int64, error) {
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(e.cfg.Brokers...),
 		Topic:        e.events,

@@ -10,7 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	loadgen "github.com/immeter/immeter/internal/simulate"
+	"github.com/immeter/immeter/internal/simulate"
 )
 
 // sustainFigures is what a phase under load did.
@@ -29,7 +29,7 @@ type sustainFigures struct {
 
 // sustain offers perSec events a second for d while the aggregator runs,
 // and with probeEvery > 0 measures event-to-visible latency with probes.
-func (e *env) sustain(ctx context.Context, gen *loadgen.Stream, agg *aggProc, perSec float64, d, probeEvery time.Duration) (sustainFigures, error) {
+func (e *env) sustain(ctx context.Context, gen *simulate.Stream, agg *aggProc, perSec float64, d, probeEvery time.Duration) (sustainFigures, error) {
 	f := sustainFigures{offered: perSec}
 	before, err := e.aggregated(ctx)
 	if err != nil {
