@@ -117,6 +117,12 @@ type Alerter struct {
 	month  schemas.Month
 	readAt time.Time
 	recent map[uint32]bool // apps whose logins or groups changed in the last overlap
+	// unchecked are the apps with a newer row that no check has finished
+	// with yet (every app when uncheckedAll), and whether their logins or
+	// groups changed (changedLogins, changedGroups): a failed check leaves
+	// them for the next.
+	unchecked    map[uint32]uint8
+	uncheckedAll bool
 
 	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
 }
@@ -267,6 +273,7 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 		return 0, err
 	}
 	tDetect := time.Since(t0) - tRead
+	a.unchecked, a.uncheckedAll = map[uint32]uint8{}, false // the alerts are pending: flushed below or by the next check
 	defer func() {
 		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "alerts", len(alerts),
 			"daily_usage", tRead, "detect", tDetect, "took", time.Since(t0))
@@ -485,10 +492,10 @@ func (a *Alerter) usageRows() int {
 // and whether that is every app (a load). It loads every row when full is
 // set, on the first call, in a new month, and after a failed load;
 // otherwise it reads only the rows written since readAt-overlap, and
-// returns the apps with a row that changed, and those whose logins or
-// groups changed in the last overlap (their user_days or
-// live_group_changes rows, written in the same flush, may land after the
-// daily_usage row).
+// returns the apps with a newer row not checked yet (a check that fails
+// leaves them for the next), and those whose logins or groups changed in
+// the last overlap (their user_days or live_group_changes rows, written in
+// the same flush, may land after the daily_usage row).
 //
 // Why no row is missed: a read that begins at T (the alerter's clock, taken
 // before the query) sees every row visible by then. Take a row with
@@ -519,7 +526,9 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
 	defer rows.Close()
-	changed := map[uint32]bool{}
+	if a.unchecked == nil {
+		a.unchecked = map[uint32]uint8{}
+	}
 	at := now.UnixNano()
 	for rows.Next() {
 		var app uint32
@@ -551,7 +560,13 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 			a.recent[app] = true
 		}
 		if newer {
-			changed[app] = true
+			a.unchecked[app] |= changedRow
+		}
+		if logins {
+			a.unchecked[app] |= changedLogins
+		}
+		if groups {
+			a.unchecked[app] |= changedGroups
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -559,33 +574,48 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	}
 	a.readAt = now
 	if load {
-		apps = make([]uint32, 0, len(usage))
 		a.recent = map[uint32]bool{}
 		for app, u := range usage {
 			slices.SortFunc(u.rows, compareRows)
-			apps = append(apps, app)
 			if a.isRecent(u, now) {
 				a.recent[app] = true
 			}
 		}
 		a.usage, a.month = usage, cur
+		a.unchecked, a.uncheckedAll = map[uint32]uint8{}, true
+	}
+	if a.uncheckedAll {
+		apps = make([]uint32, 0, len(a.usage))
+		for app := range a.usage {
+			apps = append(apps, app)
+		}
 		slices.Sort(apps)
 		return apps, true, nil
 	}
 	for app := range a.recent {
-		if !a.isRecent(usage[app], now) {
+		if !a.isRecent(a.usage[app], now) {
 			delete(a.recent, app)
-		} else {
-			changed[app] = true
 		}
 	}
-	apps = make([]uint32, 0, len(changed))
-	for app := range changed {
+	apps = make([]uint32, 0, len(a.unchecked)+len(a.recent))
+	for app := range a.unchecked {
 		apps = append(apps, app)
+	}
+	for app := range a.recent {
+		if a.unchecked[app] == 0 {
+			apps = append(apps, app)
+		}
 	}
 	slices.Sort(apps)
 	return apps, false, nil
 }
+
+// What changed in an app not checked yet.
+const (
+	changedRow    = 1 << iota // a row is newer
+	changedLogins             // a row's logins
+	changedGroups             // a row's groups created or dissolved
+)
 
 // isRecent reports whether u's logins or groups changed in the last overlap.
 func (a *Alerter) isRecent(u *appUsage, now time.Time) bool {
@@ -609,8 +639,8 @@ func (w watch) id(level int) string {
 // detect returns the new alerts of apps, from the usage held, detected at
 // now. It reads the exact MAU (user_days) of the apps whose logins reach a
 // level not alerted yet, and the live groups (live_group_changes), only for
-// apps whose logins, respectively groups, changed recently, or of every app
-// when all is set.
+// apps whose logins, respectively groups, changed recently or since the
+// last check that finished, or of every app when all is set.
 func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.Time) ([]schemas.Alert, error) {
 	if len(apps) == 0 {
 		return nil, nil
@@ -668,7 +698,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 			// Logins bound the MAU from above: the exact count is read only
 			// when they reach the lowest level not alerted yet.
 			logins := int64(month[i].logins)
-			if (all || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
+			if (all || a.unchecked[app]&changedLogins != 0 || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
 				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
 				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) {
 					mauWatch[m] = append(mauWatch[m], w)
@@ -694,7 +724,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 				check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: lim}, net)
 			}
 		}
-		if all || u.groupsAt >= recent {
+		if all || a.unchecked[app]&changedGroups != 0 || u.groupsAt >= recent {
 			e := editionAt(changes, now)
 			ep, err := edition(app, e)
 			if err != nil {

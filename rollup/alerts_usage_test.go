@@ -27,6 +27,8 @@ const (
 		(app, day, src_partition, version, logins, messages_community, groups_created, groups_dissolved, updated_at)`
 	sqlTestInsertUserDays = `INSERT INTO user_days (app, day, user)`
 	sqlTestInsertLive     = `INSERT INTO live_group_changes (app, group_id, op, at, at_nanos, id)`
+	sqlTestHideUserDays   = `RENAME TABLE user_days TO user_days_hidden`
+	sqlTestShowUserDays   = `RENAME TABLE user_days_hidden TO user_days`
 	// sqlTestUsageTruth: args from, to. What the table says each row is.
 	sqlTestUsageTruth = `SELECT app, day, src_partition, max(version),
 	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version)
@@ -411,4 +413,37 @@ func TestAlertsUsageMatchesTable(t *testing.T) {
 		t.Logf("round %d: %d apps, %d rows held", round, len(a.usage), a.usageRows())
 		e.requireTruth(ctx, t, a)
 	}
+}
+
+// TestAlertsFailedCheck: a check that reads the new rows and then fails
+// (user_days is missing) leaves their apps to the next check, even when it
+// comes after the overlap, when the rows are no longer read.
+func TestAlertsFailedCheck(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appX, appY = 1400000401, 1400000402
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+	now := e.advance(time.Second)
+	e.insert(ctx, t,
+		usageRecord{app: appX, day: "2026-10-20", part: 0, version: 5, created: 80, updatedAt: now},
+		usageRecord{app: appY, day: "2026-10-20", part: 1, version: 5, logins: 80, updatedAt: now},
+	)
+	e.users(ctx, t, appY, "2026-10-20", 1, 80)
+	if err := e.conn.Exec(ctx, sqlTestHideUserDays); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Check(ctx, false); err == nil {
+		t.Fatal("the check succeeded without user_days")
+	}
+	if err := e.conn.Exec(ctx, sqlTestShowUserDays); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(2 * overlap)
+	e.check(ctx, t, a, false, map[string]int64{
+		fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appX): 80,
+		fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appY):           80,
+	})
 }
