@@ -498,3 +498,48 @@ func oldReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *t
 	}
 	return out, nil
 }
+
+// TestSpans checks spans against the day-by-day form it had before, on
+// every pattern of three editions over short months and random long ones.
+func TestSpans(t *testing.T) {
+	old := func(days []Edition, m schemas.Month) []schemas.Span {
+		var out []schemas.Span
+		first := m.FirstDay()
+		for i, e := range days {
+			d := first + schemas.Day(i)
+			if n := len(out); n > 0 && out[n-1].Edition == string(e) {
+				out[n-1].To = d.String()
+				out[n-1].Days++
+				continue
+			}
+			out = append(out, schemas.Span{Edition: string(e), From: d.String(), To: d.String(), Days: 1})
+		}
+		return out
+	}
+	eds := []Edition{EditionDeveloper, EditionStandard, EditionPremium}
+	m := schemas.Month{Year: 2026, Month: time.February}
+	f := func(days []Edition) {
+		t.Helper()
+		if got, want := spans(days, m), old(days, m); !reflect.DeepEqual(got, want) {
+			t.Fatalf("spans(%v): unexpected spans; got %v; want %v", days, got, want)
+		}
+	}
+	f(nil)
+	for n := 1; n <= 6; n++ {
+		days := make([]Edition, n)
+		for k := 0; k < int(math.Pow(3, float64(n))); k++ {
+			for i, x := 0, k; i < n; i, x = i+1, x/3 {
+				days[i] = eds[x%3]
+			}
+			f(days)
+		}
+	}
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	for range 1000 {
+		days := make([]Edition, 28)
+		for i := range days {
+			days[i] = eds[rng.IntN(2)+rng.IntN(2)]
+		}
+		f(days)
+	}
+}
