@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -274,11 +276,15 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		return res, fmt.Errorf("%s: %w (%s): it ends at %s", m, ErrMonthNotEnded,
 			schemas.TimezoneName(r.cfg.Location), end.In(r.cfg.Location).Format(time.RFC3339))
 	}
-	usage, err := ReadMonth(ctx, r.conn, m, r.cfg.Location)
-	if err != nil {
-		return res, err
-	}
-	latest, err := r.latest(ctx, m)
+	var usage map[uint32]*MonthUsage
+	var latest map[uint32]revisionInfo
+	err := concurrently(ctx,
+		func(ctx context.Context) (err error) {
+			usage, err = ReadMonth(ctx, r.conn, m, r.cfg.Location)
+			return err
+		},
+		func(ctx context.Context) (err error) { latest, err = r.latest(ctx, m); return err },
+	)
 	if err != nil {
 		return res, err
 	}
@@ -295,20 +301,34 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 	}
 	sort.Slice(apps, func(i, j int) bool { return apps[i] < apps[j] })
 
+	// Each app's record is priced, compared and encoded on its own: the
+	// work is shared among workers, and the records kept in app order.
+	now := r.cfg.Now().UTC().Truncate(time.Second)
+	recs := make([]storedRecord, len(apps))
+	errs := make([]error, len(apps))
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(apps); i += workers {
+				prev, hasPrev := latest[apps[i]]
+				var p *revisionInfo
+				if hasPrev {
+					p = &prev
+				}
+				recs[i], errs[i] = r.nextRevision(usage[apps[i]], p, settled, mode, now)
+			}
+		}()
+	}
+	wg.Wait()
 	var out []storedRecord
-	for _, app := range apps {
-		rec, err := r.Record(usage[app])
-		if err != nil {
-			return res, fmt.Errorf("app %d: %w", app, err)
+	for i, app := range apps {
+		if errs[i] != nil {
+			return res, fmt.Errorf("app %d: %w", app, errs[i])
 		}
-		fp := fingerprint(rec)
-		prev, hasPrev := latest[app]
-		var p *revisionInfo
-		if hasPrev {
-			p = &prev
-		}
-		rec.Status = decideStatus(p, fp, settled, mode)
-		switch rec.Status {
+		switch recs[i].rec.Status {
 		case "":
 			res.Unchanged++
 			continue
@@ -319,13 +339,7 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		case schemas.Correction:
 			res.Correction++
 		}
-		rec.Revision = 1
-		if hasPrev {
-			rec.Revision = prev.revision + 1
-			rec.Supersedes = prev.revision
-		}
-		rec.GeneratedAt = r.cfg.Now().UTC().Truncate(time.Second)
-		out = append(out, storedRecord{rec: rec, fingerprint: fp})
+		out = append(out, recs[i])
 	}
 	if err := r.store(ctx, out); err != nil {
 		return res, err
@@ -337,6 +351,32 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		r.cfg.Logger.Info("rollup: published", "month", m, "provisional", res.Provisional, "final", res.Final, "correction", res.Correction)
 	}
 	return res, nil
+}
+
+// nextRevision prices an app's month and returns its next revision, with
+// status "" when none is due (see decideStatus); prev is the newest stored
+// revision (nil if none), now the time of the pass.
+func (r *Rollup) nextRevision(u *MonthUsage, prev *revisionInfo, settled bool, mode Mode, now time.Time) (storedRecord, error) {
+	rec, err := r.Record(u)
+	if err != nil {
+		return storedRecord{}, err
+	}
+	fp := fingerprint(rec)
+	rec.Status = decideStatus(prev, fp, settled, mode)
+	if rec.Status == "" {
+		return storedRecord{rec: rec}, nil
+	}
+	rec.Revision = 1
+	if prev != nil {
+		rec.Revision = prev.revision + 1
+		rec.Supersedes = prev.revision
+	}
+	rec.GeneratedAt = now
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return storedRecord{}, err
+	}
+	return storedRecord{rec: rec, fingerprint: fp, json: b}, nil
 }
 
 // decideStatus returns the status of the next revision of an app's month,
@@ -411,14 +451,15 @@ func priceRecord(u *MonthUsage, prices *PriceBook, loc *time.Location) (schemas.
 func spans(days []Edition, m schemas.Month) []schemas.Span {
 	var out []schemas.Span
 	first := m.FirstDay()
-	for i, e := range days {
-		d := first + schemas.Day(i)
-		if n := len(out); n > 0 && out[n-1].Edition == string(e) {
-			out[n-1].To = d.String()
-			out[n-1].Days++
+	// Only the ends of spans are formatted: formatting every day's date was
+	// most of the work of a record.
+	for start, i := 0, 1; i <= len(days); i++ {
+		if i < len(days) && days[i] == days[start] {
 			continue
 		}
-		out = append(out, schemas.Span{Edition: string(e), From: d.String(), To: d.String(), Days: 1})
+		out = append(out, schemas.Span{Edition: string(days[start]),
+			From: (first + schemas.Day(start)).String(), To: (first + schemas.Day(i-1)).String(), Days: i - start})
+		start = i
 	}
 	return out
 }
@@ -470,7 +511,7 @@ func (r *Rollup) latest(ctx context.Context, m schemas.Month) (map[uint32]revisi
 type storedRecord struct {
 	rec         schemas.BillingRecord
 	fingerprint string
-	json        []byte
+	json        []byte // rec as stored and published
 }
 
 // store writes the new revisions to billing_records before they are
@@ -509,9 +550,6 @@ func (r *Rollup) store(ctx context.Context, recs []storedRecord) error {
 	}
 	for i := range recs {
 		s := &recs[i]
-		if s.json, err = json.Marshal(s.rec); err != nil {
-			return err
-		}
 		total, err := decimal.NewFromString(s.rec.Total)
 		if err != nil {
 			return err

@@ -41,21 +41,10 @@ const (
 // The one-app forms of the statements of ReadMonth and the console's reads:
 // each reads only one app's rows (the tables are ordered by app first).
 const (
-	sqlAppDaily = `SELECT app, day,
-	sum(logins), sum(messages_c2c), sum(messages_group), sum(messages_community), sum(messages_live),
-	sum(groups_created), sum(groups_dissolved), sum(call_seconds_audio), sum(call_seconds_video)
-FROM (
-	SELECT app, day, src_partition,
-		argMax(logins, version) AS logins, argMax(messages_c2c, version) AS messages_c2c,
-		argMax(messages_group, version) AS messages_group, argMax(messages_community, version) AS messages_community,
-		argMax(messages_live, version) AS messages_live, argMax(groups_created, version) AS groups_created,
-		argMax(groups_dissolved, version) AS groups_dissolved,
-		argMax(call_seconds_audio, version) AS call_seconds_audio, argMax(call_seconds_video, version) AS call_seconds_video
-	FROM daily_usage
-	WHERE app = ? AND day >= toDate(?) AND day <= toDate(?)
-	GROUP BY app, day, src_partition
-)
-GROUP BY app, day`
+	sqlAppDaily = `SELECT app, day, logins, messages_c2c, messages_group, messages_community, messages_live,
+	groups_created, groups_dissolved, call_seconds_audio, call_seconds_video
+FROM daily_usage FINAL
+WHERE app = ? AND day >= toDate(?) AND day <= toDate(?)`
 	sqlAppMAU      = `SELECT app, uniqExact(user) FROM user_days WHERE app = ? AND day >= toDate(?) AND day <= toDate(?) GROUP BY app`
 	sqlAppSketches = `SELECT app, sketch FROM user_sketches WHERE app = ? AND day >= toDate(?) AND day <= toDate(?)`
 	sqlAppPlans    = `SELECT DISTINCT app, at, at_nanos, edition, id FROM plan_changes

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -23,23 +25,16 @@ type MonthUsage struct {
 	Notes       []string  // plan history facts worth a reader's eye
 }
 
-// sqlDaily sums the newest counters of each source partition per app and
-// day (see schemas/migrations/0001_usage.sql).
-const sqlDaily = `SELECT app, day,
-	sum(logins), sum(messages_c2c), sum(messages_group), sum(messages_community), sum(messages_live),
-	sum(groups_created), sum(groups_dissolved), sum(call_seconds_audio), sum(call_seconds_video)
-FROM (
-	SELECT app, day, src_partition,
-		argMax(logins, version) AS logins, argMax(messages_c2c, version) AS messages_c2c,
-		argMax(messages_group, version) AS messages_group, argMax(messages_community, version) AS messages_community,
-		argMax(messages_live, version) AS messages_live, argMax(groups_created, version) AS groups_created,
-		argMax(groups_dissolved, version) AS groups_dissolved,
-		argMax(call_seconds_audio, version) AS call_seconds_audio, argMax(call_seconds_video, version) AS call_seconds_video
-	FROM daily_usage
-	WHERE day >= toDate(?) AND day <= toDate(?)
-	GROUP BY app, day, src_partition
-)
-GROUP BY app, day`
+// sqlDaily is the newest row (highest version) of each app, day and source
+// partition (see schemas/migrations/0001_usage.sql): FINAL keeps, as the
+// table's merges do, the row with the highest version of each sorting key,
+// which is what argMax(x, version) per (app, day, src_partition) reads, at a
+// fraction of the cost of grouping millions of keys. The counters are
+// summed over partitions and days in Go (dailyTotals).
+const sqlDaily = `SELECT app, day, logins, messages_c2c, messages_group, messages_community, messages_live,
+	groups_created, groups_dissolved, call_seconds_audio, call_seconds_video
+FROM daily_usage FINAL
+WHERE day >= toDate(?) AND day <= toDate(?)`
 
 // ReadMonth reads the usage of every app with usage in the month, or with a
 // paid edition in force during it.
@@ -47,20 +42,36 @@ func ReadMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 	return readMonth(ctx, conn, m, loc, 0, nil)
 }
 
+// monthReads are the results of the independent reads of a month.
+type monthReads struct {
+	daily    *dailyTotals
+	mau      map[uint32]uint64 // exact
+	estimate map[uint32]uint64 // from the sketches
+	plans    map[uint32][]planChange
+}
+
 // readMonth reads the month of every app (app 0) or of one app, with the
 // statements that read only that app's rows; for one app, days receives its
 // counters of each day with usage (active users are left to the caller).
+// The counters, the exact MAU, the sketches and the plans are read at the
+// same time, on connections of their own.
 func readMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time.Location, app uint32, days map[schemas.Day]*DayUsage) (map[uint32]*MonthUsage, error) {
-	first, last := m.FirstDay().String(), m.LastDay().String()
-	// query runs the all-apps statement, or its one-app form with the app
-	// bound first.
-	query := func(all, one string, args ...any) (driver.Rows, error) {
-		if app == 0 {
-			return conn.Query(ctx, all, args...)
-		}
-		return conn.Query(ctx, one, append([]any{app}, args...)...)
+	q := monthQuery{conn: conn, m: m, app: app}
+	var r monthReads
+	err := concurrently(ctx,
+		func(ctx context.Context) (err error) { r.daily, err = q.daily(ctx, days); return err },
+		func(ctx context.Context) (err error) { r.mau, err = q.mau(ctx); return err },
+		func(ctx context.Context) (err error) { r.estimate, err = q.estimates(ctx); return err },
+		func(ctx context.Context) (err error) {
+			r.plans, err = readPlans(ctx, conn, m.End(loc), app)
+			return err
+		},
+	)
+	if err != nil {
+		return nil, err
 	}
-	out := map[uint32]*MonthUsage{}
+
+	out := make(map[uint32]*MonthUsage, len(r.daily.apps))
 	get := func(app uint32) *MonthUsage {
 		u := out[app]
 		if u == nil {
@@ -69,111 +80,18 @@ func readMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		}
 		return u
 	}
-
-	daysSeen := map[uint32]int{} // days with a daily_usage row
-	rows, err := query(sqlDaily, sqlAppDaily, first, last)
-	if err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
-	}
-	for rows.Next() {
-		var app uint32
-		var day time.Time
-		var logins, c2c, group, community, live, created, dissolved, audio, video uint64
-		if err := rows.Scan(&app, &day, &logins, &c2c, &group, &community, &live, &created, &dissolved, &audio, &video); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read daily_usage: %w", err)
-		}
-		if days != nil {
-			d := schemas.DayFromDate(day.Year(), day.Month(), day.Day())
-			days[d] = &DayUsage{Day: d.String(), Logins: logins,
-				Messages:      schemas.Messages{C2C: c2c, Group: group, Community: community, Live: live},
-				GroupsCreated: created, GroupsDissolved: dissolved, GroupsNet: int64(created) - int64(dissolved),
-				CallSeconds: schemas.MediaAmounts{Audio: audio, Video: video},
-				CallMinutes: schemas.MediaAmounts{Audio: (audio + 59) / 60, Video: (video + 59) / 60}}
-		}
+	for app, t := range r.daily.apps {
 		u := get(app)
-		us := &u.Usage
-		us.Logins += logins
-		us.Messages.C2C += c2c
-		us.Messages.Group += group
-		us.Messages.Community += community
-		us.Messages.Live += live
-		net := int64(created) - int64(dissolved)
-		if daysSeen[app] == 0 || net > us.MaxDailyNetGroups {
-			us.MaxDailyNetGroups = net
-		}
-		daysSeen[app]++
-		us.GroupsCreated += created
-		us.GroupsDissolved += dissolved
-		us.CallSeconds.Audio += audio
-		us.CallSeconds.Video += video
+		u.Usage = t.usage
+		u.Usage.MaxDailyNetGroups = t.maxDailyNet(m.Days())
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read daily_usage: %w", err)
-	}
-
-	rows, err = query(sqlMAU, sqlAppMAU, first, last)
-	if err != nil {
-		return nil, fmt.Errorf("read user_days: %w", err)
-	}
-	for rows.Next() {
-		var app uint32
-		var n uint64
-		if err := rows.Scan(&app, &n); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read user_days: %w", err)
-		}
+	for app, n := range r.mau {
 		get(app).Usage.MAU = n
 	}
-	rows.Close()
-	// A stream cut in the middle ends the loop early: without this check
-	// the MAU would be too small, and could be published as final.
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read user_days: %w", err)
+	for app, n := range r.estimate {
+		get(app).Usage.MAUEstimate = n
 	}
-
-	// An app's sketches of a month merge into one, unless the month holds
-	// sketches of two precisions (written before and after an upgrade of
-	// the aggregator): those cannot merge, and the estimate is then the
-	// larger of the partial ones, a lower bound.
-	sketches := map[uint32][]*hyperloglog.Sketch{}
-	rows, err = query(sqlSketches, sqlAppSketches, first, last)
-	if err != nil {
-		return nil, fmt.Errorf("read user_sketches: %w", err)
-	}
-	for rows.Next() {
-		var app uint32
-		var blob string
-		if err := rows.Scan(&app, &blob); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read user_sketches: %w", err)
-		}
-		sk := new(hyperloglog.Sketch)
-		if err := sk.UnmarshalBinary([]byte(blob)); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read user_sketches: app %d: %w", app, err)
-		}
-		if err := mergeSketch(sketches, app, sk); err != nil {
-			rows.Close()
-			return nil, err
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read user_sketches: %w", err)
-	}
-	for app, sks := range sketches {
-		for _, sk := range sks {
-			get(app).Usage.MAUEstimate = max(get(app).Usage.MAUEstimate, sk.Estimate())
-		}
-	}
-
-	plans, err := readPlans(ctx, conn, m.End(loc), app)
-	if err != nil {
-		return nil, err
-	}
-	for app, changes := range plans {
+	for app, changes := range r.plans {
 		days := editionDays(changes, m, loc)
 		if _, ok := out[app]; !ok && !paid(days) {
 			continue
@@ -186,13 +104,279 @@ func readMonth(ctx context.Context, conn driver.Conn, m schemas.Month, loc *time
 		if u.DayEditions == nil {
 			u.DayEditions = editionDays(nil, m, loc)
 		}
-		if daysSeen[u.App] < m.Days() {
-			u.Usage.MaxDailyNetGroups = max(u.Usage.MaxDailyNetGroups, 0) // a day without groups nets 0
-		}
 		u.Usage.CallMinutes.Audio = (u.Usage.CallSeconds.Audio + 59) / 60
 		u.Usage.CallMinutes.Video = (u.Usage.CallSeconds.Video + 59) / 60
 	}
 	return out, nil
+}
+
+// concurrently runs each read in a goroutine of its own and returns the
+// error of the first one (in the order given) that failed; the first
+// failure cancels the others.
+func concurrently(ctx context.Context, reads ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(reads))
+	var wg sync.WaitGroup
+	for i, read := range reads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = read(ctx); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// A read cut by the cancel reports context.Canceled: report the cause.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// monthQuery reads one month of every app (app 0) or of one app.
+type monthQuery struct {
+	conn driver.Conn
+	m    schemas.Month
+	app  uint32
+}
+
+// query runs the all-apps statement, or its one-app form with the app bound
+// first, over the month's days.
+func (q monthQuery) query(ctx context.Context, all, one string) (driver.Rows, error) {
+	first, last := q.m.FirstDay().String(), q.m.LastDay().String()
+	if q.app == 0 {
+		return q.conn.Query(ctx, all, first, last)
+	}
+	return q.conn.Query(ctx, one, q.app, first, last)
+}
+
+// dailyTotals is the month's counters of each app.
+type dailyTotals struct {
+	apps map[uint32]*appDays
+}
+
+// appDays is one app's counters of a month: their sums, and each day's
+// groups created minus dissolved (over all source partitions).
+type appDays struct {
+	usage schemas.Usage
+	net   [31]int64
+	seen  uint32 // bit d: day d of the month has a row
+}
+
+// maxDailyNet is the largest net of groups of a day of the month: a day
+// without a row nets 0.
+func (a *appDays) maxDailyNet(days int) int64 {
+	var out int64
+	n := 0
+	for d := range days {
+		if a.seen&(1<<d) == 0 {
+			continue
+		}
+		if n == 0 || a.net[d] > out {
+			out = a.net[d]
+		}
+		n++
+	}
+	if n < days {
+		out = max(out, 0)
+	}
+	return out
+}
+
+// daily reads the month's counters; for one app, days receives each day's.
+func (q monthQuery) daily(ctx context.Context, days map[schemas.Day]*DayUsage) (*dailyTotals, error) {
+	rows, err := q.query(ctx, sqlDaily, sqlAppDaily)
+	if err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	defer rows.Close()
+	out := &dailyTotals{apps: map[uint32]*appDays{}}
+	first, ndays := q.m.FirstDay(), q.m.Days()
+	var cur *appDays // rows come in runs of one app: look it up once per run
+	curApp := uint32(0)
+	// One set of variables for all rows: Scan's arguments escape, and
+	// millions of rows would each allocate them.
+	var app uint32
+	var day time.Time
+	var logins, c2c, group, community, live, created, dissolved, audio, video uint64
+	dest := []any{&app, &day, &logins, &c2c, &group, &community, &live, &created, &dissolved, &audio, &video}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("read daily_usage: %w", err)
+		}
+		dd := schemas.DayFromDate(day.Date())
+		d := int(dd - first)
+		if d < 0 || d >= ndays {
+			return nil, fmt.Errorf("read daily_usage: app %d: day %s is not in %s", app, dd, q.m)
+		}
+		if cur == nil || app != curApp {
+			cur, curApp = out.apps[app], app
+			if cur == nil {
+				cur = &appDays{}
+				out.apps[app] = cur
+			}
+		}
+		us := &cur.usage
+		us.Logins += logins
+		us.Messages.C2C += c2c
+		us.Messages.Group += group
+		us.Messages.Community += community
+		us.Messages.Live += live
+		us.GroupsCreated += created
+		us.GroupsDissolved += dissolved
+		us.CallSeconds.Audio += audio
+		us.CallSeconds.Video += video
+		cur.net[d] += int64(created) - int64(dissolved)
+		cur.seen |= 1 << d
+		if days != nil {
+			du := days[dd]
+			if du == nil {
+				du = &DayUsage{Day: dd.String()}
+				days[dd] = du
+			}
+			du.Logins += logins
+			du.Messages.C2C += c2c
+			du.Messages.Group += group
+			du.Messages.Community += community
+			du.Messages.Live += live
+			du.GroupsCreated += created
+			du.GroupsDissolved += dissolved
+			du.CallSeconds.Audio += audio
+			du.CallSeconds.Video += video
+		}
+	}
+	// A stream cut in the middle ends the loop early: without this check
+	// the counters would be too small, and could be published as final.
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	for _, du := range days {
+		du.GroupsNet = int64(du.GroupsCreated) - int64(du.GroupsDissolved)
+		du.CallMinutes = schemas.MediaAmounts{Audio: (du.CallSeconds.Audio + 59) / 60, Video: (du.CallSeconds.Video + 59) / 60}
+	}
+	return out, nil
+}
+
+// mau reads the exact MAU of each app.
+func (q monthQuery) mau(ctx context.Context) (map[uint32]uint64, error) {
+	rows, err := q.query(ctx, sqlMAU, sqlAppMAU)
+	if err != nil {
+		return nil, fmt.Errorf("read user_days: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint32]uint64{}
+	for rows.Next() {
+		var app uint32
+		var n uint64
+		if err := rows.Scan(&app, &n); err != nil {
+			return nil, fmt.Errorf("read user_days: %w", err)
+		}
+		out[app] = n
+	}
+	// A stream cut in the middle ends the loop early: without this check
+	// the MAU would be too small, and could be published as final.
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read user_days: %w", err)
+	}
+	return out, nil
+}
+
+// estimates reads the month's sketches and returns each app's estimate.
+// An app's sketches of a month merge into one, unless the month holds
+// sketches of two precisions (written before and after an upgrade of the
+// aggregator): those cannot merge, and the estimate is then the larger of
+// the partial ones, a lower bound. Decoding and merging, most of the work,
+// is shared among workers by app, so an app's sketches merge in the order
+// they are read, as with one.
+func (q monthQuery) estimates(ctx context.Context) (map[uint32]uint64, error) {
+	rows, err := q.query(ctx, sqlSketches, sqlAppSketches)
+	if err != nil {
+		return nil, fmt.Errorf("read user_sketches: %w", err)
+	}
+	defer rows.Close()
+	workers := make([]*sketchMerger, min(runtime.GOMAXPROCS(0), 4))
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &sketchMerger{in: make(chan []sketchRow, 4), sketches: map[uint32][]*hyperloglog.Sketch{}}
+		workers[i] = w
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run() }()
+	}
+	const batch = 512
+	batches := make([][]sketchRow, len(workers))
+	var err2 error
+	var app uint32
+	var blob []byte // a copy of the row's: workers may hold it
+	for rows.Next() {
+		if err2 = rows.Scan(&app, &blob); err2 != nil {
+			err2 = fmt.Errorf("read user_sketches: %w", err2)
+			break
+		}
+		i := int(app % uint32(len(workers)))
+		batches[i] = append(batches[i], sketchRow{app: app, blob: blob})
+		if len(batches[i]) == batch {
+			workers[i].in <- batches[i]
+			batches[i] = make([]sketchRow, 0, batch)
+		}
+	}
+	for i, w := range workers {
+		if len(batches[i]) > 0 {
+			w.in <- batches[i]
+		}
+		close(w.in)
+	}
+	wg.Wait()
+	if err2 != nil {
+		return nil, err2
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read user_sketches: %w", err)
+	}
+	out := map[uint32]uint64{}
+	for _, w := range workers {
+		if w.err != nil {
+			return nil, w.err
+		}
+		for app, sks := range w.sketches {
+			for _, sk := range sks {
+				out[app] = max(out[app], sk.Estimate())
+			}
+		}
+	}
+	return out, nil
+}
+
+// sketchRow is one row of user_sketches.
+type sketchRow struct {
+	app  uint32
+	blob []byte
+}
+
+// sketchMerger decodes and merges the sketches of its apps.
+type sketchMerger struct {
+	in       chan []sketchRow
+	sketches map[uint32][]*hyperloglog.Sketch
+	err      error // the first; the rows after it are drained, not merged
+}
+
+func (w *sketchMerger) run() {
+	for rows := range w.in {
+		for _, r := range rows {
+			if w.err != nil {
+				break
+			}
+			sk := new(hyperloglog.Sketch)
+			if err := sk.UnmarshalBinary(r.blob); err != nil {
+				w.err = fmt.Errorf("read user_sketches: app %d: %w", r.app, err)
+				break
+			}
+			w.err = mergeSketch(w.sketches, r.app, sk)
+		}
+	}
 }
 
 // planChange is one plan event.
