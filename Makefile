@@ -120,7 +120,7 @@ vet:
 lint: $(STATICCHECK)
 	go vet ./...
 	$(STATICCHECK) ./...
-	@out=$$(gofmt -s -l .); if [ -n "$$out" ]; then echo "gofmt -s -l: not formatted (make fmt):"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -s -l $$(go list -f '{{.Dir}}' ./...)); if [ -n "$$out" ]; then echo "gofmt -s -l: not formatted (make fmt):"; echo "$$out"; exit 1; fi
 
 $(STATICCHECK):
 	GOBIN=$(@D) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -54,7 +54,8 @@ type ProducerConfig struct {
 	WriteTimeout time.Duration
 	// OnError receives every event accepted by Publish that Kafka did not
 	// acknowledge, with the reason (wrapping ErrUndelivered when Close gave
-	// up on it). It runs on a producer goroutine and must not block for long.
+	// up on it). It runs on a producer goroutine and must not block for long
+	// nor call Close (which waits for every report to return).
 	// Default: log the event's app and id at level error. (PublishSync
 	// returns its errors to its caller instead.)
 	OnError func(schemas.Event, error)
@@ -150,6 +151,11 @@ type Producer struct {
 
 	flightMu sync.Mutex
 	inFlight map[*chunk]struct{} // chunks with events not yet settled
+
+	// settling is held shared by every settle while it records an outcome
+	// and reports it; Close takes it once exclusively before returning, so
+	// that no report of an event is still on its way when Close returns.
+	settling sync.RWMutex
 
 	retryMu   sync.Mutex
 	retryList []*pending    // events to write again after a pause
@@ -646,6 +652,8 @@ func retryable(err error) bool {
 // the event was settled already (a late outcome of an event Close gave up
 // on); it says whether it did.
 func (p *Producer) settle(pd *pending, err error) bool {
+	p.settling.RLock()
+	defer p.settling.RUnlock()
 	if !pd.settled.CompareAndSwap(false, true) {
 		return false
 	}
@@ -654,6 +662,14 @@ func (p *Producer) settle(pd *pending, err error) bool {
 	} else {
 		p.failed.Add(1)
 	}
+	if c := pd.chunk; c.left.Add(-1) == 0 {
+		p.flightMu.Lock()
+		delete(p.inFlight, c)
+		p.flightMu.Unlock()
+	}
+	// The slot is free before the outcome is told: a PublishSync caller
+	// that publishes again as soon as it returns finds room for it.
+	<-p.sem
 	if pd.w != nil {
 		pd.w.settle(pd.i, err)
 	} else if err != nil {
@@ -663,12 +679,6 @@ func (p *Producer) settle(pd *pending, err error) bool {
 		}
 		p.cfg.OnError(e, err)
 	}
-	if c := pd.chunk; c.left.Add(-1) == 0 {
-		p.flightMu.Lock()
-		delete(p.inFlight, c)
-		p.flightMu.Unlock()
-	}
-	<-p.sem
 	if p.unsettled.Add(-1) == 0 && p.closedNow.Load() {
 		p.drainOnce.Do(func() { close(p.drained) })
 	}
@@ -715,6 +725,12 @@ func (p *Producer) Close(ctx context.Context) error {
 			}
 			p.closeErr = fmt.Errorf("%w: %d events left at close (last error: %w)", ErrUndelivered, n, cause)
 		}
+		// A writer's outcome settled just before abandonInFlight may still
+		// be reporting: wait for it, so that every report precedes Close's
+		// return.
+		p.settling.Lock()
+		//lint:ignore SA2001 an empty critical section is the barrier meant
+		p.settling.Unlock()
 	})
 	return p.closeErr
 }
