@@ -7,6 +7,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"testing"
@@ -50,7 +51,16 @@ func logStream(t *testing.T, s *stream) {
 // (b) kill -9 of `immeter aggregate` at random points while it consumes,
 // and at chosen points of a flush (after the sets, after the counters),
 // while events keep arriving: totals exact.
-func TestFaultKill9(t *testing.T) {
+func TestFaultKill9(t *testing.T) { faultKill9(t) }
+
+// TestFaultKill9Filter is TestFaultKill9 with the ids already written kept
+// in Bloom filters so small that nearly every id is a hit (DEDUP_FILTER_BITS
+// far below one bit per id): every such event waits for its lookup in
+// event_ids, across the kills and restarts, and no event may be dropped or
+// counted twice.
+func TestFaultKill9Filter(t *testing.T) { faultKill9(t, "DEDUP_FILTER_BITS=0.001") }
+
+func faultKill9(t *testing.T, extraEnv ...string) {
 	t.Parallel()
 	env := integration(t)
 	_, chAddr := services(t)
@@ -79,7 +89,7 @@ func TestFaultKill9(t *testing.T) {
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 
 	produced := env.produceSlowly(ctx, t, s.msgs, 40, 60*time.Second)
-	env2 := []string{"FLUSH_INTERVAL=50ms"}
+	env2 := append([]string{"FLUSH_INTERVAL=50ms"}, extraEnv...)
 	t0 := time.Now()
 	for i, kind := range plan {
 		p := env.startAggregate(t, bin, proxy.addr(), log, env2...)
@@ -129,6 +139,15 @@ func TestFaultKill9(t *testing.T) {
 	env.waitAggregated(ctx, t)
 	p.stop(t)
 	t.Logf("%d kills and recovery in %v", len(plan), time.Since(t0).Round(time.Millisecond))
+	if len(extraEnv) > 0 {
+		// The filters must have been used: the last run logs its hits.
+		m := regexp.MustCompile(`aggregate: id filter.* hits=(\d+) false_hits=(\d+)`).FindStringSubmatch(log.tail(200))
+		if m == nil || m[1] == "0" || m[2] == "0" {
+			t.Errorf("unexpected filter hits of the last run; got %q; want some hits and false hits", m)
+		} else {
+			t.Logf("last run: %s filter hits looked up in event_ids, %s of them false", m[1], m[2])
+		}
+	}
 	env.checkTotals(ctx, t, s)
 }
 

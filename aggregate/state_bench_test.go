@@ -163,6 +163,40 @@ func BenchmarkDedup(b *testing.B) {
 			i += 7919 // a prime stride: no cache-friendly order
 		}
 	})
+	// The filter of ids already in event_ids (DEDUP_FILTER_BITS=16), one
+	// day: adding, and looking up ids it does not hold (the common case:
+	// a new event's id); false hits/id is the share it would send to
+	// event_ids.
+	b.Run("filter/insert", func(b *testing.B) {
+		b.ReportAllocs()
+		var bytes int
+		for b.Loop() {
+			f := newIDFilter(16)
+			for _, h := range hashes {
+				f.Add(h, 20000)
+			}
+			bytes = f.Bytes()
+			f.free()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/id")
+		b.ReportMetric(float64(bytes)/n, "bytes/id")
+	})
+	b.Run("filter/lookup", func(b *testing.B) {
+		f := newIDFilter(16)
+		defer f.free()
+		for _, h := range hashes {
+			f.Add(h, 20000)
+		}
+		b.ReportAllocs()
+		i, hits := uint64(0), 0
+		for b.Loop() {
+			i++
+			if f.MayContain(xxh3.Uint128{Hi: i * 0x9e3779b97f4a7c15, Lo: i * 0xc2b2ae3d27d4eb4f}) {
+				hits++
+			}
+		}
+		b.ReportMetric(float64(hits)/float64(b.N), "false-hits/id")
+	})
 }
 
 // BenchmarkSketch measures the HyperLogLog operations of the aggregator
