@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"regexp"
 	"sort"
@@ -137,18 +139,49 @@ func faultKill9(t *testing.T, extraEnv ...string) {
 	}
 	p := env.startAggregate(t, bin, proxy.addr(), log, env2...)
 	env.waitAggregated(ctx, t)
+	if len(extraEnv) > 0 {
+		// The filters must have been used: the last run's metrics count
+		// the ids it looked up in event_ids.
+		stored, falseHits := filterHits(t, log)
+		if falseHits == 0 {
+			t.Errorf("unexpected filter hits of the last run; got %d stored, %d false; want some false hits", stored, falseHits)
+		}
+		t.Logf("last run: %d filter hits found in event_ids, %d false hits", stored, falseHits)
+	}
 	p.stop(t)
 	t.Logf("%d kills and recovery in %v", len(plan), time.Since(t0).Round(time.Millisecond))
-	if len(extraEnv) > 0 {
-		// The filters must have been used: the last run logs its hits.
-		m := regexp.MustCompile(`aggregate: id filter.* hits=(\d+) false_hits=(\d+)`).FindStringSubmatch(log.tail(200))
-		if m == nil || m[1] == "0" || m[2] == "0" {
-			t.Errorf("unexpected filter hits of the last run; got %q; want some hits and false hits", m)
+	env.checkTotals(ctx, t, s)
+}
+
+// filterHits reads immeter_aggregate_filter_hits_total from the metrics of
+// the last immeter aggregate started with log.
+func filterHits(t *testing.T, log *syncWriter) (stored, falseHits int64) {
+	t.Helper()
+	addrs := regexp.MustCompile(`serving /metrics.* addr=(\S+)`).FindAllStringSubmatch(log.tail(1<<20), -1)
+	if len(addrs) == 0 {
+		t.Fatal("no metrics address in the log of immeter aggregate")
+	}
+	resp, err := http.Get("http://" + addrs[len(addrs)-1][1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`immeter_aggregate_filter_hits_total\{result="(\w+)"\} (\S+)`).FindAllStringSubmatch(string(body), -1) {
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m[1] == "false" {
+			falseHits = int64(v)
 		} else {
-			t.Logf("last run: %s filter hits looked up in event_ids, %s of them false", m[1], m[2])
+			stored = int64(v)
 		}
 	}
-	env.checkTotals(ctx, t, s)
+	return stored, falseHits
 }
 
 func kill9(p *aggProc) func() { return func() { _ = p.cmd.Process.Kill() } }

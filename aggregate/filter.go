@@ -79,6 +79,20 @@ type idFilter struct {
 // how many ids it will get.
 const minFilterSlice = 1 << 16
 
+// Every slice of a day adds its own false positives, whatever its size, and
+// a growing day has several small ones: those below smallSlice ids get half
+// as many bits per id again, which costs little (at most a million ids) and
+// makes their false positives ~20x rarer at 16 bits.
+const smallSlice = 1 << 20
+
+// sliceBits returns the bits per id of a slice of capacity ids.
+func (f *idFilter) sliceBits(capacity int) float64 {
+	if capacity < smallSlice {
+		return f.bitsPerID * 3 / 2
+	}
+	return f.bitsPerID
+}
+
 func newIDFilter(bitsPerID float64) *idFilter {
 	return &idFilter{bitsPerID: bitsPerID, minSlice: minFilterSlice}
 }
@@ -91,7 +105,8 @@ func (f *idFilter) dayOf(day schemas.Day, hint int) *dayFilter {
 			return d
 		}
 	}
-	d := &dayFilter{day: day, slices: []*bloom{newBloom(max(hint, f.minSlice), f.bitsPerID)}}
+	c := max(hint, f.minSlice)
+	d := &dayFilter{day: day, slices: []*bloom{newBloom(c, f.sliceBits(c))}}
 	f.days = append(f.days, d)
 	return d
 }
@@ -105,7 +120,7 @@ func (f *idFilter) Add(h xxh3.Uint128, day schemas.Day) {
 		for _, s := range d.slices {
 			total += s.capacity
 		}
-		last = newBloom(total, f.bitsPerID)
+		last = newBloom(total, f.sliceBits(total))
 		d.slices = append(d.slices, last)
 	}
 	last.add(h)

@@ -83,14 +83,15 @@ func TestIDFilterSizedSlice(t *testing.T) {
 	f := newIDFilter(10)
 	defer f.free()
 	r := rand.New(rand.NewPCG(3, 4))
-	f.dayOf(7, 1_000_000)
-	for range 1_000_000 {
+	const n = 2 * smallSlice
+	f.dayOf(7, n)
+	for range n {
 		f.Add(randomHash(r), 7)
 	}
 	if len(f.days) != 1 || len(f.days[0].slices) != 1 {
 		t.Fatalf("unexpected layout: %d days, %d slices; want 1, 1", len(f.days), len(f.days[0].slices))
 	}
-	if perID := float64(f.Bytes()) / 1e6; perID > 1.26 {
+	if perID := float64(f.Bytes()) / n; perID > 1.26 {
 		t.Fatalf("unexpected memory; got %.3f B per id; want 1.25", perID)
 	}
 }

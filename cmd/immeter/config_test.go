@@ -80,6 +80,13 @@ func TestAggregateSettings(t *testing.T) {
 			t.Fatalf("values not honoured; got %+v", o.cfg)
 		}
 	})
+	f([]string{"DEDUP_FILTER_BITS=16"}, nil, "", func(o *aggregateOptions) {
+		if o.cfg.DedupFilterBits != 16 {
+			t.Fatalf("DEDUP_FILTER_BITS=16 not honoured; got %v", o.cfg.DedupFilterBits)
+		}
+	})
+	f([]string{"DEDUP_FILTER_BITS=100"}, nil, `DEDUP_FILTER_BITS: must be within 0…64; got 100`, nil)
+	f([]string{"DEDUP_FILTER_BITS=0"}, nil, `DEDUP_FILTER_BITS: "0": want a finite number > 0`, nil)
 	f([]string{"MAX_EVENT_AGE=0"}, nil, `MAX_EVENT_AGE: "0": must be > 0`, nil)
 	f([]string{"MAX_EVENT_FUTURE=-1m"}, nil, `MAX_EVENT_FUTURE: "-1m": must not be negative`, nil)
 	f([]string{"FLUSH_INTERVAL=0"}, nil, `FLUSH_INTERVAL: "0": must be > 0`, nil)
