@@ -46,6 +46,16 @@ type Config struct {
 	MaxPast   time.Duration // MAX_EVENT_AGE; default 62 days (the open month and the one before); must be > 0
 	MaxFuture time.Duration // MAX_EVENT_FUTURE; default 10 minutes; 0: no event dated after now
 
+	// DedupFilterBits, when > 0, keeps the ids already written to
+	// event_ids as per-day Bloom filters of about this many bits per id
+	// instead of exactly (DEDUP_FILTER_BITS): memory per id falls from
+	// ~20 B to about bits/8 times 1–2, and an event whose id a filter may
+	// hold is looked up in event_ids at the next flush, so none is ever
+	// taken for a duplicate by mistake. 0 (default): the exact table.
+	// Must be within 0…64; below ~8 nearly every id is looked up (tests
+	// use that), 16 makes about one in 1,000 a false hit.
+	DedupFilterBits float64
+
 	// SessionTimeout is how long the group waits for a silent member (a
 	// killed process) before giving its partitions to others.
 	SessionTimeout time.Duration // AGGREGATE_SESSION_TIMEOUT; default 10s; at least MinSessionTimeout
@@ -121,6 +131,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("AGGREGATE_SESSION_TIMEOUT: must be >= %s (the broker's group.min.session.timeout.ms); got %s", MinSessionTimeout, c.SessionTimeout)
 	case c.MaxPast <= 0:
 		return fmt.Errorf("MAX_EVENT_AGE: must be > 0; got %s", c.MaxPast)
+	case !(c.DedupFilterBits >= 0 && c.DedupFilterBits <= 64):
+		return fmt.Errorf("DEDUP_FILTER_BITS: must be within 0…64; got %v", c.DedupFilterBits)
 	case c.MaxFuture < 0:
 		return fmt.Errorf("MAX_EVENT_FUTURE: must not be negative; got %s", c.MaxFuture)
 	}
@@ -158,7 +170,11 @@ type stuckEntry struct {
 // partitions it is stuck on now.
 type Stats struct {
 	Counted, Replayed, Duplicates, Rejected, Flushes uint64
-	Stuck                                            []Stuck
+	// With DedupFilterBits: events whose id a filter held and that were
+	// looked up in event_ids, and those of them whose id was not there
+	// (the filter's false positives, counted as new).
+	FilterHits, FilterFalseHits uint64
+	Stuck                       []Stuck
 }
 
 // New returns an Aggregator writing through conn, which must have the
@@ -205,12 +221,14 @@ func (a *Aggregator) dlqTransport() *kafka.Transport { return a.dlq.Transport.(*
 // Stats returns a snapshot of the counters.
 func (a *Aggregator) Stats() Stats {
 	return Stats{
-		Counted:    atomic.LoadUint64(&a.stats.Counted),
-		Replayed:   atomic.LoadUint64(&a.stats.Replayed),
-		Duplicates: atomic.LoadUint64(&a.stats.Duplicates),
-		Rejected:   atomic.LoadUint64(&a.stats.Rejected),
-		Flushes:    atomic.LoadUint64(&a.stats.Flushes),
-		Stuck:      a.Stuck(),
+		Counted:         atomic.LoadUint64(&a.stats.Counted),
+		Replayed:        atomic.LoadUint64(&a.stats.Replayed),
+		Duplicates:      atomic.LoadUint64(&a.stats.Duplicates),
+		Rejected:        atomic.LoadUint64(&a.stats.Rejected),
+		Flushes:         atomic.LoadUint64(&a.stats.Flushes),
+		FilterHits:      atomic.LoadUint64(&a.stats.FilterHits),
+		FilterFalseHits: atomic.LoadUint64(&a.stats.FilterFalseHits),
+		Stuck:           a.Stuck(),
 	}
 }
 
@@ -452,6 +470,10 @@ func (a *Aggregator) read(ctx, genCtx, work context.Context, gen *kafka.Generati
 		}
 		nextWindow(started)
 		if ctx.Err() != nil {
+			if s.filter != nil {
+				log.Info("aggregate: id filter", "ids", s.filter.Len(), "bytes", s.filter.Bytes(),
+					"hits", atomic.LoadUint64(&a.stats.FilterHits), "false_hits", atomic.LoadUint64(&a.stats.FilterFalseHits))
+			}
 			log.Info("aggregate: stopped", "next", s.next)
 			return nil
 		}
@@ -492,6 +514,9 @@ func (a *Aggregator) open(ctx context.Context, partition int, committed int64, l
 		}
 	}
 	s := newPartitionState(p, a.cfg.Location)
+	if a.cfg.DedupFilterBits > 0 {
+		s.filter = newIDFilter(a.cfg.DedupFilterBits)
+	}
 	s.clock, s.maxFuture = a.cfg.Now, a.cfg.MaxFuture
 	s.base, s.stored, s.topicID = pos.base, pos.next, pos.topicID
 	s.next = uint64(start + pos.base)
@@ -508,6 +533,9 @@ func (a *Aggregator) open(ctx context.Context, partition int, committed int64, l
 		s.ids.Reset()
 		clear(s.replay)
 		clear(s.plans)
+		if s.filter != nil {
+			s.filter.free()
+		}
 		s.loadedFrom = recent
 		if err := a.store.loadDays(ctx, s, recent); err != nil {
 			return 0, err
@@ -540,7 +568,15 @@ func (a *Aggregator) apply(ctx context.Context, s *partitionState, offset int64,
 	if err != nil {
 		return err
 	}
+	a.count(s, out)
+	return nil
+}
+
+// count adds an applied event's outcome to the stats and metrics.
+func (a *Aggregator) count(s *partitionState, out Outcome) {
 	switch out {
+	case Deferred:
+		return // counted when resolved
 	case Counted:
 		atomic.AddUint64(&a.stats.Counted, 1)
 	case Replayed:
@@ -551,13 +587,37 @@ func (a *Aggregator) apply(ctx context.Context, s *partitionState, offset int64,
 		atomic.AddUint64(&a.stats.Rejected, 1)
 	}
 	a.metrics.outcome(s.partition, out)
-	return nil
+}
+
+// resolve folds the events parked since the last flush, once event_ids
+// said which of their ids it holds (see partitionState.resolveParked).
+func (a *Aggregator) resolve(ctx context.Context, s *partitionState) error {
+	found, err := a.store.confirm(ctx, s)
+	if err != nil {
+		return err
+	}
+	return s.resolveParked(found, func(out Outcome, falseHit bool) {
+		atomic.AddUint64(&a.stats.FilterHits, 1)
+		a.metrics.filterHits.Add(1)
+		if falseHit {
+			atomic.AddUint64(&a.stats.FilterFalseHits, 1)
+			a.metrics.filterFalseHits.Add(1)
+		}
+		a.count(s, out)
+	})
 }
 
 // flush writes the state, retrying with backoff while ClickHouse or Kafka
 // is unavailable; consumption waits meanwhile, so memory stays bounded.
 func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Generation, log *slog.Logger) error {
 	now := a.cfg.Now()
+	if len(s.parked) > 0 {
+		// Before anything is written: the parked events are part of what
+		// the flush makes durable.
+		if _, err := retry(ctx, log, "look up ids in event_ids", func() (int, error) { return 0, a.resolve(ctx, s) }); err != nil {
+			return err
+		}
+	}
 	_, err := retry(ctx, log, "flush", func() (int, error) {
 		// The topic must still be the one read: events of a topic
 		// recreated under the fetcher are not written with the old

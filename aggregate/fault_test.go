@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"testing"
@@ -52,7 +55,16 @@ func logStream(t *testing.T, s *stream) {
 // (b) kill -9 of `immeter aggregate` at random points while it consumes,
 // and at chosen points of a flush (after the sets, after the counters),
 // while events keep arriving: totals exact.
-func TestFaultKill9(t *testing.T) {
+func TestFaultKill9(t *testing.T) { faultKill9(t) }
+
+// TestFaultKill9Filter is TestFaultKill9 with the ids already written kept
+// in Bloom filters so small that nearly every id is a hit (DEDUP_FILTER_BITS
+// far below one bit per id): every such event waits for its lookup in
+// event_ids, across the kills and restarts, and no event may be dropped or
+// counted twice.
+func TestFaultKill9Filter(t *testing.T) { faultKill9(t, "DEDUP_FILTER_BITS=0.001") }
+
+func faultKill9(t *testing.T, extraEnv ...string) {
 	t.Parallel()
 	env := integration(t)
 	_, chAddr := testenv.Services(t)
@@ -81,7 +93,7 @@ func TestFaultKill9(t *testing.T) {
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 
 	produced := env.produceSlowly(ctx, t, s.msgs, 40, 60*time.Second)
-	env2 := []string{"FLUSH_INTERVAL=50ms"}
+	env2 := append([]string{"FLUSH_INTERVAL=50ms"}, extraEnv...)
 	t0 := time.Now()
 	for i, kind := range plan {
 		p := env.startAggregate(t, bin, proxy.addr(), log, env2...)
@@ -129,9 +141,49 @@ func TestFaultKill9(t *testing.T) {
 	}
 	p := env.startAggregate(t, bin, proxy.addr(), log, env2...)
 	env.waitAggregated(ctx, t)
+	if len(extraEnv) > 0 {
+		// The filters must have been used: the last run's metrics count
+		// the ids it looked up in event_ids.
+		stored, falseHits := filterHits(t, log)
+		if falseHits == 0 {
+			t.Errorf("unexpected filter hits of the last run; got %d stored, %d false; want some false hits", stored, falseHits)
+		}
+		t.Logf("last run: %d filter hits found in event_ids, %d false hits", stored, falseHits)
+	}
 	p.stop(t)
 	t.Logf("%d kills and recovery in %v", len(plan), time.Since(t0).Round(time.Millisecond))
 	env.checkTotals(ctx, t, s)
+}
+
+// filterHits reads immeter_aggregate_filter_hits_total from the metrics of
+// the last immeter aggregate started with log.
+func filterHits(t *testing.T, log *syncWriter) (stored, falseHits int64) {
+	t.Helper()
+	addrs := regexp.MustCompile(`serving /metrics.* addr=(\S+)`).FindAllStringSubmatch(log.tail(1<<20), -1)
+	if len(addrs) == 0 {
+		t.Fatal("no metrics address in the log of immeter aggregate")
+	}
+	resp, err := http.Get("http://" + addrs[len(addrs)-1][1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`immeter_aggregate_filter_hits_total\{result="(\w+)"\} (\S+)`).FindAllStringSubmatch(string(body), -1) {
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m[1] == "false" {
+			falseHits = int64(v)
+		} else {
+			stored = int64(v)
+		}
+	}
+	return stored, falseHits
 }
 
 func kill9(p *aggProc) func() { return func() { _ = p.cmd.Process.Kill() } }

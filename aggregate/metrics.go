@@ -36,6 +36,10 @@ type metrics struct {
 	// a fetch failing with "offset out of range" also marks a partition
 	// stuck until the partition is checked again.
 	stuck func() []int32
+
+	// With DEDUP_FILTER_BITS: ids the filters held that were looked up in
+	// event_ids, and those of them not found there (false hits).
+	filterHits, filterFalseHits atomic.Uint64
 }
 
 // partitionMetrics are one partition's figures.
@@ -345,6 +349,9 @@ var (
 	descFetchFailing = prometheus.NewDesc("immeter_partition_fetch_failing_seconds",
 		"How long the fetches of an assigned partition have been failing, or the one in flight unanswered; 0 after a success.",
 		[]string{"partition"}, nil)
+	descFilterHits = prometheus.NewDesc("immeter_aggregate_filter_hits_total",
+		"With DEDUP_FILTER_BITS: events whose id a filter of stored ids held, by what event_ids said: stored (a duplicate or a replay) or false (not stored: a false positive, counted as new).",
+		[]string{"result"}, nil)
 	descAssigned = prometheus.NewDesc("immeter_partitions_assigned",
 		"Partitions of the events topic assigned to this aggregator.", nil, nil)
 )
@@ -353,7 +360,7 @@ var outcomeNames = [4]string{Counted: "counted", Replayed: "replayed", Duplicate
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEvents, descLagMessages, descLagSeconds, descStored, descLogEnd, descStuck, descFetchFailing, descAssigned} {
+	for _, d := range []*prometheus.Desc{descEvents, descLagMessages, descLagSeconds, descStored, descLogEnd, descStuck, descFetchFailing, descAssigned, descFilterHits} {
 		ch <- d
 	}
 	m.flushSeconds.Describe(ch)
@@ -401,6 +408,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descFetchFailing, failing, p)
 	}
 	ch <- prometheus.MustNewConstMetric(descAssigned, prometheus.GaugeValue, float64(assigned))
+	hits, falseHits := m.filterHits.Load(), m.filterFalseHits.Load()
+	ch <- prometheus.MustNewConstMetric(descFilterHits, prometheus.CounterValue, float64(hits-falseHits), "stored")
+	ch <- prometheus.MustNewConstMetric(descFilterHits, prometheus.CounterValue, float64(falseHits), "false")
 	m.flushSeconds.Collect(ch)
 	m.flushFailures.Collect(ch)
 	m.idDaysDropped.Collect(ch)

@@ -12,6 +12,19 @@ const sqlLoadDay = `SELECT max(version), ` + countersArgMax + `
 const sqlLoadIDs = `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
 		WHERE src_partition = ? AND day >= toDate(?) GROUP BY day, id_hi, id_lo`
 
+// The filtered dedup (filter.go): the ids stored per day, the ids, and the
+// lookup of the ids the filter may hold, bound as one clickhouse.GroupSet
+// of (app, id_hi, id_lo) GroupSets: ((1, 2, 3), (4, 5, 6)).
+const sqlCountIDs = `SELECT day, count() FROM event_ids
+		WHERE src_partition = ? AND day >= toDate(?) GROUP BY day`
+
+const sqlLoadFilter = `SELECT day, id_hi, id_lo FROM event_ids
+		WHERE src_partition = ? AND day >= toDate(?)`
+
+const sqlConfirmIDs = `SELECT day, id_hi, id_lo, min(src_offset) FROM event_ids
+		WHERE src_partition = ? AND day >= toDate(?) AND (app, id_hi, id_lo) IN ?
+		GROUP BY app, day, id_hi, id_lo`
+
 const sqlProgress = `SELECT partition, max(next_offset) FROM consumer_offsets
 		WHERE consumer_group = ? AND topic = ? GROUP BY partition`
 

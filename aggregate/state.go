@@ -86,6 +86,7 @@ const (
 	Replayed                 // already in the stored counters
 	Duplicate                // an (app, id) seen at another offset
 	Rejected                 // invalid: to the DLQ
+	Deferred                 // its id may be in event_ids: decided at the next flush
 )
 
 // partitionState folds the events of one source partition. It is owned by
@@ -110,11 +111,18 @@ type partitionState struct {
 	// replay holds the first offsets of the ids stored in ClickHouse at or
 	// after the position the partition was opened at, whose events are
 	// read again (replayed), not repeated.
+	//
+	// With a filter (Config.DedupFilterBits), ids holds only the ids not
+	// yet written to event_ids, and filter the others, per day; an event
+	// whose id the filter may hold waits in parked for the next flush,
+	// which asks event_ids (see resolveParked).
 	ids    *idSet
 	replay map[xxh3.Uint128]uint64
 	// plans holds the content of every plan change stored or pending, by
 	// its (app, id): see checkPlan.
-	plans map[xxh3.Uint128]uint64
+	plans  map[xxh3.Uint128]uint64
+	filter *idFilter
+	parked []parkedEvent
 	// users keeps repeated logins out of user_days and the sketches. It is
 	// an optimisation only: forgetting a user costs a write, never
 	// correctness.
@@ -162,6 +170,9 @@ func newPartitionState(partition int32, loc *time.Location) *partitionState {
 // free returns the memory of the state's tables; s is not used after.
 func (s *partitionState) free() {
 	s.ids.mem.free()
+	if s.filter != nil {
+		s.filter.free()
+	}
 	s.users.mem.free()
 }
 
@@ -215,7 +226,24 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	}
 	h := idHash(e.App, text.ID)
 	first, seen := s.ids.Get(h)
-	if seen && !s.replayed(h, o) {
+	if !seen && s.filter != nil && s.filter.MayContain(h) {
+		// Perhaps an id already in event_ids: ClickHouse says, for all
+		// such events of a flush at once, before the flush (resolve).
+		// It outlives value: it keeps its own strings.
+		text.SetStrings(&e)
+		s.parked = append(s.parked, parkedEvent{offset: o, e: e, h: h, day: day})
+		return Deferred, nil
+	}
+	return s.fold(o, e, &text, h, day, first, seen, seen && s.replayed(h, o))
+}
+
+// fold counts an event, given what is known of its id: seen says whether
+// it was seen before (first: on which day), replay that it was seen at
+// this very offset (the same message, read again).
+// text holds the event's strings (e's are empty unless text's are nil);
+// day is the event's day.
+func (s *partitionState) fold(o uint64, e schemas.Event, text *schemas.EventText, h xxh3.Uint128, day schemas.Day, first schemas.Day, seen, replay bool) (Outcome, error) {
+	if seen && !replay {
 		st, err := s.day(dayKey{e.App, first})
 		if err != nil {
 			return 0, err
@@ -240,10 +268,16 @@ func (s *partitionState) Apply(offset int64, key, value []byte) (Outcome, error)
 	// Sets are idempotent: replays may add to them again.
 	switch e.Type {
 	case schemas.Login:
-		s.addUser(st, e.App, day, text.User)
+		if text == nil {
+			s.addUser(st, e.App, day, []byte(e.User))
+		} else {
+			s.addUser(st, e.App, day, text.User)
+		}
 	case schemas.Group:
 		if e.GroupType == liveGroupType {
-			text.SetStrings(&e)
+			if text != nil {
+				text.SetStrings(&e)
+			}
 			s.pendingLive = append(s.pendingLive, e)
 		}
 	}
@@ -446,6 +480,9 @@ func (s *partitionState) evict(keepFrom schemas.Day) {
 	}
 	s.idsSwept = s.minDay
 	s.ids.DropBefore(s.minDay)
+	if s.filter != nil {
+		s.filter.DropBefore(s.minDay)
+	}
 	for h := range s.replay {
 		if _, ok := s.ids.Get(h); !ok {
 			delete(s.replay, h)
@@ -455,5 +492,5 @@ func (s *partitionState) evict(keepFrom schemas.Day) {
 
 // pending reports whether anything waits to be written.
 func (s *partitionState) pending() int {
-	return len(s.pendingUsers) + len(s.pendingIDs) + len(s.pendingPlans) + len(s.pendingLive) + len(s.pendingDLQ)
+	return len(s.pendingUsers) + len(s.pendingIDs) + len(s.pendingPlans) + len(s.pendingLive) + len(s.pendingDLQ) + len(s.parked)
 }

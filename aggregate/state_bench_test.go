@@ -163,6 +163,40 @@ func BenchmarkDedup(b *testing.B) {
 			i += 7919 // a prime stride: no cache-friendly order
 		}
 	})
+	// The filter of ids already in event_ids (DEDUP_FILTER_BITS=16), one
+	// day: adding, and looking up ids it does not hold (the common case:
+	// a new event's id); false hits/id is the share it would send to
+	// event_ids.
+	b.Run("filter/insert", func(b *testing.B) {
+		b.ReportAllocs()
+		var bytes int
+		for b.Loop() {
+			f := newIDFilter(16)
+			for _, h := range hashes {
+				f.Add(h, 20000)
+			}
+			bytes = f.Bytes()
+			f.free()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/id")
+		b.ReportMetric(float64(bytes)/n, "bytes/id")
+	})
+	b.Run("filter/lookup", func(b *testing.B) {
+		f := newIDFilter(16)
+		defer f.free()
+		for _, h := range hashes {
+			f.Add(h, 20000)
+		}
+		b.ReportAllocs()
+		i, hits := uint64(0), 0
+		for b.Loop() {
+			i++
+			if f.MayContain(xxh3.Uint128{Hi: i * 0x9e3779b97f4a7c15, Lo: i * 0xc2b2ae3d27d4eb4f}) {
+				hits++
+			}
+		}
+		b.ReportMetric(float64(hits)/float64(b.N), "false-hits/id")
+	})
 }
 
 // BenchmarkSketch measures the HyperLogLog operations of the aggregator
@@ -309,4 +343,44 @@ func liveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// BenchmarkFilterMemory fills one day's filter of one partition at 12 and
+// 16 bits per id (DEDUP_FILTER_BITS) with as many ids as a partition of
+// `immeter bench` gets at 30M and 100M events (4 partitions, one day):
+// bytes/id is the memory per id at each size, growth-bytes/id the memory
+// per id added between the two, false-hits/id the share of new ids the full
+// filter sends to event_ids.
+func BenchmarkFilterMemory(b *testing.B) {
+	sizes := []int{30_000_000 / 4, 100_000_000 / 4}
+	for _, bits := range []float64{12, 16} {
+		b.Run("bits="+strconv.Itoa(int(bits)), func(b *testing.B) {
+			var bytes [2]int
+			const probes = 1_000_000
+			hits := 0
+			for b.Loop() {
+				f := newIDFilter(bits)
+				r := uint64(1)
+				n := 0
+				for i, size := range sizes {
+					for ; n < size; n++ {
+						r = r*6364136223846793005 + 1442695040888963407
+						f.Add(xxh3.Uint128{Hi: r, Lo: r * 0x9e3779b97f4a7c15}, 20000)
+					}
+					bytes[i] = f.Bytes()
+				}
+				hits = 0
+				for i := range uint64(probes) {
+					if f.MayContain(xxh3.Uint128{Hi: (i + 1) * 0xc2b2ae3d27d4eb4f, Lo: i * 0x165667b19e3779f9}) {
+						hits++
+					}
+				}
+				f.free()
+			}
+			b.ReportMetric(float64(hits)/probes, "false-hits/id@25M")
+			b.ReportMetric(float64(bytes[0])/float64(sizes[0]), "bytes/id@7.5M")
+			b.ReportMetric(float64(bytes[1])/float64(sizes[1]), "bytes/id@25M")
+			b.ReportMetric(float64(bytes[1]-bytes[0])/float64(sizes[1]-sizes[0]), "growth-bytes/id")
+		})
+	}
 }

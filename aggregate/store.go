@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 	"github.com/zeebo/xxh3"
@@ -105,6 +106,9 @@ func (st *store) loadDay(ctx context.Context, partition int32, k dayKey) (Counte
 // loadIDs reads the event ids first seen in the partition from minDay on;
 // those first seen at or after offset from are read again from Kafka.
 func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) error {
+	if s.filter != nil {
+		return st.loadFilter(ctx, s)
+	}
 	rows, err := st.conn.Query(ctx, sqlLoadIDs, s.partition, s.minDay.String())
 	if err != nil {
 		return fmt.Errorf("load event_ids: %w", err)
@@ -125,6 +129,92 @@ func (st *store) loadIDs(ctx context.Context, s *partitionState, from uint64) er
 		}
 	}
 	return rows.Err()
+}
+
+// loadFilter puts the ids stored for the partition from minDay on into its
+// filter, each day's sized for the ids it has. No offsets are kept: a
+// filter hit is looked up in event_ids (confirm), which also tells a
+// message read again from a duplicate.
+func (st *store) loadFilter(ctx context.Context, s *partitionState) error {
+	rows, err := st.conn.Query(ctx, sqlCountIDs, s.partition, s.minDay.String())
+	if err != nil {
+		return fmt.Errorf("count event_ids: %w", err)
+	}
+	for rows.Next() {
+		var day time.Time
+		var n uint64
+		if err := rows.Scan(&day, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("count event_ids: %w", err)
+		}
+		// Room for an eighth more: today's filter fills on.
+		s.filter.dayOf(schemas.DayOf(day, time.UTC), int(n+n/8))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("count event_ids: %w", err)
+	}
+	rows, err = st.conn.Query(ctx, sqlLoadFilter, s.partition, s.minDay.String())
+	if err != nil {
+		return fmt.Errorf("load event_ids: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var day time.Time
+		var hi, lo uint64
+		if err := rows.Scan(&day, &hi, &lo); err != nil {
+			return fmt.Errorf("load event_ids: %w", err)
+		}
+		s.filter.Add(xxh3.Uint128{Hi: hi, Lo: lo}, schemas.DayOf(day, time.UTC))
+	}
+	return rows.Err()
+}
+
+// maxConfirm is how many ids one lookup in event_ids asks for: about 60
+// bytes each, within the server's max_query_size (256 KiB by default).
+const maxConfirm = 2000
+
+// confirm looks the parked events' ids up in event_ids, from minDay on, and
+// returns those found with the day and offset each was first seen at. On a
+// cluster the read is sequentially consistent (schemas.ReplicaSettings), so
+// it sees every id this partition's flushes wrote.
+func (st *store) confirm(ctx context.Context, s *partitionState) (map[xxh3.Uint128]storedID, error) {
+	found := map[xxh3.Uint128]storedID{}
+	keys := make([]any, 0, min(len(s.parked), maxConfirm))
+	ask := func() error {
+		rows, err := st.conn.Query(ctx, sqlConfirmIDs, s.partition, s.minDay.String(), clickhouse.GroupSet{Value: keys})
+		if err != nil {
+			return fmt.Errorf("confirm event_ids: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var day time.Time
+			var hi, lo, offset uint64
+			if err := rows.Scan(&day, &hi, &lo, &offset); err != nil {
+				return fmt.Errorf("confirm event_ids: %w", err)
+			}
+			h := xxh3.Uint128{Hi: hi, Lo: lo}
+			if r, ok := found[h]; !ok || offset < r.offset {
+				found[h] = storedID{day: schemas.DayOf(day, time.UTC), offset: offset}
+			}
+		}
+		return rows.Err()
+	}
+	for _, p := range s.parked {
+		keys = append(keys, clickhouse.GroupSet{Value: []any{p.e.App, p.h.Hi, p.h.Lo}})
+		if len(keys) == maxConfirm {
+			if err := ask(); err != nil {
+				return nil, err
+			}
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		if err := ask(); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
 }
 
 // flush makes everything folded so far durable, in an order that keeps a
@@ -247,6 +337,7 @@ func (st *store) flushIDs(ctx context.Context, s *partitionState) error {
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("write event_ids: %w", err)
 	}
+	s.durable(s.pendingIDs)
 	s.pendingIDs = s.pendingIDs[:0]
 	return nil
 }

@@ -124,11 +124,16 @@ func samples() map[string]sample {
 		}},
 		// Aggregates over no row still give one row, of zeros or "": the
 		// Go code relies on it.
-		"aggregate.sqlReadPosition":  {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},
-		"aggregate.sqlLoadDays":      {args: []any{int32(0), "2026-10-01"}},
-		"aggregate.sqlLoadDay":       {args: []any{int32(0), app1, "2026-10-01"}, alt: [][]any{{int32(0), app1, "2026-10-09"}}},
-		"aggregate.sqlLoadIDs":       {args: []any{int32(0), "2026-10-01"}},
-		"aggregate.sqlLoadPlans":     {},
+		"aggregate.sqlReadPosition": {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},
+		"aggregate.sqlLoadDays":     {args: []any{int32(0), "2026-10-01"}},
+		"aggregate.sqlLoadDay":      {args: []any{int32(0), app1, "2026-10-01"}, alt: [][]any{{int32(0), app1, "2026-10-09"}}},
+		"aggregate.sqlLoadIDs":      {args: []any{int32(0), "2026-10-01"}},
+		"aggregate.sqlLoadPlans":    {},
+		"aggregate.sqlCountIDs":     {args: []any{int32(0), "2026-10-01"}},
+		"aggregate.sqlLoadFilter":   {args: []any{int32(0), "2026-10-01"}},
+		"aggregate.sqlConfirmIDs": {args: []any{int32(0), "2026-10-01", clickhouse.GroupSet{Value: []any{
+			clickhouse.GroupSet{Value: []any{app1, uint64(1), uint64(2)}}, clickhouse.GroupSet{Value: []any{app1, uint64(3), uint64(4)}}}}},
+			alt: [][]any{{int32(0), "2026-10-01", clickhouse.GroupSet{Value: []any{clickhouse.GroupSet{Value: []any{app1, uint64(1), uint64(2)}}}}}}},
 		"aggregate.sqlProgress":      {args: []any{"g", "im.usage.events"}},
 		"aggregate.sqlProgressBases": {args: []any{"g", "im.usage.events"}},
 		"aggregate.sqlReadEpoch":     {args: []any{"g", "im.usage.events", int32(0)}, alt: [][]any{{"g", "im.usage.events", int32(9)}}},

@@ -22,6 +22,7 @@ func aggregateFlags(r *settings, cfg *aggregate.Config) {
 	r.str(&cfg.Group, "AGGREGATE_GROUP", true, "consumer group id")
 	r.duration(&cfg.FlushInterval, "FLUSH_INTERVAL", positiveDuration, "time between the starts of two flushes")
 	r.duration(&cfg.MaxPast, "MAX_EVENT_AGE", positiveDuration, "oldest accepted event, before now; also how long ids are remembered")
+	r.float(&cfg.DedupFilterBits, "DEDUP_FILTER_BITS", "bits per id of the Bloom filters of ids already in event_ids (at most 64; 16 is typical); unset: an exact table, ~20 B per id")
 	r.duration(&cfg.MaxFuture, "MAX_EVENT_FUTURE", anyDuration, "latest accepted event, after now; 0 accepts none dated after now")
 	r.duration(&cfg.SessionTimeout, "AGGREGATE_SESSION_TIMEOUT", aggregate.MinSessionTimeout, "how long the group waits for a dead member")
 	r.duration(&cfg.StuckRecheck, "AGGREGATE_STUCK_RECHECK", positiveDuration, "how often a stuck partition is checked for an accepted gap")

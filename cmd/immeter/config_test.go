@@ -20,7 +20,7 @@ import (
 var settingVars = []string{
 	"KAFKA_BROKERS", "KAFKA_PARTITIONS", "KAFKA_REPLICATION", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE",
 	"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "BILLING_TZ", "EVENTS_TOPIC", "DLQ_TOPIC", "BILLING_TOPIC",
-	"AGGREGATE_GROUP", "FLUSH_INTERVAL", "MAX_EVENT_AGE", "MAX_EVENT_FUTURE", "AGGREGATE_SESSION_TIMEOUT",
+	"AGGREGATE_GROUP", "FLUSH_INTERVAL", "MAX_EVENT_AGE", "DEDUP_FILTER_BITS", "MAX_EVENT_FUTURE", "AGGREGATE_SESSION_TIMEOUT",
 	"PLANS_FILE", "ROLLUP_INTERVAL", "SETTLE_AFTER", "ROLLUP_TICK", "ALERTS_TOPIC", "ALERT_INTERVAL", "ALERT_SWEEP",
 	"IMMETER_SECRETS_FILE", "INGEST_ADDR",
 	"INGEST_MAX_BODY_BYTES", "INGEST_MAX_EVENT_BYTES", "INGEST_MAX_CLOCK_SKEW", "INGEST_PUBLISH_TIMEOUT",
@@ -86,6 +86,13 @@ func TestAggregateSettings(t *testing.T) {
 			t.Fatalf("values not honoured; got %+v", o.cfg)
 		}
 	})
+	f([]string{"DEDUP_FILTER_BITS=16"}, nil, "", func(o *aggregateOptions) {
+		if o.cfg.DedupFilterBits != 16 {
+			t.Fatalf("DEDUP_FILTER_BITS=16 not honoured; got %v", o.cfg.DedupFilterBits)
+		}
+	})
+	f([]string{"DEDUP_FILTER_BITS=100"}, nil, `DEDUP_FILTER_BITS: must be within 0…64; got 100`, nil)
+	f([]string{"DEDUP_FILTER_BITS=0"}, nil, `DEDUP_FILTER_BITS: "0": want a finite number > 0`, nil)
 	f([]string{"MAX_EVENT_AGE=0"}, nil, `MAX_EVENT_AGE: "0": must be > 0`, nil)
 	f([]string{"MAX_EVENT_FUTURE=-1m"}, nil, `MAX_EVENT_FUTURE: "-1m": must not be negative`, nil)
 	f([]string{"FLUSH_INTERVAL=0"}, nil, `FLUSH_INTERVAL: "0": must be > 0`, nil)
