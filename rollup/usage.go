@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/axiomhq/hyperloglog"
 
 	"github.com/immeter/immeter/schemas"
 )
@@ -285,98 +284,34 @@ func (q monthQuery) mau(ctx context.Context) (map[uint32]uint64, error) {
 	return out, nil
 }
 
-// estimates reads the month's sketches and returns each app's estimate.
-// An app's sketches of a month merge into one, unless the month holds
-// sketches of two precisions (written before and after an upgrade of the
-// aggregator): those cannot merge, and the estimate is then the larger of
-// the partial ones, a lower bound. Decoding and merging, most of the work,
-// is shared among workers by app, so an app's sketches merge in the order
-// they are read, as with one.
+// estimates reads the month's sketches and returns each app's estimate
+// (see sketchEstimator). The union of an app's sketches, most of the work,
+// is shared among workers by app.
 func (q monthQuery) estimates(ctx context.Context) (map[uint32]uint64, error) {
 	rows, err := q.query(ctx, sqlSketches, sqlAppSketches)
 	if err != nil {
 		return nil, fmt.Errorf("read user_sketches: %w", err)
 	}
 	defer rows.Close()
-	workers := make([]*sketchMerger, min(runtime.GOMAXPROCS(0), 4))
-	var wg sync.WaitGroup
-	for i := range workers {
-		w := &sketchMerger{in: make(chan []sketchRow, 4), sketches: map[uint32][]*hyperloglog.Sketch{}}
-		workers[i] = w
-		wg.Add(1)
-		go func() { defer wg.Done(); w.run() }()
-	}
-	const batch = 512
-	batches := make([][]sketchRow, len(workers))
-	var err2 error
+	e := newSketchEstimator(min(runtime.GOMAXPROCS(0), 4))
 	var app uint32
-	var blob []byte // a copy of the row's: workers may hold it
+	var blob []byte // a copy of the row's: workers hold it
 	for rows.Next() {
-		if err2 = rows.Scan(&app, &blob); err2 != nil {
-			err2 = fmt.Errorf("read user_sketches: %w", err2)
+		if err = rows.Scan(&app, &blob); err != nil {
 			break
 		}
-		i := int(app % uint32(len(workers)))
-		batches[i] = append(batches[i], sketchRow{app: app, blob: blob})
-		if len(batches[i]) == batch {
-			workers[i].in <- batches[i]
-			batches[i] = make([]sketchRow, 0, batch)
-		}
+		e.add(app, blob)
 	}
-	for i, w := range workers {
-		if len(batches[i]) > 0 {
-			w.in <- batches[i]
-		}
-		close(w.in)
+	out, err2 := e.finish()
+	if err != nil {
+		return nil, fmt.Errorf("read user_sketches: %w", err)
 	}
-	wg.Wait()
-	if err2 != nil {
-		return nil, err2
-	}
+	// A stream cut in the middle ends the loop early: without this check
+	// the estimates would be too small.
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read user_sketches: %w", err)
 	}
-	out := map[uint32]uint64{}
-	for _, w := range workers {
-		if w.err != nil {
-			return nil, w.err
-		}
-		for app, sks := range w.sketches {
-			for _, sk := range sks {
-				out[app] = max(out[app], sk.Estimate())
-			}
-		}
-	}
-	return out, nil
-}
-
-// sketchRow is one row of user_sketches.
-type sketchRow struct {
-	app  uint32
-	blob []byte
-}
-
-// sketchMerger decodes and merges the sketches of its apps.
-type sketchMerger struct {
-	in       chan []sketchRow
-	sketches map[uint32][]*hyperloglog.Sketch
-	err      error // the first; the rows after it are drained, not merged
-}
-
-func (w *sketchMerger) run() {
-	for rows := range w.in {
-		for _, r := range rows {
-			if w.err != nil {
-				break
-			}
-			sk := new(hyperloglog.Sketch)
-			if err := sk.UnmarshalBinary(r.blob); err != nil {
-				w.err = fmt.Errorf("read user_sketches: app %d: %w", r.app, err)
-				break
-			}
-			w.err = mergeSketch(w.sketches, r.app, sk)
-		}
-	}
+	return out, err2
 }
 
 // planChange is one plan event.
@@ -466,20 +401,4 @@ func planNotes(changes []planChange, m schemas.Month, loc *time.Location) []stri
 		notes = append(notes, fmt.Sprintf("%d plan changes in the month; at most one is allowed", n))
 	}
 	return notes
-}
-
-// mergeSketch merges sk into the app's sketch of the same precision, or keeps
-// it apart when there is none.
-func mergeSketch(sketches map[uint32][]*hyperloglog.Sketch, app uint32, sk *hyperloglog.Sketch) error {
-	for _, into := range sketches[app] {
-		err := into.Merge(sk)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, hyperloglog.ErrorPrecisionMismatch) {
-			return fmt.Errorf("merge sketches of app %d: %w", app, err)
-		}
-	}
-	sketches[app] = append(sketches[app], sk)
-	return nil
 }
