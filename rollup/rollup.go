@@ -179,26 +179,31 @@ type Result struct {
 // A month is recomputed only when its usage changed (see usageMark) or its
 // final is due, so a pass over quiet months costs one small query each.
 func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
-	// Nothing new is published before the unacknowledged revisions are out.
-	for {
-		err := r.Repair(ctx)
-		if err == nil {
-			break
-		}
-		r.cfg.Logger.Warn("rollup: repair; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(tick):
-		}
-	}
 	type monthState struct {
 		mark    usageMark // at the last successful pass
 		at      time.Time // when that pass ran
 		settled bool      // that pass ran after the settlement time
 	}
 	seen := map[schemas.Month]*monthState{}
+	// Nothing new is published before the unacknowledged revisions are
+	// out: those of a crash, at start, and those of a pass that failed
+	// after storing its revisions (Kafka down when it published them),
+	// which the next pass finds stored and unchanged and would not publish.
+	repair := true
 	for {
+		if repair {
+			if err := r.Repair(ctx); err != nil {
+				r.cfg.Logger.Warn("rollup: repair; retrying", "err", err)
+				r.m.failures.Inc()
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(tick):
+				}
+				continue
+			}
+			repair = false
+		}
 		now := r.cfg.Now()
 		cur := schemas.MonthOf(now, r.cfg.Location)
 		for m, i := cur, 0; i <= r.cfg.CorrectionMonths; m, i = m.Prev(), i+1 {
@@ -220,6 +225,7 @@ func (r *Rollup) Run(ctx context.Context, tick time.Duration) error {
 			if _, err := r.Publish(ctx, m, Auto); err != nil {
 				r.cfg.Logger.Warn("rollup: month", "month", m, "err", err)
 				r.m.failures.Inc()
+				repair = true
 				continue
 			}
 			seen[m] = &monthState{mark: mark, at: now, settled: settled}
@@ -278,6 +284,7 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 	}
 	var usage map[uint32]*MonthUsage
 	var latest map[uint32]revisionInfo
+	start := time.Now()
 	err := concurrently(ctx,
 		func(ctx context.Context) (err error) {
 			usage, err = ReadMonth(ctx, r.conn, m, r.cfg.Location)
@@ -303,6 +310,7 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 
 	// Each app's record is priced, compared and encoded on its own: the
 	// work is shared among workers, and the records kept in app order.
+	read := time.Now()
 	now := r.cfg.Now().UTC().Truncate(time.Second)
 	recs := make([]storedRecord, len(apps))
 	errs := make([]error, len(apps))
@@ -341,12 +349,16 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		}
 		out = append(out, recs[i])
 	}
+	priced := time.Now()
 	if err := r.store(ctx, out); err != nil {
 		return res, err
 	}
+	stored := time.Now()
 	if err := r.publish(ctx, out); err != nil {
 		return res, err
 	}
+	r.cfg.Logger.Debug("rollup: pass", "month", m, "apps", len(apps), "records", len(out),
+		"read", read.Sub(start), "price", priced.Sub(read), "store", stored.Sub(priced), "publish", time.Since(stored))
 	if n := res.Provisional + res.Final + res.Correction; n > 0 {
 		r.cfg.Logger.Info("rollup: published", "month", m, "provisional", res.Provisional, "final", res.Final, "correction", res.Correction)
 	}
