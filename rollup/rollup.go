@@ -309,9 +309,84 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 	sort.Slice(apps, func(i, j int) bool { return apps[i] < apps[j] })
 
 	// Each app's record is priced, compared and encoded on its own: the
-	// work is shared among workers, and the records kept in app order.
+	// work is shared among workers, and the records kept in app order. The
+	// apps go through in chunks, pipelined: a chunk is priced while the one
+	// before is stored and the one before that published, each record
+	// stored before it is published. A pass that fails part way has
+	// published some chunks and stored the next: Run repairs before its
+	// next pass, `immeter rollup` at its next start.
 	read := time.Now()
 	now := r.cfg.Now().UTC().Truncate(time.Second)
+	var priceTime, storeTime, publishTime time.Duration
+	toStore, toPublish := make(chan []storedRecord, 1), make(chan []storedRecord, 1)
+	storeDone, publishDone := make(chan error, 1), make(chan error, 1)
+	go func() {
+		defer close(toPublish)
+		var err error
+		for recs := range toStore { // drained after an error, so the pricing never blocks
+			if err == nil {
+				t := time.Now()
+				if err = r.store(ctx, recs); err == nil {
+					storeTime += time.Since(t)
+					toPublish <- recs
+				}
+			}
+		}
+		storeDone <- err
+	}()
+	go func() {
+		var err error
+		for recs := range toPublish {
+			if err == nil {
+				t := time.Now()
+				err = r.publish(ctx, recs)
+				publishTime += time.Since(t)
+			}
+		}
+		publishDone <- err
+	}()
+	records := 0
+	err = func() error {
+		defer close(toStore)
+		for from := 0; from < len(apps); from += publishChunk {
+			t := time.Now()
+			out, err := r.priceChunk(apps[from:min(from+publishChunk, len(apps))], usage, latest, settled, mode, now, &res)
+			priceTime += time.Since(t)
+			if err != nil {
+				return err
+			}
+			if len(out) > 0 {
+				records += len(out)
+				toStore <- out
+			}
+		}
+		return nil
+	}()
+	if err2 := <-storeDone; err == nil {
+		err = err2
+	}
+	if err2 := <-publishDone; err == nil {
+		err = err2
+	}
+	if err != nil {
+		return res, err
+	}
+	r.cfg.Logger.Debug("rollup: pass", "month", m, "apps", len(apps), "records", records,
+		"read", read.Sub(start), "price", priceTime, "store", storeTime, "publish", publishTime, "total", time.Since(start))
+	if n := res.Provisional + res.Final + res.Correction; n > 0 {
+		r.cfg.Logger.Info("rollup: published", "month", m, "provisional", res.Provisional, "final", res.Final, "correction", res.Correction)
+	}
+	return res, nil
+}
+
+// publishChunk is how many apps a pass prices before storing their
+// records (see Publish).
+var publishChunk = 10000 // a variable for tests
+
+// priceChunk prices the apps' months on workers and returns their new
+// revisions in app order, counted in res.
+func (r *Rollup) priceChunk(apps []uint32, usage map[uint32]*MonthUsage, latest map[uint32]revisionInfo,
+	settled bool, mode Mode, now time.Time, res *Result) ([]storedRecord, error) {
 	recs := make([]storedRecord, len(apps))
 	errs := make([]error, len(apps))
 	workers := min(runtime.GOMAXPROCS(0), 8)
@@ -334,7 +409,7 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 	var out []storedRecord
 	for i, app := range apps {
 		if errs[i] != nil {
-			return res, fmt.Errorf("app %d: %w", app, errs[i])
+			return nil, fmt.Errorf("app %d: %w", app, errs[i])
 		}
 		switch recs[i].rec.Status {
 		case "":
@@ -349,20 +424,7 @@ func (r *Rollup) Publish(ctx context.Context, m schemas.Month, mode Mode) (Resul
 		}
 		out = append(out, recs[i])
 	}
-	priced := time.Now()
-	if err := r.store(ctx, out); err != nil {
-		return res, err
-	}
-	stored := time.Now()
-	if err := r.publish(ctx, out); err != nil {
-		return res, err
-	}
-	r.cfg.Logger.Debug("rollup: pass", "month", m, "apps", len(apps), "records", len(out),
-		"read", read.Sub(start), "price", priced.Sub(read), "store", stored.Sub(priced), "publish", time.Since(stored))
-	if n := res.Provisional + res.Final + res.Correction; n > 0 {
-		r.cfg.Logger.Info("rollup: published", "month", m, "provisional", res.Provisional, "final", res.Final, "correction", res.Correction)
-	}
-	return res, nil
+	return out, nil
 }
 
 // nextRevision prices an app's month and returns its next revision, with
