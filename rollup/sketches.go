@@ -265,21 +265,22 @@ const sparseHeader = 8
 // sparsePrecision returns the precision of a sketch in sparse binary form
 // of version 1 or 2, and false for anything else.
 func sparsePrecision(b []byte) (uint8, bool) {
-	if len(b) < sparseHeader || (b[0] != 1 && b[0] != 2) || b[3] != 1 || b[1] < 4 || b[1] > 18 {
+	if len(b) < sparseHeader || (b[0] != 1 && b[0] != 2) || (b[0] == 2 && b[2] != 0) || b[3] != 1 || b[1] < 4 || b[1] > 18 {
 		return 0, false
 	}
 	return b[1], true
 }
 
 // appendSparseKeys appends the keys of a sparse sketch in binary form to
-// keys. It checks the form's structure as the library does (lengths, count
-// and last of the list, minimal varints, increasing keys) and returns false
-// for anything it does not take; the keys' values are checked when the
-// union is decoded.
+// keys. It checks the form's structure as the library's UnmarshalBinary
+// does (lengths, at most m tmp set keys, count and last of the list, fewer
+// than 2^25 of them, minimal varints, increasing keys) and returns false
+// for anything it does not take, which the library then decodes or
+// refuses; the keys' values are checked when the union is decoded.
 func appendSparseKeys(keys []uint32, b []byte) ([]uint32, bool) {
 	n := uint64(binary.BigEndian.Uint32(b[4:8]))
 	rest := b[sparseHeader:]
-	if uint64(len(rest)) < 4*n+12 {
+	if uint64(len(rest)) < 4*n+12 || n > 1<<b[1] {
 		return keys, false
 	}
 	start := len(keys)
@@ -305,7 +306,7 @@ func appendSparseKeys(keys []uint32, b []byte) ([]uint32, bool) {
 		entries++
 		i = next
 	}
-	if entries != count || key != last {
+	if entries != count || key != last || count >= 1<<25 {
 		return keys[:start], false
 	}
 	return keys, true

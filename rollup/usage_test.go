@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -211,6 +212,8 @@ func TestSketchUnionBadRows(t *testing.T) {
 			b[8], b[9], b[10], b[11] = 0xff, 0xff, 0xff, 0xff
 			return b
 		}(),
+		"v2 byte 2":   func() []byte { b := append([]byte{}, good...); b[2] = 1; return b }(),
+		"tmp set > m": tmpSetOver(t),
 		"non-minimal": func() []byte {
 			b := append([]byte{}, listed[:len(listed)-1]...)
 			return append(b, 0x80|listed[len(listed)-1], 0)
@@ -251,4 +254,14 @@ func TestSortKeys(t *testing.T) {
 			t.Fatalf("%d keys: not sorted as slices.Sort sorts them", n)
 		}
 	}
+}
+
+// tmpSetOver is a sparse sketch of precision 4 (m = 16) whose tmp set
+// holds 17 keys, each valid: more than the library takes.
+func tmpSetOver(t *testing.T) []byte {
+	b := []byte{2, 4, 0, 1, 0, 0, 0, 17}
+	for i := range 17 {
+		b = binary.BigEndian.AppendUint32(b, uint32(i+1)<<12)
+	}
+	return append(b, make([]byte, 12)...) // an empty list
 }
