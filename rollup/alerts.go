@@ -112,11 +112,16 @@ type Alerter struct {
 	// of month and the month before, sorted by day then partition; nil
 	// until the first load. readAt is when the last successful read began
 	// (the alerter's clock): the next reads the rows written since
-	// readAt-overlap.
+	// readAt-overlap of the partitions without a position.
 	usage  map[uint32]*appUsage
 	month  schemas.Month
 	readAt time.Time
-	recent map[uint32]bool // apps whose logins or groups changed in the last overlap
+	// positions are the partitions' stored positions read just before the
+	// last successful read began: the next reads, of those partitions, only
+	// the rows with a higher version. lastRead is how many rows it returned.
+	positions map[int32]uint64
+	lastRead  int
+	recent    map[uint32]bool // apps whose logins or groups changed in the last overlap
 	// unchecked are the apps with a newer row that no check has finished
 	// with yet (every app when uncheckedAll), and whether their logins or
 	// groups changed (changedLogins, changedGroups): a failed check leaves
@@ -263,20 +268,33 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	now := a.cfg.Now()
 	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
 	t0 := time.Now()
-	apps, all, err := a.readUsage(ctx, now, full)
+	// The plans do not depend on the usage: read them meanwhile.
+	var apps []uint32
+	var all bool
+	var plans map[uint32][]planChange
+	var tRead, tPlans time.Duration
+	err := concurrently(ctx, func(ctx context.Context) (err error) {
+		apps, all, err = a.readUsage(ctx, now, full)
+		tRead = time.Since(t0)
+		return err
+	}, func(ctx context.Context) (err error) {
+		plans, err = readPlans(ctx, a.conn, now, 0)
+		tPlans = time.Since(t0)
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
-	tRead := time.Since(t0)
-	alerts, err := a.detect(ctx, apps, all, now)
+	t1 := time.Now()
+	alerts, err := a.detect(ctx, apps, all, now, plans)
 	if err != nil {
 		return 0, err
 	}
-	tDetect := time.Since(t0) - tRead
+	tDetect := time.Since(t1)
 	a.unchecked, a.uncheckedAll = map[uint32]uint8{}, false // the alerts are pending: flushed below or by the next check
 	defer func() {
-		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "alerts", len(alerts),
-			"daily_usage", tRead, "detect", tDetect, "took", time.Since(t0))
+		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "rows_read", a.lastRead, "alerts", len(alerts),
+			"daily_usage", tRead, "plan_changes", tPlans, "detect", tDetect, "took", time.Since(t0))
 	}()
 	gen := a.cfg.Now().UTC().Truncate(time.Second)
 	for _, al := range alerts {
@@ -392,16 +410,27 @@ const (
 
 	sqlInsertAlertPublished = `INSERT INTO alerts_published (app, id, published_at)`
 
-	// sqlAlertUsage: args since (unix seconds; 0 for every row), from, to.
-	// The newest version, among the rows written at or after since, of each
-	// daily_usage row (app, day, src_partition) of the days from..to, and
-	// when it was last written: the condition on updated_at reads one column
-	// of the months' rows, the others only for the rows it keeps.
+	// sqlAlertPositions: the stored position of each source partition
+	// (consumer_offsets.next_offset): the lowest over the consumer groups and
+	// topics that have one, should the table hold more than the one source.
+	sqlAlertPositions = `SELECT partition, min(next) FROM (
+	SELECT consumer_group, topic, partition, max(next_offset) AS next FROM consumer_offsets
+	GROUP BY consumer_group, topic, partition
+)
+GROUP BY partition`
+
+	// sqlAlertUsage: args parts, bounds (the lowest version that can be new
+	// of each partition listed), parts again, since (unix seconds: the
+	// partitions not listed are read from the rows written at or after it;
+	// 0 for every row), from, to. The newest version, among those rows, of
+	// each daily_usage row (app, day, src_partition) of the days from..to,
+	// and when it was last written: the conditions read three small columns
+	// of the months' rows, the others only for the rows they keep.
 	sqlAlertUsage = `SELECT app, day, src_partition, max(version),
 	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version),
 	max(updated_at)
 FROM daily_usage
-PREWHERE updated_at >= toDateTime(?)
+PREWHERE version >= transform(src_partition, ?, ?, toUInt64(0)) AND (has(?, src_partition) OR updated_at >= toDateTime(?))
 WHERE day >= toDate(?) AND day <= toDate(?)
 GROUP BY app, day, src_partition`
 
@@ -490,15 +519,47 @@ func (a *Alerter) usageRows() int {
 // readUsage brings the alerter's copy of the daily_usage rows of the open
 // and the previous month up to date and returns the apps to check, sorted,
 // and whether that is every app (a load). It loads every row when full is
-// set, on the first call, in a new month, and after a failed load;
-// otherwise it reads only the rows written since readAt-overlap, and
-// returns the apps with a newer row not checked yet (a check that fails
-// leaves them for the next), and those whose logins or groups changed in
-// the last overlap (their user_days or live_group_changes rows, written in
-// the same flush, may land after the daily_usage row).
+// set, on the first call, in a new month, after a failed load, and when a
+// stored position fell; otherwise it reads only the rows that can be new
+// (below), and returns the apps with a newer row not checked yet (a check
+// that fails leaves them for the next), and those whose logins or groups
+// changed in the last overlap (their user_days or live_group_changes rows,
+// written in the same flush, may land after the daily_usage row).
 //
-// Why no row is missed: a read that begins at T (the alerter's clock, taken
-// before the query) sees every row visible by then. Take a row with
+// Which rows can be new. Each read first reads the partitions' stored
+// positions (consumer_offsets). For a partition that had a stored position
+// P when the previous successful read was about to begin, it reads the rows
+// with a version above P; for any other partition, the rows written since
+// the previous read began, less overlap.
+//
+// Why no row is missed, partitions with a position: a flush writes its
+// daily_usage rows with the position it is complete up to as their version,
+// and stores that position only once every row is in (the INSERT returned,
+// so every later read sees it: on a cluster, inserts reach a quorum and
+// reads are sequentially consistent, schemas.ReplicaSettings). The next
+// flush of the partition, by the same aggregator or by the one that replays
+// it after a crash or a rebalance, starts from the stored position, so its
+// versions are above it; positions never fall in normal operation (a
+// recreated topic gets an offset_base that keeps them growing; accept-gap
+// moves them forward). So a row that is not visible at a moment T has a
+// version above the position stored at T: its flush either had not stored
+// its position by T (its version is above the one its start found stored,
+// still the stored one at T) or starts after T. Take a row that became
+// visible at v, the first successful read to begin after v, and the
+// successful read before it, which began before v and read the positions P
+// before that: the row was not visible then, so its version is above P,
+// the bound of the first read. This holds for any clock, flush duration and
+// replay: a replayed flush lands versions below those already read, above
+// the position it started from. Positions that fell (ClickHouse restored or
+// its database created again) or went away mean a load. A row escapes only
+// when a flush's insert lands after another flush of its partition stored a
+// later position (the server finishing the INSERT of an aggregator that died
+// long before, or two aggregators writing one partition): the next full load,
+// every ALERT_SWEEP, reads it.
+//
+// Partitions without a position (before their first flush is complete, or
+// rows no aggregator wrote): a read that begins at T (the alerter's clock,
+// taken before the query) sees every row visible by then. Take a row with
 // updated_at u that became visible at v, and the first read to begin after
 // v, at T; the read before it began at P, with P < v (or it would have seen
 // the row). That read asks for the rows with updated_at >= P-overlap, which
@@ -508,20 +569,35 @@ func (a *Alerter) usageRows() int {
 // behind the alerter's; updated_at is truncated to the second and the bound
 // too, which only widens the window). A row landing later than that (a
 // flush stuck for longer, a clock further off) is read by the next full load,
-// every ALERT_SWEEP. Rows read more than once, and a replayed or slow flush
-// that lands an older version after a newer one, change nothing: each row
-// keeps the highest version read, as the table does when it merges. A read
-// that fails part way leaves rows of the window applied and readAt where it
-// was, so the next read covers the window again.
+// every ALERT_SWEEP.
+//
+// Rows read more than once, and a replayed or slow flush that lands an older
+// version after a newer one, change nothing: each row keeps the highest
+// version read, as the table does when it merges. A read that fails part
+// way leaves rows of the window applied, and readAt and the positions where
+// they were, so the next read covers the window again.
 func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []uint32, all bool, err error) {
 	cur := schemas.MonthOf(now, a.cfg.Location)
 	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
-	load := full || a.usage == nil || cur != a.month
+	positions, err := a.readPositions(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	fell := positionsFell(a.positions, positions)
+	if fell && a.usage != nil {
+		a.cfg.Logger.Info("alerts: a stored position fell or went away; loading the usage again")
+	}
+	load := full || a.usage == nil || cur != a.month || fell
 	usage, since := a.usage, max(a.readAt.Add(-overlap).Unix(), 0)
+	parts, bounds := []int32{-1}, []uint64{0} // -1: no such partition; the arrays are never empty
 	if load {
 		usage, since = map[uint32]*appUsage{}, 0
+	} else {
+		for p, next := range a.positions {
+			parts, bounds = append(parts, p), append(bounds, next+1)
+		}
 	}
-	rows, err := a.conn.Query(ctx, sqlAlertUsage, since, from, to)
+	rows, err := a.conn.Query(ctx, sqlAlertUsage, parts, bounds, parts, since, from, to)
 	if err != nil {
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
@@ -530,6 +606,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		a.unchecked = map[uint32]uint8{}
 	}
 	at := now.UnixNano()
+	n := 0
 	for rows.Next() {
 		var app uint32
 		var day, updated time.Time
@@ -537,6 +614,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved, &updated); err != nil {
 			return nil, false, fmt.Errorf("read daily_usage: %w", err)
 		}
+		n++
 		r.day = schemas.DayFromDate(day.Date())
 		u := usage[app]
 		if u == nil {
@@ -572,7 +650,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
-	a.readAt = now
+	a.readAt, a.positions, a.lastRead = now, positions, n
 	if load {
 		a.recent = map[uint32]bool{}
 		for app, u := range usage {
@@ -610,6 +688,36 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	return apps, false, nil
 }
 
+// readPositions returns the stored position of each source partition.
+func (a *Alerter) readPositions(ctx context.Context) (map[int32]uint64, error) {
+	rows, err := a.conn.Query(ctx, sqlAlertPositions)
+	if err != nil {
+		return nil, fmt.Errorf("read consumer_offsets: %w", err)
+	}
+	defer rows.Close()
+	out := map[int32]uint64{}
+	for rows.Next() {
+		var p int32
+		var next uint64
+		if err := rows.Scan(&p, &next); err != nil {
+			return nil, fmt.Errorf("read consumer_offsets: %w", err)
+		}
+		out[p] = next
+	}
+	return out, rows.Err()
+}
+
+// positionsFell reports whether a partition's position in cur is below the
+// one in prev, or gone.
+func positionsFell(prev, cur map[int32]uint64) bool {
+	for p, next := range prev {
+		if c, ok := cur[p]; !ok || c < next {
+			return true
+		}
+	}
+	return false
+}
+
 // What changed in an app not checked yet.
 const (
 	changedRow    = 1 << iota // a row is newer
@@ -641,7 +749,7 @@ func (w watch) id(level int) string {
 // level not alerted yet, and the live groups (live_group_changes), only for
 // apps whose logins, respectively groups, changed recently or since the
 // last check that finished, or of every app when all is set.
-func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.Time) ([]schemas.Alert, error) {
+func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.Time, plans map[uint32][]planChange) ([]schemas.Alert, error) {
 	if len(apps) == 0 {
 		return nil, nil
 	}
@@ -651,11 +759,6 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 	first := cur.FirstDay()
 	monthEnds := []time.Time{minTime(now, months[0].End(loc)), minTime(now, months[1].End(loc))}
 	t0 := time.Now()
-	plans, err := readPlans(ctx, a.conn, now, 0)
-	if err != nil {
-		return nil, err
-	}
-	tPlans := time.Since(t0)
 
 	pb := a.cfg.Prices
 	editions := map[Edition]*editionPrices{}
@@ -736,34 +839,50 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 		}
 	}
 
+	// The exact MAU, by month and chunk of apps, and the live groups are
+	// independent reads: at once.
 	t1 := time.Now()
+	type mauRead struct {
+		ws   []watch
+		mau  map[uint32]int64
+		took time.Duration
+	}
+	var mauReads []*mauRead
+	var reads []func(context.Context) error
+	var tMAU, tLive time.Duration
 	for _, m := range months {
-		ws := mauWatch[m]
-		if len(ws) == 0 {
-			continue
-		}
-		for chunk := range slices.Chunk(ws, maxAppsPerQuery) {
-			mau, err := a.counts(ctx, sqlAlertMAU, "user_days", m.FirstDay().String(), m.LastDay().String(), appSet(chunk))
-			if err != nil {
-				return nil, err
-			}
-			for _, w := range chunk {
-				check(w, mau[w.app])
-			}
+		for chunk := range slices.Chunk(mauWatch[m], maxAppsPerQuery) {
+			r := &mauRead{ws: chunk}
+			mauReads = append(mauReads, r)
+			reads = append(reads, func(ctx context.Context) (err error) {
+				r.mau, err = a.counts(ctx, sqlAlertMAU, "user_days", m.FirstDay().String(), m.LastDay().String(), appSet(chunk))
+				r.took = time.Since(t1)
+				return err
+			})
 		}
 	}
-	t2 := time.Now()
+	var live map[uint32]int64
 	if len(liveWatch) > 0 {
-		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
-		if err != nil {
-			return nil, err
-		}
-		for _, w := range liveWatch {
-			check(w, live[w.app])
+		reads = append(reads, func(ctx context.Context) (err error) {
+			live, err = a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
+			tLive = time.Since(t1)
+			return err
+		})
+	}
+	if err := concurrently(ctx, reads...); err != nil {
+		return nil, err
+	}
+	for _, r := range mauReads {
+		tMAU = max(tMAU, r.took)
+		for _, w := range r.ws {
+			check(w, r.mau[w.app])
 		}
 	}
-	a.cfg.Logger.Debug("alerts: detect", "plan_changes", tPlans, "apps", t1.Sub(t0)-tPlans,
-		"mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]), "user_days", t2.Sub(t1), "live", len(liveWatch), "live_group_changes", time.Since(t2))
+	for _, w := range liveWatch {
+		check(w, live[w.app])
+	}
+	a.cfg.Logger.Debug("alerts: detect", "apps", t1.Sub(t0),
+		"mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]), "user_days", tMAU, "live", len(liveWatch), "live_group_changes", tLive)
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1
