@@ -121,7 +121,8 @@ type Alerter struct {
 	// the rows with a higher version. lastRead is how many rows it returned.
 	positions map[int32]uint64
 	lastRead  int
-	recent    map[uint32]bool // apps whose logins or groups changed in the last overlap
+	flushTook [3]time.Duration // the last flush: storing, publishing, marking published
+	recent    map[uint32]bool  // apps whose logins or groups changed in the last overlap
 	// unchecked are the apps with a newer row that no check has finished
 	// with yet (every app when uncheckedAll), and whether their logins or
 	// groups changed (changedLogins, changedGroups): a failed check leaves
@@ -292,9 +293,11 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	}
 	tDetect := time.Since(t1)
 	a.unchecked, a.uncheckedAll = map[uint32]uint8{}, false // the alerts are pending: flushed below or by the next check
+	a.flushTook = [3]time.Duration{}
 	defer func() {
 		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "rows_read", a.lastRead, "alerts", len(alerts),
-			"daily_usage", tRead, "plan_changes", tPlans, "detect", tDetect, "took", time.Since(t0))
+			"daily_usage", tRead, "plan_changes", tPlans, "detect", tDetect,
+			"store", a.flushTook[0], "publish", a.flushTook[1], "mark", a.flushTook[2], "took", time.Since(t0))
 	}()
 	gen := a.cfg.Now().UTC().Truncate(time.Second)
 	for _, al := range alerts {
@@ -345,6 +348,7 @@ func (a *Alerter) flush(ctx context.Context) error {
 	if len(a.pending) == 0 {
 		return nil
 	}
+	t0 := time.Now()
 	var unstored []*pendingAlert
 	for i := range a.pending {
 		if !a.pending[i].stored {
@@ -378,9 +382,11 @@ func (a *Alerter) flush(ctx context.Context) error {
 			Headers: []kafka.Header{{Key: "immeter-alert-id", Value: []byte(p.alert.ID)}},
 		}
 	}
+	t1 := time.Now()
 	if err := a.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish to %s: %w", a.cfg.Topic, err)
 	}
+	t2 := time.Now()
 	for _, p := range a.pending {
 		a.published.WithLabelValues(p.alert.Kind).Inc()
 	}
@@ -398,6 +404,7 @@ func (a *Alerter) flush(ctx context.Context) error {
 		return fmt.Errorf("write alerts_published: %w", err)
 	}
 	a.pending = a.pending[:0]
+	a.flushTook = [3]time.Duration{t1.Sub(t0), t2.Sub(t1), time.Since(t2)}
 	return nil
 }
 
@@ -762,8 +769,14 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 
 	pb := a.cfg.Prices
 	editions := map[Edition]*editionPrices{}
+	var lastEdition Edition // and lastPrices: most apps are of one edition
+	var lastPrices *editionPrices
 	edition := func(app uint32, e Edition) (*editionPrices, error) {
+		if e == lastEdition && lastPrices != nil {
+			return lastPrices, nil
+		}
 		if ep, ok := editions[e]; ok {
+			lastEdition, lastPrices = e, ep
 			return ep, nil
 		}
 		ep, err := pb.edition(e)
@@ -771,6 +784,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 			return nil, fmt.Errorf("app %d: %w", app, err)
 		}
 		editions[e] = &ep
+		lastEdition, lastPrices = e, &ep
 		return &ep, nil
 	}
 	lowest := pb.alertLevels[0]
@@ -783,7 +797,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 	var liveWatch []watch
 	for _, app := range apps {
 		changes := plans[app]
-		u := a.usage[app]
+		u, changed := a.usage[app], a.unchecked[app]
 		var month [2]dayFigures
 		for _, r := range u.rows {
 			if r.day >= first {
@@ -801,7 +815,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 			// Logins bound the MAU from above: the exact count is read only
 			// when they reach the lowest level not alerted yet.
 			logins := int64(month[i].logins)
-			if (all || a.unchecked[app]&changedLogins != 0 || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
+			if (all || changed&changedLogins != 0 || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
 				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
 				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) {
 					mauWatch[m] = append(mauWatch[m], w)
@@ -818,7 +832,10 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 				f.add(u.rows[i].dayFigures)
 			}
 			net := int64(f.created) - int64(f.dissolved)
-			e := editionAt(changes, minTime(now, dayEnd(d, loc)))
+			e := EditionDeveloper // editionAt without changes, without working out the day's end
+			if len(changes) > 0 {
+				e = editionAt(changes, minTime(now, dayEnd(d, loc)))
+			}
 			ep, err := edition(app, e)
 			if err != nil {
 				return nil, err
@@ -827,7 +844,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 				check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: lim}, net)
 			}
 		}
-		if all || a.unchecked[app]&changedGroups != 0 || u.groupsAt >= recent {
+		if all || changed&changedGroups != 0 || u.groupsAt >= recent {
 			e := editionAt(changes, now)
 			ep, err := edition(app, e)
 			if err != nil {
