@@ -116,13 +116,16 @@ type Alerter struct {
 	usage  map[uint32]*appUsage
 	month  schemas.Month
 	readAt time.Time
-	// positions are the partitions' stored positions read just before the
-	// last successful read began: the next reads, of those partitions, only
-	// the rows with a higher version. lastRead is how many rows it returned.
-	positions map[int32]uint64
-	lastRead  int
-	flushTook [3]time.Duration // the last flush: storing, publishing, marking published
-	recent    map[uint32]bool  // apps whose logins or groups changed in the last overlap
+	// positions are the partitions' stored positions read before the last
+	// successful read began: the next reads, of those partitions, only the
+	// rows with a higher version. nextPositions were read after the last
+	// read, during its check (nil: not yet), for the next. lastRead is how
+	// many rows the last read returned.
+	positions     map[int32]uint64
+	nextPositions map[int32]uint64
+	lastRead      int
+	flushTook     [3]time.Duration // the last flush: storing, publishing, marking published
+	recent        map[uint32]bool  // apps whose logins or groups changed in the last overlap
 	// unchecked are the apps with a newer row that no check has finished
 	// with yet (every app when uncheckedAll), and whether their logins or
 	// groups changed (changedLogins, changedGroups): a failed check leaves
@@ -287,7 +290,20 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 		return 0, err
 	}
 	t1 := time.Now()
+	// The positions the next read starts from: read meanwhile, off its path
+	// (any read between this read and the next will do, see readUsage).
+	posDone := make(chan struct{})
+	var next map[int32]uint64
+	go func() {
+		defer close(posDone)
+		var err error
+		if next, err = a.readPositions(ctx); err != nil {
+			next = nil // read again by the next check
+		}
+	}()
 	alerts, err := a.detect(ctx, apps, all, now, plans)
+	<-posDone
+	a.nextPositions = next
 	if err != nil {
 		return 0, err
 	}
@@ -533,11 +549,12 @@ func (a *Alerter) usageRows() int {
 // changed in the last overlap (their user_days or live_group_changes rows,
 // written in the same flush, may land after the daily_usage row).
 //
-// Which rows can be new. Each read first reads the partitions' stored
-// positions (consumer_offsets). For a partition that had a stored position
-// P when the previous successful read was about to begin, it reads the rows
-// with a version above P; for any other partition, the rows written since
-// the previous read began, less overlap.
+// Which rows can be new. Each read needs the partitions' stored positions
+// (consumer_offsets) read before it begins: read during the check before
+// (Check), or first thing. For a partition that had a stored position P
+// before the previous successful read began, it reads the rows with a
+// version above P; for any other partition, the rows written since the
+// previous read began, less overlap.
 //
 // Why no row is missed, partitions with a position: a flush writes its
 // daily_usage rows with the position it is complete up to as their version,
@@ -553,9 +570,9 @@ func (a *Alerter) usageRows() int {
 // its position by T (its version is above the one its start found stored,
 // still the stored one at T) or starts after T. Take a row that became
 // visible at v, the first successful read to begin after v, and the
-// successful read before it, which began before v and read the positions P
-// before that: the row was not visible then, so its version is above P,
-// the bound of the first read. This holds for any clock, flush duration and
+// successful read before it, which began before v, its positions P read
+// before it began: the row was not visible then, so its version is above
+// P, the bound of the first read. This holds for any clock, flush duration and
 // replay: a replayed flush lands versions below those already read, above
 // the position it started from. Positions that fell (ClickHouse restored or
 // its database created again) or went away mean a load. A row escapes only
@@ -586,9 +603,11 @@ func (a *Alerter) usageRows() int {
 func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []uint32, all bool, err error) {
 	cur := schemas.MonthOf(now, a.cfg.Location)
 	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
-	positions, err := a.readPositions(ctx)
-	if err != nil {
-		return nil, false, err
+	positions := a.nextPositions
+	if positions == nil {
+		if positions, err = a.readPositions(ctx); err != nil {
+			return nil, false, err
+		}
 	}
 	fell := positionsFell(a.positions, positions)
 	if fell && a.usage != nil {
@@ -657,7 +676,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
-	a.readAt, a.positions, a.lastRead = now, positions, n
+	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
 	if load {
 		a.recent = map[uint32]bool{}
 		for app, u := range usage {
