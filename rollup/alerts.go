@@ -124,13 +124,13 @@ type Alerter struct {
 	positions     map[int32]uint64
 	nextPositions map[int32]uint64
 	lastRead      int
-	flushTook     [3]time.Duration // the last flush: storing, publishing, marking published
-	recent        map[uint32]bool  // apps whose logins or groups changed in the last overlap
+	flushTook     [3]time.Duration     // the last flush: storing, publishing, marking published
+	recent        map[uint32]*appUsage // apps whose logins or groups changed in the last overlap
 	// unchecked are the apps with a newer row that no check has finished
 	// with yet (every app when uncheckedAll), and whether their logins or
 	// groups changed (changedLogins, changedGroups): a failed check leaves
 	// them for the next.
-	unchecked    map[uint32]uint8
+	unchecked    map[uint32]appToCheck
 	uncheckedAll bool
 
 	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
@@ -273,7 +273,7 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
 	t0 := time.Now()
 	// The plans do not depend on the usage: read them meanwhile.
-	var apps []uint32
+	var apps []appToCheck
 	var all bool
 	var plans map[uint32][]planChange
 	var tRead, tPlans time.Duration
@@ -308,7 +308,7 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 		return 0, err
 	}
 	tDetect := time.Since(t1)
-	a.unchecked, a.uncheckedAll = map[uint32]uint8{}, false // the alerts are pending: flushed below or by the next check
+	a.unchecked, a.uncheckedAll = map[uint32]appToCheck{}, false // the alerts are pending: flushed below or by the next check
 	a.flushTook = [3]time.Duration{}
 	defer func() {
 		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "rows_read", a.lastRead, "alerts", len(alerts),
@@ -448,10 +448,12 @@ GROUP BY partition`
 	// 0 for every row), from, to. The newest version, among those rows, of
 	// each daily_usage row (app, day, src_partition) of the days from..to,
 	// and when it was last written: the conditions read three small columns
-	// of the months' rows, the others only for the rows they keep.
-	sqlAlertUsage = `SELECT app, day, src_partition, max(version),
+	// of the months' rows, the others only for the rows they keep. The day
+	// (days since 1970) and the time (unix seconds) come as integers, which
+	// the driver scans without building a time.Time.
+	sqlAlertUsage = `SELECT app, toUInt16(day), src_partition, max(version),
 	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version),
-	max(updated_at)
+	toUInt32(max(updated_at))
 FROM daily_usage
 PREWHERE version >= transform(src_partition, ?, ?, toUInt64(0)) AND (has(?, src_partition) OR updated_at >= toDateTime(?))
 WHERE day >= toDate(?) AND day <= toDate(?)
@@ -540,7 +542,7 @@ func (a *Alerter) usageRows() int {
 }
 
 // readUsage brings the alerter's copy of the daily_usage rows of the open
-// and the previous month up to date and returns the apps to check, sorted,
+// and the previous month up to date and returns the apps to check,
 // and whether that is every app (a load). It loads every row when full is
 // set, on the first call, in a new month, after a failed load, and when a
 // stored position fell; otherwise it reads only the rows that can be new
@@ -600,7 +602,7 @@ func (a *Alerter) usageRows() int {
 // version read, as the table does when it merges. A read that fails part
 // way leaves rows of the window applied, and readAt and the positions where
 // they were, so the next read covers the window again.
-func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []uint32, all bool, err error) {
+func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []appToCheck, all bool, err error) {
 	cur := schemas.MonthOf(now, a.cfg.Location)
 	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
 	positions := a.nextPositions
@@ -629,19 +631,19 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	}
 	defer rows.Close()
 	if a.unchecked == nil {
-		a.unchecked = map[uint32]uint8{}
+		a.unchecked = map[uint32]appToCheck{}
 	}
 	at := now.UnixNano()
 	n := 0
 	for rows.Next() {
-		var app uint32
-		var day, updated time.Time
+		var app, updated uint32
+		var day uint16
 		var r usageRow
 		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved, &updated); err != nil {
 			return nil, false, fmt.Errorf("read daily_usage: %w", err)
 		}
 		n++
-		r.day = schemas.DayFromDate(day.Date())
+		r.day = schemas.Day(day)
 		u := usage[app]
 		if u == nil {
 			u = &appUsage{}
@@ -649,69 +651,74 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		}
 		if load { // one row per key, sorted below; changed when written
 			u.rows = append(u.rows, r)
-			u.loginsAt = max(u.loginsAt, updated.UnixNano())
+			u.loginsAt = max(u.loginsAt, int64(updated)*int64(time.Second))
 			u.groupsAt = u.loginsAt
 			continue
 		}
 		newer, logins, groups := u.apply(r)
+		if !newer {
+			continue
+		}
+		changed := uint8(changedRow)
 		if logins {
 			u.loginsAt = at
+			changed |= changedLogins
 		}
 		if groups {
 			u.groupsAt = at
+			changed |= changedGroups
 		}
 		if logins || groups {
-			a.recent[app] = true
+			a.recent[app] = u
 		}
-		if newer {
-			a.unchecked[app] |= changedRow
-		}
-		if logins {
-			a.unchecked[app] |= changedLogins
-		}
-		if groups {
-			a.unchecked[app] |= changedGroups
-		}
+		c := a.unchecked[app]
+		a.unchecked[app] = appToCheck{app: app, u: u, changed: c.changed | changed}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
 	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
 	if load {
-		a.recent = map[uint32]bool{}
+		a.recent = map[uint32]*appUsage{}
 		for app, u := range usage {
 			slices.SortFunc(u.rows, compareRows)
 			if a.isRecent(u, now) {
-				a.recent[app] = true
+				a.recent[app] = u
 			}
 		}
 		a.usage, a.month = usage, cur
-		a.unchecked, a.uncheckedAll = map[uint32]uint8{}, true
+		a.unchecked, a.uncheckedAll = map[uint32]appToCheck{}, true
 	}
 	if a.uncheckedAll {
-		apps = make([]uint32, 0, len(a.usage))
-		for app := range a.usage {
-			apps = append(apps, app)
+		apps = make([]appToCheck, 0, len(a.usage))
+		for app, u := range a.usage {
+			apps = append(apps, appToCheck{app: app, u: u})
 		}
-		slices.Sort(apps)
 		return apps, true, nil
 	}
-	for app := range a.recent {
-		if !a.isRecent(a.usage[app], now) {
+	for app, u := range a.recent {
+		if !a.isRecent(u, now) {
 			delete(a.recent, app)
 		}
 	}
-	apps = make([]uint32, 0, len(a.unchecked)+len(a.recent))
-	for app := range a.unchecked {
-		apps = append(apps, app)
+	apps = make([]appToCheck, 0, len(a.unchecked)+len(a.recent))
+	for _, c := range a.unchecked {
+		apps = append(apps, c)
 	}
-	for app := range a.recent {
-		if a.unchecked[app] == 0 {
-			apps = append(apps, app)
+	for app, u := range a.recent {
+		if _, ok := a.unchecked[app]; !ok {
+			apps = append(apps, appToCheck{app: app, u: u})
 		}
 	}
-	slices.Sort(apps)
 	return apps, false, nil
+}
+
+// appToCheck is an app a check looks at, its usage, and what changed in
+// it since a check last finished with it.
+type appToCheck struct {
+	app     uint32
+	u       *appUsage
+	changed uint8
 }
 
 // readPositions returns the stored position of each source partition.
@@ -775,7 +782,7 @@ func (w watch) id(level int) string {
 // level not alerted yet, and the live groups (live_group_changes), only for
 // apps whose logins, respectively groups, changed recently or since the
 // last check that finished, or of every app when all is set.
-func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.Time, plans map[uint32][]planChange) ([]schemas.Alert, error) {
+func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now time.Time, plans map[uint32][]planChange) ([]schemas.Alert, error) {
 	if len(apps) == 0 {
 		return nil, nil
 	}
@@ -814,9 +821,9 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 	}
 	mauWatch := map[schemas.Month][]watch{}
 	var liveWatch []watch
-	for _, app := range apps {
+	for _, c := range apps {
+		app, u, changed := c.app, c.u, c.changed
 		changes := plans[app]
-		u, changed := a.usage[app], a.unchecked[app]
 		var month [2]dayFigures
 		for _, r := range u.rows {
 			if r.day >= first {

@@ -21,19 +21,21 @@ func BenchmarkAlertDetect(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer a.Close()
-	a.usage, a.unchecked = map[uint32]*appUsage{}, map[uint32]uint8{}
+	a.usage, a.unchecked = map[uint32]*appUsage{}, map[uint32]appToCheck{}
 	d19, d20 := schemas.DayFromDate(2026, 10, 19), schemas.DayFromDate(2026, 10, 20)
 	plans := map[uint32][]planChange{}
-	var apps []uint32
+	var apps []appToCheck
 	for i := range 100000 {
 		app := uint32(1000 + i*7)
-		a.usage[app] = &appUsage{rows: []usageRow{
+		u := &appUsage{rows: []usageRow{
 			{day: d19, part: 1, version: 5, dayFigures: dayFigures{logins: 3, community: 10, created: 1}},
 			{day: d20, part: 1, version: 9, dayFigures: dayFigures{logins: 5, community: 20, created: 2, dissolved: 1}},
 		}}
+		a.usage[app] = u
 		if i%2 == 0 {
-			apps = append(apps, app)
-			a.unchecked[app] = changedRow | changedLogins
+			c := appToCheck{app: app, u: u, changed: changedRow | changedLogins}
+			apps = append(apps, c)
+			a.unchecked[app] = c
 		}
 		if i%50 == 0 {
 			plans[app] = []planChange{{at: now.Add(-48 * time.Hour), edition: EditionPremium}}
