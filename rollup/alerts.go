@@ -125,7 +125,8 @@ type Alerter struct {
 	nextPositions map[int32]uint64
 	lastRead      int
 	flushTook     [3]time.Duration     // the last flush: storing, publishing, marking published
-	recent        map[uint32]*appUsage // apps whose logins or groups changed in the last overlap
+	held          int                  // rows in usage
+	recent        map[uint32]recentApp // apps whose logins or groups changed in the last overlap
 	// unchecked are the apps with a newer row that no check has finished
 	// with yet (every app when uncheckedAll), and whether their logins or
 	// groups changed (changedLogins, changedGroups): a failed check leaves
@@ -308,10 +309,10 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 		return 0, err
 	}
 	tDetect := time.Since(t1)
-	a.unchecked, a.uncheckedAll = map[uint32]appToCheck{}, false // the alerts are pending: flushed below or by the next check
+	a.unchecked, a.uncheckedAll = make(map[uint32]appToCheck, len(a.unchecked)), false // the alerts are pending: flushed below or by the next check
 	a.flushTook = [3]time.Duration{}
 	defer func() {
-		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "rows_read", a.lastRead, "alerts", len(alerts),
+		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.held, "rows_read", a.lastRead, "alerts", len(alerts),
 			"daily_usage", tRead, "plan_changes", tPlans, "detect", tDetect,
 			"store", a.flushTook[0], "publish", a.flushTook[1], "mark", a.flushTook[2], "took", time.Since(t0))
 	}()
@@ -655,10 +656,12 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 			u.groupsAt = u.loginsAt
 			continue
 		}
+		had := len(u.rows)
 		newer, logins, groups := u.apply(r)
 		if !newer {
 			continue
 		}
+		a.held += len(u.rows) - had
 		changed := uint8(changedRow)
 		if logins {
 			u.loginsAt = at
@@ -669,7 +672,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 			changed |= changedGroups
 		}
 		if logins || groups {
-			a.recent[app] = u
+			a.recent[app] = recentApp{u: u, at: at}
 		}
 		c := a.unchecked[app]
 		a.unchecked[app] = appToCheck{app: app, u: u, changed: c.changed | changed}
@@ -679,11 +682,11 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	}
 	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
 	if load {
-		a.recent = map[uint32]*appUsage{}
+		a.recent, a.held = map[uint32]recentApp{}, n
 		for app, u := range usage {
 			slices.SortFunc(u.rows, compareRows)
 			if a.isRecent(u, now) {
-				a.recent[app] = u
+				a.recent[app] = recentApp{u: u, at: max(u.loginsAt, u.groupsAt)}
 			}
 		}
 		a.usage, a.month = usage, cur
@@ -696,8 +699,9 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		}
 		return apps, true, nil
 	}
-	for app, u := range a.recent {
-		if !a.isRecent(u, now) {
+	recent := now.Add(-overlap).UnixNano()
+	for app, r := range a.recent {
+		if r.at < recent {
 			delete(a.recent, app)
 		}
 	}
@@ -705,12 +709,19 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	for _, c := range a.unchecked {
 		apps = append(apps, c)
 	}
-	for app, u := range a.recent {
+	for app, r := range a.recent {
 		if _, ok := a.unchecked[app]; !ok {
-			apps = append(apps, appToCheck{app: app, u: u})
+			apps = append(apps, appToCheck{app: app, u: r.u})
 		}
 	}
 	return apps, false, nil
+}
+
+// recentApp is an app whose logins or groups changed at at (unix
+// nanoseconds; the latest of its loginsAt and groupsAt).
+type recentApp struct {
+	u  *appUsage
+	at int64
 }
 
 // appToCheck is an app a check looks at, its usage, and what changed in
