@@ -124,9 +124,16 @@ type Alerter struct {
 	positions     map[int32]uint64
 	nextPositions map[int32]uint64
 	lastRead      int
-	flushTook     [3]time.Duration     // the last flush: storing, publishing, marking published
-	held          int                  // rows in usage
-	recent        map[uint32]recentApp // apps whose logins or groups changed in the last overlap
+	lastMAU       int              // apps whose exact MAU the last check read
+	flushTook     [3]time.Duration // the last flush: storing, publishing, marking published
+	held          int              // rows in usage
+	// uncovered are the reads whose logins and group changes may still lack
+	// their user_days or live_group_changes rows, oldest first; coveredAt
+	// is when (readAt, unix nanoseconds) the last read known to be covered
+	// began: an app whose logins (groups) changed after it is checked.
+	uncovered []readSpan
+	coveredAt int64
+	recent    map[uint32]recentApp // apps whose logins or groups changed after coveredAt
 	// unchecked are the apps with a newer row that no check has finished
 	// with yet (every app when uncheckedAll), and whether their logins or
 	// groups changed (changedLogins, changedGroups): a failed check leaves
@@ -308,6 +315,7 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	a.cover(now)
 	tDetect := time.Since(t1)
 	a.unchecked, a.uncheckedAll = make(map[uint32]appToCheck, len(a.unchecked)), false // the alerts are pending: flushed below or by the next check
 	a.flushTook = [3]time.Duration{}
@@ -549,8 +557,9 @@ func (a *Alerter) usageRows() int {
 // stored position fell; otherwise it reads only the rows that can be new
 // (below), and returns the apps with a newer row not checked yet (a check
 // that fails leaves them for the next), and those whose logins or groups
-// changed in the last overlap (their user_days or live_group_changes rows,
-// written in the same flush, may land after the daily_usage row).
+// changed in a read not covered yet (their user_days or live_group_changes
+// rows, written in the same flush, may land after the daily_usage row: see
+// cover).
 //
 // Which rows can be new. Each read needs the partitions' stored positions
 // (consumer_offsets) read before it begins: read during the check before
@@ -636,6 +645,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	}
 	at := now.UnixNano()
 	n := 0
+	read := readSpan{at: at, versions: map[int32]uint64{}}
 	for rows.Next() {
 		var app, updated uint32
 		var day uint16
@@ -644,6 +654,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 			return nil, false, fmt.Errorf("read daily_usage: %w", err)
 		}
 		n++
+		read.versions[r.part] = max(read.versions[r.part], r.version)
 		r.day = schemas.Day(day)
 		u := usage[app]
 		if u == nil {
@@ -681,6 +692,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
 	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
+	a.uncovered = append(a.uncovered, read)
 	if load {
 		a.recent, a.held = map[uint32]recentApp{}, n
 		for app, u := range usage {
@@ -699,9 +711,8 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		}
 		return apps, true, nil
 	}
-	recent := now.Add(-overlap).UnixNano()
 	for app, r := range a.recent {
-		if r.at < recent {
+		if r.at <= a.coveredAt {
 			delete(a.recent, app)
 		}
 	}
@@ -715,6 +726,40 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		}
 	}
 	return apps, false, nil
+}
+
+// readSpan is a read of daily_usage: when it began (unix nanoseconds) and
+// the highest version it read of each partition.
+type readSpan struct {
+	at       int64
+	versions map[int32]uint64
+}
+
+// cover moves coveredAt past the reads, oldest first, whose rows' user_days
+// and live_group_changes rows the check that just finished saw: a flush
+// stores its position only once all its rows are in, so a read is covered
+// when the positions read before this check's read reach every version it
+// read of their partitions, and, if it read a partition without a
+// position, it began more than overlap ago (see readUsage). The apps whose logins or groups changed
+// in a read were checked by every check until then, this one included.
+func (a *Alerter) cover(now time.Time) {
+	old := now.Add(-overlap).UnixNano()
+	for len(a.uncovered) > 0 && a.uncovered[0].coveredBy(a.positions, old) {
+		a.coveredAt = max(a.coveredAt, a.uncovered[0].at)
+		a.uncovered = a.uncovered[1:]
+	}
+}
+
+// coveredBy reports whether every version r read is covered: at or below
+// its partition's position, or, for a partition without one, read before
+// old.
+func (r readSpan) coveredBy(positions map[int32]uint64, old int64) bool {
+	for p, v := range r.versions {
+		if next, ok := positions[p]; ok && next < v || !ok && r.at >= old {
+			return false
+		}
+	}
+	return true
 }
 
 // recentApp is an app whose logins or groups changed at at (unix
@@ -794,6 +839,7 @@ func (w watch) id(level int) string {
 // apps whose logins, respectively groups, changed recently or since the
 // last check that finished, or of every app when all is set.
 func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now time.Time, plans map[uint32][]planChange) ([]schemas.Alert, error) {
+	a.lastMAU = 0
 	if len(apps) == 0 {
 		return nil, nil
 	}
@@ -825,7 +871,7 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 		return &ep, nil
 	}
 	lowest := pb.alertLevels[0]
-	recent := now.Add(-overlap).UnixNano()
+	recent := a.coveredAt // changed after: the user_days or live_group_changes rows may lag
 	var out []schemas.Alert
 	check := func(w watch, value int64) {
 		out = append(out, a.crossed(w, value, now)...)
@@ -852,7 +898,7 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 			// Logins bound the MAU from above: the exact count is read only
 			// when they reach the lowest level not alerted yet.
 			logins := int64(month[i].logins)
-			if (all || changed&changedLogins != 0 || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
+			if (all || changed&changedLogins != 0 || u.loginsAt > recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
 				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
 				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) {
 					mauWatch[m] = append(mauWatch[m], w)
@@ -881,7 +927,7 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 				check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: lim}, net)
 			}
 		}
-		if all || changed&changedGroups != 0 || u.groupsAt >= recent {
+		if all || changed&changedGroups != 0 || u.groupsAt > recent {
 			e := editionAt(changes, now)
 			ep, err := edition(app, e)
 			if err != nil {
@@ -895,6 +941,7 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 
 	// The exact MAU, by month and chunk of apps, and the live groups are
 	// independent reads: at once.
+	a.lastMAU = len(mauWatch[months[0]]) + len(mauWatch[months[1]])
 	t1 := time.Now()
 	type mauRead struct {
 		ws   []watch

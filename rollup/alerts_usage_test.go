@@ -625,3 +625,66 @@ func TestAlertsPositionsMatchTable(t *testing.T) {
 		e.requireTruth(ctx, t, a)
 	}
 }
+
+// TestAlertsPositionsLateUsers: with stored positions, an app whose logins
+// (groups) changed has its exact MAU (live groups) read by every check until
+// its partition's stored position reaches the version of the row that
+// changed, however long its user_days (live_group_changes) rows take to land
+// (a flush stores its position only once they are in), and no longer after
+// that.
+func TestAlertsPositionsLateUsers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appG, appH, appK = 1400000701, 1400000702, 1400000703
+	e.insert(ctx, t, usageRecord{app: appG, day: "2026-10-20", part: 0, version: 100, logins: 10, updatedAt: e.Now().Add(-time.Hour)})
+	e.storePosition(ctx, t, 0, 100)
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+
+	// A flush (version 110) lands its counters; its users and live groups
+	// land more than overlap later, along with its position.
+	now := e.advance(time.Second)
+	e.insert(ctx, t,
+		usageRecord{app: appG, day: "2026-10-20", part: 0, version: 110, logins: 80, updatedAt: now},
+		usageRecord{app: appH, day: "2026-10-20", part: 0, version: 110, created: 8, updatedAt: now},
+		usageRecord{app: appK, day: "2026-10-20", part: 0, version: 110, logins: 90, updatedAt: now},
+	)
+	for range 4 {
+		e.check(ctx, t, a, false, nil)
+		if a.lastMAU != 2 {
+			t.Fatalf("unexpected exact MAU reads; got %d; want 2 (appG, appK)", a.lastMAU)
+		}
+		e.advance(overlap / 2)
+	}
+	e.users(ctx, t, appG, "2026-10-20", 1, 80)
+	e.users(ctx, t, appK, "2026-10-20", 1, 50)
+	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := b.Append(uint32(appH), fmt.Sprintf("live-%d", i), "create", now.UTC().Truncate(time.Second), uint32(0), fmt.Sprintf("c-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	e.storePosition(ctx, t, 0, 110)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, map[string]int64{
+		fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appG):   80,
+		fmt.Sprintf("%d:live_groups:current:developer:80", appH): 8,
+	})
+	// The check after reads the position (during the one above), and is the
+	// last to read appK's exact MAU (50: below the level); then none.
+	for _, want := range []int{1, 0} {
+		e.advance(time.Second)
+		e.check(ctx, t, a, false, nil)
+		if a.lastMAU != want {
+			t.Fatalf("unexpected exact MAU reads; got %d; want %d", a.lastMAU, want)
+		}
+	}
+}
