@@ -661,9 +661,15 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 			u = &appUsage{}
 			usage[app] = u
 		}
-		if load { // one row per key, sorted below; changed when written
+		if load { // one row per key, sorted below
 			u.rows = append(u.rows, r)
-			u.loginsAt = max(u.loginsAt, int64(updated)*int64(time.Second))
+			// Changed when written; now if its flush may not be complete
+			// (above its partition's position): until the read is covered.
+			changed := int64(updated) * int64(time.Second)
+			if next, ok := positions[r.part]; ok && r.version > next {
+				changed = at
+			}
+			u.loginsAt = max(u.loginsAt, changed)
 			u.groupsAt = u.loginsAt
 			continue
 		}

@@ -688,3 +688,27 @@ func TestAlertsPositionsLateUsers(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertsPositionsLoadInFlight: a load that reads a row above its
+// partition's position (a flush in flight, stamped by an aggregator whose
+// clock is a minute behind) checks the app again until the position
+// reaches it, so users landing with the position are alerted.
+func TestAlertsPositionsLoadInFlight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appL = 1400000801
+	e.storePosition(ctx, t, 0, 100)
+	e.insert(ctx, t, usageRecord{app: appL, day: "2026-10-20", part: 0, version: 110, logins: 85, updatedAt: e.Now().Add(-time.Minute)})
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+	for range 3 {
+		e.advance(overlap / 2)
+		e.check(ctx, t, a, false, nil)
+	}
+	e.users(ctx, t, appL, "2026-10-20", 1, 80)
+	e.storePosition(ctx, t, 0, 110)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appL): 80})
+}
