@@ -112,16 +112,33 @@ type Alerter struct {
 	// of month and the month before, sorted by day then partition; nil
 	// until the first load. readAt is when the last successful read began
 	// (the alerter's clock): the next reads the rows written since
-	// readAt-overlap.
+	// readAt-overlap of the partitions without a position.
 	usage  map[uint32]*appUsage
 	month  schemas.Month
 	readAt time.Time
-	recent map[uint32]bool // apps whose logins or groups changed in the last overlap
+	// positions are the partitions' stored positions read before the last
+	// successful read began: the next reads, of those partitions, only the
+	// rows with a higher version. nextPositions were read after the last
+	// read, during its check (nil: not yet), for the next. lastRead is how
+	// many rows the last read returned.
+	positions     map[int32]uint64
+	nextPositions map[int32]uint64
+	lastRead      int
+	lastMAU       int              // apps whose exact MAU the last check read
+	flushTook     [3]time.Duration // the last flush: storing, publishing, marking published
+	held          int              // rows in usage
+	// uncovered are the reads whose logins and group changes may still lack
+	// their user_days or live_group_changes rows, oldest first; coveredAt
+	// is when (readAt, unix nanoseconds) the last read known to be covered
+	// began: an app whose logins (groups) changed after it is checked.
+	uncovered []readSpan
+	coveredAt int64
+	recent    map[uint32]recentApp // apps whose logins or groups changed after coveredAt
 	// unchecked are the apps with a newer row that no check has finished
 	// with yet (every app when uncheckedAll), and whether their logins or
 	// groups changed (changedLogins, changedGroups): a failed check leaves
 	// them for the next.
-	unchecked    map[uint32]uint8
+	unchecked    map[uint32]appToCheck
 	uncheckedAll bool
 
 	published *prometheus.CounterVec // alerts acknowledged by Kafka, by kind
@@ -263,20 +280,49 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	now := a.cfg.Now()
 	a.forget(schemas.MonthOf(now, a.cfg.Location).Prev().String())
 	t0 := time.Now()
-	apps, all, err := a.readUsage(ctx, now, full)
+	// The plans do not depend on the usage: read them meanwhile.
+	var apps []appToCheck
+	var all bool
+	var plans map[uint32][]planChange
+	var tRead, tPlans time.Duration
+	err := concurrently(ctx, func(ctx context.Context) (err error) {
+		apps, all, err = a.readUsage(ctx, now, full)
+		tRead = time.Since(t0)
+		return err
+	}, func(ctx context.Context) (err error) {
+		plans, err = readPlans(ctx, a.conn, now, 0)
+		tPlans = time.Since(t0)
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
-	tRead := time.Since(t0)
-	alerts, err := a.detect(ctx, apps, all, now)
+	t1 := time.Now()
+	// The positions the next read starts from: read meanwhile, off its path
+	// (any read between this read and the next will do, see readUsage).
+	posDone := make(chan struct{})
+	var next map[int32]uint64
+	go func() {
+		defer close(posDone)
+		var err error
+		if next, err = a.readPositions(ctx); err != nil {
+			next = nil // read again by the next check
+		}
+	}()
+	alerts, err := a.detect(ctx, apps, all, now, plans)
+	<-posDone
+	a.nextPositions = next
 	if err != nil {
 		return 0, err
 	}
-	tDetect := time.Since(t0) - tRead
-	a.unchecked, a.uncheckedAll = map[uint32]uint8{}, false // the alerts are pending: flushed below or by the next check
+	a.cover(now)
+	tDetect := time.Since(t1)
+	a.unchecked, a.uncheckedAll = make(map[uint32]appToCheck, len(a.unchecked)), false // the alerts are pending: flushed below or by the next check
+	a.flushTook = [3]time.Duration{}
 	defer func() {
-		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.usageRows(), "alerts", len(alerts),
-			"daily_usage", tRead, "detect", tDetect, "took", time.Since(t0))
+		a.cfg.Logger.Debug("alerts: check", "full", full, "apps", len(apps), "app_days", a.held, "rows_read", a.lastRead, "alerts", len(alerts),
+			"daily_usage", tRead, "plan_changes", tPlans, "detect", tDetect,
+			"store", a.flushTook[0], "publish", a.flushTook[1], "mark", a.flushTook[2], "took", time.Since(t0))
 	}()
 	gen := a.cfg.Now().UTC().Truncate(time.Second)
 	for _, al := range alerts {
@@ -327,6 +373,7 @@ func (a *Alerter) flush(ctx context.Context) error {
 	if len(a.pending) == 0 {
 		return nil
 	}
+	t0 := time.Now()
 	var unstored []*pendingAlert
 	for i := range a.pending {
 		if !a.pending[i].stored {
@@ -360,9 +407,11 @@ func (a *Alerter) flush(ctx context.Context) error {
 			Headers: []kafka.Header{{Key: "immeter-alert-id", Value: []byte(p.alert.ID)}},
 		}
 	}
+	t1 := time.Now()
 	if err := a.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish to %s: %w", a.cfg.Topic, err)
 	}
+	t2 := time.Now()
 	for _, p := range a.pending {
 		a.published.WithLabelValues(p.alert.Kind).Inc()
 	}
@@ -380,6 +429,7 @@ func (a *Alerter) flush(ctx context.Context) error {
 		return fmt.Errorf("write alerts_published: %w", err)
 	}
 	a.pending = a.pending[:0]
+	a.flushTook = [3]time.Duration{t1.Sub(t0), t2.Sub(t1), time.Since(t2)}
 	return nil
 }
 
@@ -392,16 +442,29 @@ const (
 
 	sqlInsertAlertPublished = `INSERT INTO alerts_published (app, id, published_at)`
 
-	// sqlAlertUsage: args since (unix seconds; 0 for every row), from, to.
-	// The newest version, among the rows written at or after since, of each
-	// daily_usage row (app, day, src_partition) of the days from..to, and
-	// when it was last written: the condition on updated_at reads one column
-	// of the months' rows, the others only for the rows it keeps.
-	sqlAlertUsage = `SELECT app, day, src_partition, max(version),
+	// sqlAlertPositions: the stored position of each source partition
+	// (consumer_offsets.next_offset): the lowest over the consumer groups and
+	// topics that have one, should the table hold more than the one source.
+	sqlAlertPositions = `SELECT partition, min(next) FROM (
+	SELECT consumer_group, topic, partition, max(next_offset) AS next FROM consumer_offsets
+	GROUP BY consumer_group, topic, partition
+)
+GROUP BY partition`
+
+	// sqlAlertUsage: args parts, bounds (the lowest version that can be new
+	// of each partition listed), parts again, since (unix seconds: the
+	// partitions not listed are read from the rows written at or after it;
+	// 0 for every row), from, to. The newest version, among those rows, of
+	// each daily_usage row (app, day, src_partition) of the days from..to,
+	// and when it was last written: the conditions read three small columns
+	// of the months' rows, the others only for the rows they keep. The day
+	// (days since 1970) and the time (unix seconds) come as integers, which
+	// the driver scans without building a time.Time.
+	sqlAlertUsage = `SELECT app, toUInt16(day), src_partition, max(version),
 	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version),
-	max(updated_at)
+	toUInt32(max(updated_at))
 FROM daily_usage
-PREWHERE updated_at >= toDateTime(?)
+PREWHERE version >= transform(src_partition, ?, ?, toUInt64(0)) AND (has(?, src_partition) OR updated_at >= toDateTime(?))
 WHERE day >= toDate(?) AND day <= toDate(?)
 GROUP BY app, day, src_partition`
 
@@ -488,17 +551,51 @@ func (a *Alerter) usageRows() int {
 }
 
 // readUsage brings the alerter's copy of the daily_usage rows of the open
-// and the previous month up to date and returns the apps to check, sorted,
+// and the previous month up to date and returns the apps to check,
 // and whether that is every app (a load). It loads every row when full is
-// set, on the first call, in a new month, and after a failed load;
-// otherwise it reads only the rows written since readAt-overlap, and
-// returns the apps with a newer row not checked yet (a check that fails
-// leaves them for the next), and those whose logins or groups changed in
-// the last overlap (their user_days or live_group_changes rows, written in
-// the same flush, may land after the daily_usage row).
+// set, on the first call, in a new month, after a failed load, and when a
+// stored position fell; otherwise it reads only the rows that can be new
+// (below), and returns the apps with a newer row not checked yet (a check
+// that fails leaves them for the next), and those whose logins or groups
+// changed in a read not covered yet (their user_days or live_group_changes
+// rows, written in the same flush, may land after the daily_usage row: see
+// cover).
 //
-// Why no row is missed: a read that begins at T (the alerter's clock, taken
-// before the query) sees every row visible by then. Take a row with
+// Which rows can be new. Each read needs the partitions' stored positions
+// (consumer_offsets) read before it begins: read during the check before
+// (Check), or first thing. For a partition that had a stored position P
+// before the previous successful read began, it reads the rows with a
+// version above P; for any other partition, the rows written since the
+// previous read began, less overlap.
+//
+// Why no row is missed, partitions with a position: a flush writes its
+// daily_usage rows with the position it is complete up to as their version,
+// and stores that position only once every row is in (the INSERT returned,
+// so every later read sees it: on a cluster, inserts reach a quorum and
+// reads are sequentially consistent, schemas.ReplicaSettings). The next
+// flush of the partition, by the same aggregator or by the one that replays
+// it after a crash or a rebalance, starts from the stored position, so its
+// versions are above it; positions never fall in normal operation (a
+// recreated topic gets an offset_base that keeps them growing; accept-gap
+// moves them forward). So a row that is not visible at a moment T has a
+// version above the position stored at T: its flush either had not stored
+// its position by T (its version is above the one its start found stored,
+// still the stored one at T) or starts after T. Take a row that became
+// visible at v, the first successful read to begin after v, and the
+// successful read before it, which began before v, its positions P read
+// before it began: the row was not visible then, so its version is above
+// P, the bound of the first read. This holds for any clock, flush duration and
+// replay: a replayed flush lands versions below those already read, above
+// the position it started from. Positions that fell (ClickHouse restored or
+// its database created again) or went away mean a load. A row escapes only
+// when a flush's insert lands after another flush of its partition stored a
+// later position (the server finishing the INSERT of an aggregator that died
+// long before, or two aggregators writing one partition): the next full load,
+// every ALERT_SWEEP, reads it.
+//
+// Partitions without a position (before their first flush is complete, or
+// rows no aggregator wrote): a read that begins at T (the alerter's clock,
+// taken before the query) sees every row visible by then. Take a row with
 // updated_at u that became visible at v, and the first read to begin after
 // v, at T; the read before it began at P, with P < v (or it would have seen
 // the row). That read asks for the rows with updated_at >= P-overlap, which
@@ -508,106 +605,212 @@ func (a *Alerter) usageRows() int {
 // behind the alerter's; updated_at is truncated to the second and the bound
 // too, which only widens the window). A row landing later than that (a
 // flush stuck for longer, a clock further off) is read by the next full load,
-// every ALERT_SWEEP. Rows read more than once, and a replayed or slow flush
-// that lands an older version after a newer one, change nothing: each row
-// keeps the highest version read, as the table does when it merges. A read
-// that fails part way leaves rows of the window applied and readAt where it
-// was, so the next read covers the window again.
-func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []uint32, all bool, err error) {
+// every ALERT_SWEEP.
+//
+// Rows read more than once, and a replayed or slow flush that lands an older
+// version after a newer one, change nothing: each row keeps the highest
+// version read, as the table does when it merges. A read that fails part
+// way leaves rows of the window applied, and readAt and the positions where
+// they were, so the next read covers the window again.
+func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []appToCheck, all bool, err error) {
 	cur := schemas.MonthOf(now, a.cfg.Location)
 	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
-	load := full || a.usage == nil || cur != a.month
+	positions := a.nextPositions
+	if positions == nil {
+		if positions, err = a.readPositions(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	fell := positionsFell(a.positions, positions)
+	if fell && a.usage != nil {
+		a.cfg.Logger.Info("alerts: a stored position fell or went away; loading the usage again")
+	}
+	load := full || a.usage == nil || cur != a.month || fell
 	usage, since := a.usage, max(a.readAt.Add(-overlap).Unix(), 0)
+	parts, bounds := []int32{-1}, []uint64{0} // -1: no such partition; the arrays are never empty
 	if load {
 		usage, since = map[uint32]*appUsage{}, 0
+	} else {
+		for p, next := range a.positions {
+			parts, bounds = append(parts, p), append(bounds, next+1)
+		}
 	}
-	rows, err := a.conn.Query(ctx, sqlAlertUsage, since, from, to)
+	rows, err := a.conn.Query(ctx, sqlAlertUsage, parts, bounds, parts, since, from, to)
 	if err != nil {
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
 	defer rows.Close()
 	if a.unchecked == nil {
-		a.unchecked = map[uint32]uint8{}
+		a.unchecked = map[uint32]appToCheck{}
 	}
 	at := now.UnixNano()
+	n := 0
+	read := readSpan{at: at, versions: map[int32]uint64{}}
 	for rows.Next() {
-		var app uint32
-		var day, updated time.Time
+		var app, updated uint32
+		var day uint16
 		var r usageRow
 		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved, &updated); err != nil {
 			return nil, false, fmt.Errorf("read daily_usage: %w", err)
 		}
-		r.day = schemas.DayFromDate(day.Date())
+		n++
+		read.versions[r.part] = max(read.versions[r.part], r.version)
+		r.day = schemas.Day(day)
 		u := usage[app]
 		if u == nil {
 			u = &appUsage{}
 			usage[app] = u
 		}
-		if load { // one row per key, sorted below; changed when written
+		if load { // one row per key, sorted below
 			u.rows = append(u.rows, r)
-			u.loginsAt = max(u.loginsAt, updated.UnixNano())
+			// Changed when written; now if its flush may not be complete
+			// (above its partition's position): until the read is covered.
+			changed := int64(updated) * int64(time.Second)
+			if next, ok := positions[r.part]; ok && r.version > next {
+				changed = at
+			}
+			u.loginsAt = max(u.loginsAt, changed)
 			u.groupsAt = u.loginsAt
 			continue
 		}
+		had := len(u.rows)
 		newer, logins, groups := u.apply(r)
+		if !newer {
+			continue
+		}
+		a.held += len(u.rows) - had
+		changed := uint8(changedRow)
 		if logins {
 			u.loginsAt = at
+			changed |= changedLogins
 		}
 		if groups {
 			u.groupsAt = at
+			changed |= changedGroups
 		}
 		if logins || groups {
-			a.recent[app] = true
+			a.recent[app] = recentApp{u: u, at: at}
 		}
-		if newer {
-			a.unchecked[app] |= changedRow
-		}
-		if logins {
-			a.unchecked[app] |= changedLogins
-		}
-		if groups {
-			a.unchecked[app] |= changedGroups
-		}
+		c := a.unchecked[app]
+		a.unchecked[app] = appToCheck{app: app, u: u, changed: c.changed | changed}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
-	a.readAt = now
+	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
+	a.uncovered = append(a.uncovered, read)
 	if load {
-		a.recent = map[uint32]bool{}
+		a.recent, a.held = map[uint32]recentApp{}, n
 		for app, u := range usage {
 			slices.SortFunc(u.rows, compareRows)
 			if a.isRecent(u, now) {
-				a.recent[app] = true
+				a.recent[app] = recentApp{u: u, at: max(u.loginsAt, u.groupsAt)}
 			}
 		}
 		a.usage, a.month = usage, cur
-		a.unchecked, a.uncheckedAll = map[uint32]uint8{}, true
+		a.unchecked, a.uncheckedAll = map[uint32]appToCheck{}, true
 	}
 	if a.uncheckedAll {
-		apps = make([]uint32, 0, len(a.usage))
-		for app := range a.usage {
-			apps = append(apps, app)
+		apps = make([]appToCheck, 0, len(a.usage))
+		for app, u := range a.usage {
+			apps = append(apps, appToCheck{app: app, u: u})
 		}
-		slices.Sort(apps)
 		return apps, true, nil
 	}
-	for app := range a.recent {
-		if !a.isRecent(a.usage[app], now) {
+	for app, r := range a.recent {
+		if r.at <= a.coveredAt {
 			delete(a.recent, app)
 		}
 	}
-	apps = make([]uint32, 0, len(a.unchecked)+len(a.recent))
-	for app := range a.unchecked {
-		apps = append(apps, app)
+	apps = make([]appToCheck, 0, len(a.unchecked)+len(a.recent))
+	for _, c := range a.unchecked {
+		apps = append(apps, c)
 	}
-	for app := range a.recent {
-		if a.unchecked[app] == 0 {
-			apps = append(apps, app)
+	for app, r := range a.recent {
+		if _, ok := a.unchecked[app]; !ok {
+			apps = append(apps, appToCheck{app: app, u: r.u})
 		}
 	}
-	slices.Sort(apps)
 	return apps, false, nil
+}
+
+// readSpan is a read of daily_usage: when it began (unix nanoseconds) and
+// the highest version it read of each partition.
+type readSpan struct {
+	at       int64
+	versions map[int32]uint64
+}
+
+// cover moves coveredAt past the reads, oldest first, whose rows' user_days
+// and live_group_changes rows the check that just finished saw: a flush
+// stores its position only once all its rows are in, so a read is covered
+// when the positions read before this check's read reach every version it
+// read of their partitions, and, if it read a partition without a
+// position, it began more than overlap ago (see readUsage). The apps whose logins or groups changed
+// in a read were checked by every check until then, this one included.
+func (a *Alerter) cover(now time.Time) {
+	old := now.Add(-overlap).UnixNano()
+	for len(a.uncovered) > 0 && a.uncovered[0].coveredBy(a.positions, old) {
+		a.coveredAt = max(a.coveredAt, a.uncovered[0].at)
+		a.uncovered = a.uncovered[1:]
+	}
+}
+
+// coveredBy reports whether every version r read is covered: at or below
+// its partition's position, or, for a partition without one, read before
+// old.
+func (r readSpan) coveredBy(positions map[int32]uint64, old int64) bool {
+	for p, v := range r.versions {
+		if next, ok := positions[p]; ok && next < v || !ok && r.at >= old {
+			return false
+		}
+	}
+	return true
+}
+
+// recentApp is an app whose logins or groups changed at at (unix
+// nanoseconds; the latest of its loginsAt and groupsAt).
+type recentApp struct {
+	u  *appUsage
+	at int64
+}
+
+// appToCheck is an app a check looks at, its usage, and what changed in
+// it since a check last finished with it.
+type appToCheck struct {
+	app     uint32
+	u       *appUsage
+	changed uint8
+}
+
+// readPositions returns the stored position of each source partition.
+func (a *Alerter) readPositions(ctx context.Context) (map[int32]uint64, error) {
+	rows, err := a.conn.Query(ctx, sqlAlertPositions)
+	if err != nil {
+		return nil, fmt.Errorf("read consumer_offsets: %w", err)
+	}
+	defer rows.Close()
+	out := map[int32]uint64{}
+	for rows.Next() {
+		var p int32
+		var next uint64
+		if err := rows.Scan(&p, &next); err != nil {
+			return nil, fmt.Errorf("read consumer_offsets: %w", err)
+		}
+		out[p] = next
+	}
+	return out, rows.Err()
+}
+
+// positionsFell reports whether a partition's position in cur is below the
+// one in prev, or gone.
+func positionsFell(prev, cur map[int32]uint64) bool {
+	for p, next := range prev {
+		if c, ok := cur[p]; !ok || c < next {
+			return true
+		}
+	}
+	return false
 }
 
 // What changed in an app not checked yet.
@@ -641,7 +844,8 @@ func (w watch) id(level int) string {
 // level not alerted yet, and the live groups (live_group_changes), only for
 // apps whose logins, respectively groups, changed recently or since the
 // last check that finished, or of every app when all is set.
-func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.Time) ([]schemas.Alert, error) {
+func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now time.Time, plans map[uint32][]planChange) ([]schemas.Alert, error) {
+	a.lastMAU = 0
 	if len(apps) == 0 {
 		return nil, nil
 	}
@@ -651,16 +855,17 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 	first := cur.FirstDay()
 	monthEnds := []time.Time{minTime(now, months[0].End(loc)), minTime(now, months[1].End(loc))}
 	t0 := time.Now()
-	plans, err := readPlans(ctx, a.conn, now, 0)
-	if err != nil {
-		return nil, err
-	}
-	tPlans := time.Since(t0)
 
 	pb := a.cfg.Prices
 	editions := map[Edition]*editionPrices{}
+	var lastEdition Edition // and lastPrices: most apps are of one edition
+	var lastPrices *editionPrices
 	edition := func(app uint32, e Edition) (*editionPrices, error) {
+		if e == lastEdition && lastPrices != nil {
+			return lastPrices, nil
+		}
 		if ep, ok := editions[e]; ok {
+			lastEdition, lastPrices = e, ep
 			return ep, nil
 		}
 		ep, err := pb.edition(e)
@@ -668,19 +873,20 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 			return nil, fmt.Errorf("app %d: %w", app, err)
 		}
 		editions[e] = &ep
+		lastEdition, lastPrices = e, &ep
 		return &ep, nil
 	}
 	lowest := pb.alertLevels[0]
-	recent := now.Add(-overlap).UnixNano()
+	recent := a.coveredAt // changed after: the user_days or live_group_changes rows may lag
 	var out []schemas.Alert
 	check := func(w watch, value int64) {
 		out = append(out, a.crossed(w, value, now)...)
 	}
 	mauWatch := map[schemas.Month][]watch{}
 	var liveWatch []watch
-	for _, app := range apps {
+	for _, c := range apps {
+		app, u, changed := c.app, c.u, c.changed
 		changes := plans[app]
-		u := a.usage[app]
 		var month [2]dayFigures
 		for _, r := range u.rows {
 			if r.day >= first {
@@ -698,7 +904,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 			// Logins bound the MAU from above: the exact count is read only
 			// when they reach the lowest level not alerted yet.
 			logins := int64(month[i].logins)
-			if (all || a.unchecked[app]&changedLogins != 0 || u.loginsAt >= recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
+			if (all || changed&changedLogins != 0 || u.loginsAt > recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
 				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
 				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) {
 					mauWatch[m] = append(mauWatch[m], w)
@@ -715,7 +921,10 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 				f.add(u.rows[i].dayFigures)
 			}
 			net := int64(f.created) - int64(f.dissolved)
-			e := editionAt(changes, minTime(now, dayEnd(d, loc)))
+			e := EditionDeveloper // editionAt without changes, without working out the day's end
+			if len(changes) > 0 {
+				e = editionAt(changes, minTime(now, dayEnd(d, loc)))
+			}
 			ep, err := edition(app, e)
 			if err != nil {
 				return nil, err
@@ -724,7 +933,7 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 				check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: lim}, net)
 			}
 		}
-		if all || a.unchecked[app]&changedGroups != 0 || u.groupsAt >= recent {
+		if all || changed&changedGroups != 0 || u.groupsAt > recent {
 			e := editionAt(changes, now)
 			ep, err := edition(app, e)
 			if err != nil {
@@ -736,34 +945,51 @@ func (a *Alerter) detect(ctx context.Context, apps []uint32, all bool, now time.
 		}
 	}
 
+	// The exact MAU, by month and chunk of apps, and the live groups are
+	// independent reads: at once.
+	a.lastMAU = len(mauWatch[months[0]]) + len(mauWatch[months[1]])
 	t1 := time.Now()
+	type mauRead struct {
+		ws   []watch
+		mau  map[uint32]int64
+		took time.Duration
+	}
+	var mauReads []*mauRead
+	var reads []func(context.Context) error
+	var tMAU, tLive time.Duration
 	for _, m := range months {
-		ws := mauWatch[m]
-		if len(ws) == 0 {
-			continue
-		}
-		for chunk := range slices.Chunk(ws, maxAppsPerQuery) {
-			mau, err := a.counts(ctx, sqlAlertMAU, "user_days", m.FirstDay().String(), m.LastDay().String(), appSet(chunk))
-			if err != nil {
-				return nil, err
-			}
-			for _, w := range chunk {
-				check(w, mau[w.app])
-			}
+		for chunk := range slices.Chunk(mauWatch[m], maxAppsPerQuery) {
+			r := &mauRead{ws: chunk}
+			mauReads = append(mauReads, r)
+			reads = append(reads, func(ctx context.Context) (err error) {
+				r.mau, err = a.counts(ctx, sqlAlertMAU, "user_days", m.FirstDay().String(), m.LastDay().String(), appSet(chunk))
+				r.took = time.Since(t1)
+				return err
+			})
 		}
 	}
-	t2 := time.Now()
+	var live map[uint32]int64
 	if len(liveWatch) > 0 {
-		live, err := a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
-		if err != nil {
-			return nil, err
-		}
-		for _, w := range liveWatch {
-			check(w, live[w.app])
+		reads = append(reads, func(ctx context.Context) (err error) {
+			live, err = a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
+			tLive = time.Since(t1)
+			return err
+		})
+	}
+	if err := concurrently(ctx, reads...); err != nil {
+		return nil, err
+	}
+	for _, r := range mauReads {
+		tMAU = max(tMAU, r.took)
+		for _, w := range r.ws {
+			check(w, r.mau[w.app])
 		}
 	}
-	a.cfg.Logger.Debug("alerts: detect", "plan_changes", tPlans, "apps", t1.Sub(t0)-tPlans,
-		"mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]), "user_days", t2.Sub(t1), "live", len(liveWatch), "live_group_changes", time.Since(t2))
+	for _, w := range liveWatch {
+		check(w, live[w.app])
+	}
+	a.cfg.Logger.Debug("alerts: detect", "apps", t1.Sub(t0),
+		"mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]), "user_days", tMAU, "live", len(liveWatch), "live_group_changes", tLive)
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1

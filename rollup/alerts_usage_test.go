@@ -129,6 +129,9 @@ type usageRecord struct {
 
 func (e *alertTestEnv) insert(ctx context.Context, t *testing.T, rs ...usageRecord) {
 	t.Helper()
+	if len(rs) == 0 {
+		return
+	}
 	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertUsage)
 	if err != nil {
 		t.Fatal(err)
@@ -446,4 +449,266 @@ func TestAlertsFailedCheck(t *testing.T) {
 		fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appX): 80,
 		fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appY):           80,
 	})
+}
+
+// Statements of the position tests.
+const (
+	sqlTestInsertPosition   = `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at)`
+	sqlTestTruncatePosition = `TRUNCATE TABLE consumer_offsets`
+)
+
+// storePosition stores partition p's position as an aggregator does once
+// a flush is complete.
+func (e *alertTestEnv) storePosition(ctx context.Context, t *testing.T, p int32, next uint64) {
+	t.Helper()
+	if err := schemas.InsertRow(ctx, e.conn, sqlTestInsertPosition, "immeter-aggregate", "im.events", p, next, e.Now().UTC().Truncate(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAlertsPositions: with stored positions, an incremental check reads the
+// rows above the position each partition had when the previous read began,
+// whatever their updated_at: a row stamped a minute before it lands (a flush
+// stuck, or the aggregator's clock behind the alerter's) and a replayed
+// flush's row, whose version is below the versions already read, are
+// alerted at once, not at the next sweep; rows at or below the position are
+// not read again. A position that falls (ClickHouse restored) makes the next
+// check load the months again.
+func TestAlertsPositions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appA, appB, appC, appD, appE = 1400000501, 1400000502, 1400000503, 1400000504, 1400000505
+	old := e.Now().Add(-time.Hour)
+	e.insert(ctx, t,
+		usageRecord{app: appA, day: "2026-10-20", part: 0, version: 100, created: 10, updatedAt: old},
+		usageRecord{app: appB, day: "2026-10-20", part: 1, version: 100, created: 10, updatedAt: old},
+	)
+	e.storePosition(ctx, t, 0, 100)
+	e.storePosition(ctx, t, 1, 100)
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+
+	// A flush of partition 0 (version 110) lands its rows stamped a minute
+	// ago and crashes before storing its position.
+	now := e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appA, day: "2026-10-20", part: 0, version: 110, created: 80, updatedAt: now.Add(-time.Minute)})
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appA): 80})
+	if a.lastRead != 1 {
+		t.Fatalf("unexpected rows read; got %d; want 1", a.lastRead)
+	}
+	// Its replay, from position 100, flushes up to 105 only: appC's row has
+	// a version below the 110 already read, and the replaying aggregator's
+	// clock is a minute behind.
+	now = e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appC, day: "2026-10-20", part: 0, version: 105, created: 85, updatedAt: now.Add(-time.Minute)})
+	e.storePosition(ctx, t, 0, 105)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appC): 85})
+	e.requireTruth(ctx, t, a)
+	// The replay goes on past 110 and stores its position. A check reads
+	// the rows above the positions read during the check before it: above
+	// 100 (the 110 and 112 rows of appA and appC), then above 105 (the
+	// same), then above 112 (none).
+	now = e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appC, day: "2026-10-20", part: 0, version: 112, created: 100, updatedAt: now})
+	e.storePosition(ctx, t, 0, 112)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:100", appC): 100})
+	for _, want := range []int{2, 2, 0} {
+		if a.lastRead != want {
+			t.Fatalf("unexpected rows read; got %d; want %d", a.lastRead, want)
+		}
+		e.advance(time.Second)
+		e.check(ctx, t, a, false, nil)
+	}
+	e.requireTruth(ctx, t, a)
+
+	// ClickHouse restored from an older backup: the positions fall, and the
+	// rows written from there on have versions below those read before.
+	if err := e.conn.Exec(ctx, sqlTestTruncatePosition); err != nil {
+		t.Fatal(err)
+	}
+	e.storePosition(ctx, t, 0, 50)
+	e.storePosition(ctx, t, 1, 50)
+	e.check(ctx, t, a, false, nil) // read the positions
+	e.check(ctx, t, a, false, nil) // a load
+	if a.lastRead != 3 {
+		t.Fatalf("unexpected rows read; got %d; want 3 (a load)", a.lastRead)
+	}
+	now = e.advance(time.Second)
+	e.insert(ctx, t,
+		usageRecord{app: appD, day: "2026-10-20", part: 1, version: 60, created: 90, updatedAt: now.Add(-time.Minute)},
+		usageRecord{app: appE, day: "2026-10-20", part: 2, version: 7, created: 95, updatedAt: now}, // no position: by updated_at
+	)
+	e.check(ctx, t, a, false, map[string]int64{
+		fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appD): 90,
+		fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appE): 95,
+	})
+	e.requireTruth(ctx, t, a)
+}
+
+// TestAlertsPositionsMatchTable: aggregators flush random rows of three
+// partitions as immeter aggregate does (versions above the stored position,
+// the position stored once the rows are in), with clocks up to a minute
+// off, flushes whose rows land on either side of a check, and crashes that
+// leave a flush's rows without its position (replayed from the stored
+// position, with lower versions than those already read); after every
+// incremental check the alerter's copy equals the table's argMax.
+func TestAlertsPositionsMatchTable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	days := []string{"2026-09-30", "2026-10-01", "2026-10-20"}
+	const parts = 3
+	stored := make([]uint64, parts) // the stored position
+	next := make([]uint64, parts)   // the position the partition's aggregator is at
+	for p := range parts {
+		stored[p] = uint64(1000 * (p + 1))
+		next[p] = stored[p]
+		e.storePosition(ctx, t, int32(p), stored[p])
+	}
+	flushRows := func(p int) []usageRecord {
+		next[p] += uint64(1 + rng.IntN(20))
+		var rs []usageRecord
+		for range 1 + rng.IntN(8) {
+			app, day := 1400000600+uint32(rng.IntN(30)), rng.IntN(len(days))
+			// A row's counters are those of its offsets: the same at the
+			// same version, as when a replay flushes where a crashed flush did.
+			c := mrand.New(mrand.NewPCG(uint64(app)<<8|uint64(day)<<4|uint64(p), next[p]))
+			rs = append(rs, usageRecord{app: app, day: days[day], part: int32(p),
+				version: next[p], logins: uint64(c.IntN(50)), community: uint64(c.IntN(1000)), created: uint64(c.IntN(60)),
+				updatedAt: e.Now().Add(-time.Duration(rng.IntN(60000)) * time.Millisecond)})
+		}
+		return rs
+	}
+	for p := range parts {
+		e.insert(ctx, t, flushRows(p)...)
+		stored[p] = next[p]
+		e.storePosition(ctx, t, int32(p), stored[p])
+	}
+	a := e.alerter(ctx, t)
+	if _, err := a.Check(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	e.requireTruth(ctx, t, a)
+	landing := make([][]usageRecord, parts) // the rest of a flush, landing after the next check, by partition
+	for round := range 20 {
+		e.advance(time.Duration(200+rng.IntN(1800)) * time.Millisecond)
+		for p := range parts {
+			if len(landing[p]) > 0 { // the rest of a flush split by the last check
+				e.insert(ctx, t, landing[p]...)
+				landing[p] = nil
+				stored[p] = next[p]
+				e.storePosition(ctx, t, int32(p), stored[p])
+			}
+			switch rng.IntN(4) {
+			case 0: // a flush
+				e.insert(ctx, t, flushRows(p)...)
+				stored[p] = next[p]
+				e.storePosition(ctx, t, int32(p), stored[p])
+			case 1: // a flush that crashes before its position: replayed from the stored one
+				e.insert(ctx, t, flushRows(p)...)
+				next[p] = stored[p]
+			case 2: // a flush whose rows land on both sides of the check
+				rs := flushRows(p)
+				k := rng.IntN(len(rs) + 1)
+				e.insert(ctx, t, rs[:k]...)
+				landing[p] = rs[k:]
+			}
+		}
+		if _, err := a.Check(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: %d apps, %d rows held, %d read", round, len(a.usage), a.usageRows(), a.lastRead)
+		e.requireTruth(ctx, t, a)
+	}
+}
+
+// TestAlertsPositionsLateUsers: with stored positions, an app whose logins
+// (groups) changed has its exact MAU (live groups) read by every check until
+// its partition's stored position reaches the version of the row that
+// changed, however long its user_days (live_group_changes) rows take to land
+// (a flush stores its position only once they are in), and no longer after
+// that.
+func TestAlertsPositionsLateUsers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appG, appH, appK = 1400000701, 1400000702, 1400000703
+	e.insert(ctx, t, usageRecord{app: appG, day: "2026-10-20", part: 0, version: 100, logins: 10, updatedAt: e.Now().Add(-time.Hour)})
+	e.storePosition(ctx, t, 0, 100)
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+
+	// A flush (version 110) lands its counters; its users and live groups
+	// land more than overlap later, along with its position.
+	now := e.advance(time.Second)
+	e.insert(ctx, t,
+		usageRecord{app: appG, day: "2026-10-20", part: 0, version: 110, logins: 80, updatedAt: now},
+		usageRecord{app: appH, day: "2026-10-20", part: 0, version: 110, created: 8, updatedAt: now},
+		usageRecord{app: appK, day: "2026-10-20", part: 0, version: 110, logins: 90, updatedAt: now},
+	)
+	for range 4 {
+		e.check(ctx, t, a, false, nil)
+		if a.lastMAU != 2 {
+			t.Fatalf("unexpected exact MAU reads; got %d; want 2 (appG, appK)", a.lastMAU)
+		}
+		e.advance(overlap / 2)
+	}
+	e.users(ctx, t, appG, "2026-10-20", 1, 80)
+	e.users(ctx, t, appK, "2026-10-20", 1, 50)
+	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := b.Append(uint32(appH), fmt.Sprintf("live-%d", i), "create", now.UTC().Truncate(time.Second), uint32(0), fmt.Sprintf("c-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	e.storePosition(ctx, t, 0, 110)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, map[string]int64{
+		fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appG):   80,
+		fmt.Sprintf("%d:live_groups:current:developer:80", appH): 8,
+	})
+	// The check after reads the position (during the one above), and is the
+	// last to read appK's exact MAU (50: below the level); then none.
+	for _, want := range []int{1, 0} {
+		e.advance(time.Second)
+		e.check(ctx, t, a, false, nil)
+		if a.lastMAU != want {
+			t.Fatalf("unexpected exact MAU reads; got %d; want %d", a.lastMAU, want)
+		}
+	}
+}
+
+// TestAlertsPositionsLoadInFlight: a load that reads a row above its
+// partition's position (a flush in flight, stamped by an aggregator whose
+// clock is a minute behind) checks the app again until the position
+// reaches it, so users landing with the position are alerted.
+func TestAlertsPositionsLoadInFlight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appL = 1400000801
+	e.storePosition(ctx, t, 0, 100)
+	e.insert(ctx, t, usageRecord{app: appL, day: "2026-10-20", part: 0, version: 110, logins: 85, updatedAt: e.Now().Add(-time.Minute)})
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+	for range 3 {
+		e.advance(overlap / 2)
+		e.check(ctx, t, a, false, nil)
+	}
+	e.users(ctx, t, appL, "2026-10-20", 1, 80)
+	e.storePosition(ctx, t, 0, 110)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appL): 80})
 }

@@ -107,6 +107,13 @@ func sqlLiteral(v any) string {
 		}
 		return "(" + strings.Join(parts, ", ") + ")"
 	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice { // an array, as clickhouse-go binds []int32
+		parts := make([]string, rv.Len())
+		for i := range parts {
+			parts[i] = sqlLiteral(rv.Index(i).Interface())
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
 	return fmt.Sprint(v)
 }
 
