@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/immeter/immeter/aggregate"
@@ -198,6 +199,18 @@ func TestClusterFaults(t *testing.T) {
 	logStream(t, s)
 
 	agg, stop := env.runAggregator(ctx, t, "a", aggregate.Config{FlushInterval: 100 * time.Millisecond}, env.conn)
+	// The alerter runs on the cluster through the faults: after its first
+	// load, every check reads incrementally, above the partitions' stored
+	// positions (rollup/alerts.go, readUsage), which relies on quorum inserts
+	// and sequentially consistent reads. Its alerts are compared below with
+	// those of one full check on one node.
+	alertsTopic := testenv.NewNames().Billing + ".alerts"
+	if err := ingest.EnsureTopics(ctx, env.brokers, 1, 3, alertsTopic); err != nil {
+		t.Fatal(err)
+	}
+	testenv.DeleteTopicsAtEnd(t, env.brokers, alertsTopic)
+	alertsCtx, stopAlerts := context.WithCancel(ctx)
+	alertsDone := runAlerter(alertsCtx, t, env.brokers, alertsTopic, s.loc, env.conn)
 	produced := make(chan struct{})
 	go func() {
 		defer close(produced)
@@ -237,6 +250,9 @@ func TestClusterFaults(t *testing.T) {
 	stop()
 	t.Logf("stats: %+v", agg.Stats())
 	env.checkTotals(ctx, t, s)
+	time.Sleep(3 * time.Second) // checks after the last flush
+	stopAlerts()
+	<-alertsDone
 
 	// The same stream, as the cluster's topic holds it (the producer may
 	// have sent some messages twice while a broker was down), on one node.
@@ -270,4 +286,78 @@ func TestClusterFaults(t *testing.T) {
 		}
 	}
 	t.Logf("%d final records equal on the cluster and on one node", len(want))
+
+	// One full check on one node: the alerts the cluster's incremental
+	// checks must have issued, no more, no fewer.
+	if err := ingest.EnsureTopics(ctx, single.brokers, 1, 1, alertsTopic); err != nil {
+		t.Fatal(err)
+	}
+	testenv.DeleteTopicsAtEnd(t, single.brokers, alertsTopic)
+	acfg := rollup.DefaultAlertConfig()
+	acfg.Brokers, acfg.Topic, acfg.Location = single.brokers, alertsTopic, s.loc
+	a, err := rollup.NewAlerter(acfg, single.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Check(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	gotIDs, wantIDs := alertIDs(ctx, t, env.conn), alertIDs(ctx, t, single.conn)
+	if len(wantIDs) == 0 {
+		t.Fatal("the stream crosses no alert level on one node: the comparison proves nothing")
+	}
+	if strings.Join(gotIDs, " ") != strings.Join(wantIDs, " ") {
+		t.Errorf("alerts issued on the cluster through the faults:\n%v\nwant, as one full check on one node:\n%v", gotIDs, wantIDs)
+	} else {
+		t.Logf("%d alerts equal on the cluster (incremental checks) and on one node (one full check)", len(wantIDs))
+	}
+	if n := testenv.Count(ctx, t, env.brokers, alertsTopic); n < int64(len(wantIDs)) {
+		t.Errorf("%d alerts on the cluster's alerts topic; want at least %d", n, len(wantIDs))
+	}
+}
+
+// runAlerter runs an alerter checking every 200 ms, with no sweep during
+// the test, until ctx ends; the channel closes when it returned.
+func runAlerter(ctx context.Context, t *testing.T, brokers []string, topic string, loc *time.Location, conn driver.Conn) <-chan struct{} {
+	t.Helper()
+	cfg := rollup.DefaultAlertConfig()
+	cfg.Brokers, cfg.Topic, cfg.Location = brokers, topic, loc
+	cfg.Interval, cfg.Sweep = 200*time.Millisecond, time.Hour
+	a, err := rollup.NewAlerter(cfg, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer a.Close()
+		_ = a.Run(ctx)
+	}()
+	return done
+}
+
+// alertIDs returns the ids of the alerts stored in conn's database, sorted.
+func alertIDs(ctx context.Context, t *testing.T, conn driver.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(ctx, "SELECT DISTINCT id FROM alerts ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
