@@ -110,6 +110,20 @@ func testAggregateConfig(e *testEnv, set func(*aggregate.Config)) aggregate.Conf
 
 // testRollupConfig returns the rollup defaults on the env's billing topic,
 // changed by set.
+// startAggregator runs an aggregator on env's events topic and database,
+// with the test defaults changed by set, until the test ends.
+func startAggregator(ctx context.Context, t *testing.T, env *testEnv, set func(*aggregate.Config)) {
+	t.Helper()
+	agg, err := aggregate.New(testAggregateConfig(env, set), env.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agg.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+}
+
 func testRollupConfig(e *testEnv, set func(*rollup.Config)) rollup.Config {
 	c := rollup.DefaultConfig()
 	c.Brokers, c.Topic = e.brokers, e.billing

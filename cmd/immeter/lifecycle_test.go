@@ -48,18 +48,9 @@ func TestRecordLifecycle(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
 	const app = 1400000042
 
-	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
-		c.Location = loc
-		c.FlushInterval = 100 * time.Millisecond
-		c.Now = clock.Now
-	}), env.conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aggCtx, stopAgg := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- agg.Run(aggCtx) }()
-	defer func() { stopAgg(); <-done }()
+	startAggregator(ctx, t, env, func(c *aggregate.Config) {
+		c.Location, c.FlushInterval, c.Now = loc, 100*time.Millisecond, clock.Now
+	})
 
 	r, err := rollup.New(testRollupConfig(env, func(c *rollup.Config) { c.Location = loc; c.Now = clock.Now }), env.conn)
 	if err != nil {
@@ -202,17 +193,11 @@ func TestRollupDaemon(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
 	const app = 1400000077
 
-	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
-		c.Location = loc
-		c.FlushInterval = 50 * time.Millisecond
-		c.Now = clock.Now
-	}), env.conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
+	startAggregator(ctx, t, env, func(c *aggregate.Config) {
+		c.Location, c.FlushInterval, c.Now = loc, 50*time.Millisecond, clock.Now
+	})
+	runCtx, stop := context.WithCancel(ctx) // the rollup's
 	defer stop()
-	go func() { _ = agg.Run(runCtx) }()
 
 	n := 0
 	login := func(day int) {

@@ -31,16 +31,10 @@ func TestOldPlanEvents(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 11, 5, 8, 0, 0, 0, loc))
 	const appA, appB, appC = 1400000101, 1400000102, 1400000103
 
-	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
+	startAggregator(ctx, t, env, func(c *aggregate.Config) {
 		c.Location, c.FlushInterval, c.Now = loc, 50*time.Millisecond, clock.Now
-	}), env.conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	aggDone := make(chan error, 1)
-	go func() { aggDone <- agg.Run(runCtx) }()
-	defer func() { stop(); <-aggDone }()
+	})
+	runCtx, stop := context.WithCancel(ctx) // the rollup's
 
 	// Two users each for A and B on October 3; no plan yet: Developer.
 	var msgs []kafka.Message

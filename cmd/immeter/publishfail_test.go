@@ -30,17 +30,11 @@ func TestRollupDaemonPublishFails(t *testing.T) {
 	clock := newTestClock(time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
 	const app = 1400000078
 
-	agg, err := aggregate.New(testAggregateConfig(env, func(c *aggregate.Config) {
-		c.Location = loc
-		c.FlushInterval = 50 * time.Millisecond
-		c.Now = clock.Now
-	}), env.conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
+	startAggregator(ctx, t, env, func(c *aggregate.Config) {
+		c.Location, c.FlushInterval, c.Now = loc, 50*time.Millisecond, clock.Now
+	})
+	runCtx, stop := context.WithCancel(ctx) // the rollup's
 	defer stop()
-	go func() { _ = agg.Run(runCtx) }()
 	e := schemas.Event{ID: "pf-1", Type: schemas.Login, App: app, User: "u1", Time: time.Date(2026, 10, 3, 9, 0, 0, 0, loc)}
 	b, _ := json.Marshal(e)
 	env.produce(ctx, t, env.events, []kafka.Message{{Key: []byte(strconv.Itoa(app)), Value: b}})
