@@ -62,14 +62,21 @@ func EnsureTopicsWith(ctx context.Context, sec schemas.KafkaSecurity, brokers []
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication,
 			ConfigEntries: configs})
 	}
-	res, err := c.CreateTopics(ctx, req)
-	if err != nil {
-		return fmt.Errorf("ingest: create topics %v on %v: %w", topics, brokers, err)
-	}
-	for _, t := range topics {
-		if err := res.Errors[t]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			return fmt.Errorf("ingest: create topic %s: %w", t, err)
+	// A broker that is starting, or whose controller is busy, answers
+	// with a temporary error: asked again until ctx ends.
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		err = createTopics(ctx, c, req, brokers)
+		if err == nil || !createRetriable(err) {
+			break
 		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+	}
+	if err != nil {
+		return err
 	}
 
 	delay := 20 * time.Millisecond
@@ -85,6 +92,30 @@ func EnsureTopicsWith(ctx context.Context, sec schemas.KafkaSecurity, brokers []
 		}
 		delay = min(2*delay, 500*time.Millisecond)
 	}
+}
+
+// createTopics sends req once and reports the first error other than a
+// topic that exists already.
+func createTopics(ctx context.Context, c *kafka.Client, req *kafka.CreateTopicsRequest, brokers []string) error {
+	res, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("ingest: create topics on %v: %w", brokers, err)
+	}
+	for _, t := range req.Topics {
+		if err := res.Errors[t.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("ingest: create topic %s: %w", t.Topic, err)
+		}
+	}
+	return nil
+}
+
+// createRetriable says whether asking again may succeed: a broker's answer
+// that Kafka calls temporary, or broker not available (KRaft answers so
+// while its controller is out of reach). Errors of the connection, TLS or
+// SASL fail at once, as before.
+func createRetriable(err error) bool {
+	var ke kafka.Error
+	return errors.As(err, &ke) && (ke.Temporary() || ke == kafka.BrokerNotAvailable)
 }
 
 // topicsNotReady says why the topics are not all ready for producing, or ""
