@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+	fetchAPI "github.com/segmentio/kafka-go/protocol/fetch"
 )
 
 // batch is the messages of one fetch, keys and values copied into one
@@ -41,6 +42,10 @@ func (b *batch) message(i int) (offset int64, key, value []byte) {
 type fetcher struct {
 	client    *kafka.Client
 	transport *kafka.Transport // the client's
+	brokers   []string
+	raw       bool      // fetch through rawFetch; false once the broker's version is not parsed
+	rawReq    *rawFetch // reused once its answer is read
+	parser    recordsParser
 	topic     string
 	partition int
 	log       *slog.Logger
@@ -58,6 +63,8 @@ func newFetcher(brokers []string, sec *kafka.Transport, topic string, partition 
 	return &fetcher{
 		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr},
 		transport: tr,
+		brokers:   brokers,
+		raw:       true,
 		topic:     topic,
 		partition: partition,
 		log:       log,
@@ -79,6 +86,9 @@ func (f *fetcher) recycle(b *batch) {
 const (
 	fetchBytes = 2 << 20
 	fetchWait  = 100 * time.Millisecond
+	// fetchTimeout bounds a fetch through rawFetch: a connection that
+	// went silent is closed and the fetch retried.
+	fetchTimeout = 30 * time.Second
 )
 
 // run fetches from offset on into f.batches until ctx ends. A failing fetch
@@ -123,9 +133,82 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 }
 
 // fetch reads the messages from offset on that one fetch returns, and the
-// offset to fetch next.
+// offset to fetch next. It reads the answer itself (rawFetch) and leaves to
+// kafka-go what it does not parse.
 func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error) {
 	f.m.fetching()
+	b := f.freeBatch()
+	if f.raw {
+		next, err := f.fetchRaw(ctx, b, offset)
+		switch {
+		case err == nil:
+			return b, next, nil
+		case errors.Is(err, errRawVersion):
+			f.raw = false // the broker's versions do not change under a connection pool
+			f.log.Info("aggregate: fetch answers read by kafka-go", "err", err)
+		case !errors.Is(err, errRawFormat):
+			return nil, offset, err
+		}
+		b.offsets, b.ends, b.data = b.offsets[:0], b.ends[:0], b.data[:0]
+	}
+	return f.fetchLibrary(ctx, b, offset)
+}
+
+// freeBatch returns an empty batch to fill.
+func (f *fetcher) freeBatch() *batch {
+	select {
+	case b := <-f.free:
+		b.offsets, b.ends, b.data = b.offsets[:0], b.ends[:0], b.data[:0]
+		return b
+	default:
+		return &batch{data: make([]byte, 0, fetchBytes+fetchBytes/4)}
+	}
+}
+
+// fetchRaw fills b with one fetch through rawFetch.
+func (f *fetcher) fetchRaw(ctx context.Context, b *batch, offset int64) (int64, error) {
+	r := f.rawReq
+	f.rawReq = nil // back once its answer is read: a fetch cut off by ctx may still write into it
+	if r == nil {
+		r = &rawFetch{clientID: f.transport.ClientID}
+	}
+	r.req = fetchAPI.Request{
+		ReplicaID: -1, MaxWaitTime: int32(fetchWait / time.Millisecond),
+		MinBytes: 1, MaxBytes: fetchBytes, SessionID: -1, SessionEpoch: -1,
+		Topics: []fetchAPI.RequestTopic{{Topic: f.topic, Partitions: []fetchAPI.RequestPartition{{
+			Partition: int32(f.partition), CurrentLeaderEpoch: -1, FetchOffset: offset,
+			LogStartOffset: -1, PartitionMaxBytes: fetchBytes,
+		}}}},
+	}
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	m, err := f.transport.RoundTrip(ctx, kafka.TCP(f.brokers...), r)
+	if err != nil {
+		if errors.Is(err, errRawVersion) {
+			return offset, err
+		}
+		return offset, fmt.Errorf("fetch %s/%d at %d: %w", f.topic, f.partition, offset, err)
+	}
+	if m != r {
+		return offset, errRawFormat
+	}
+	p, err := r.parse(f.topic, int32(f.partition))
+	if err != nil {
+		return offset, err
+	}
+	if p.err != nil {
+		// The log's offsets are -1 in an error answer: the aggregator asks
+		// for them (ListOffsets) when it matters.
+		return offset, fmt.Errorf("fetch %s/%d at %d: %w", f.topic, f.partition, offset, p.err)
+	}
+	f.m.fetched(p.highWatermark)
+	next, err := f.parser.appendRecords(b, p.records, offset)
+	f.rawReq = r
+	return next, err
+}
+
+// fetchLibrary fills b with one fetch through kafka.Client.
+func (f *fetcher) fetchLibrary(ctx context.Context, b *batch, offset int64) (*batch, int64, error) {
 	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{
 		Topic: f.topic, Partition: f.partition, Offset: offset,
 		MinBytes: 1, MaxBytes: fetchBytes, MaxWait: fetchWait,
@@ -134,18 +217,9 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 		return nil, offset, err
 	}
 	if res.Error != nil {
-		// The log's offsets are -1 in an error answer: the aggregator asks
-		// for them (ListOffsets) when it matters.
 		return nil, offset, fmt.Errorf("fetch %s/%d at %d: %w", f.topic, f.partition, offset, res.Error)
 	}
 	f.m.fetched(res.HighWatermark)
-	var b *batch
-	select {
-	case b = <-f.free:
-		b.offsets, b.ends, b.data = b.offsets[:0], b.ends[:0], b.data[:0]
-	default:
-		b = &batch{data: make([]byte, 0, fetchBytes+fetchBytes/4)}
-	}
 	for {
 		r, err := res.Records.ReadRecord()
 		if errors.Is(err, io.EOF) {
