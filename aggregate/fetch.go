@@ -40,19 +40,20 @@ func (b *batch) message(i int) (offset int64, key, value []byte) {
 // fetcher reads one partition from an offset on, a fetch request at a time,
 // one fetch ahead of its consumer.
 type fetcher struct {
-	client    *kafka.Client
-	transport *kafka.Transport // the client's
-	brokers   []string
-	raw       bool      // fetch through rawFetch; false once the broker's version is not parsed
-	rawReq    *rawFetch // reused once its answer is read
-	parser    recordsParser
-	topic     string
-	partition int
-	log       *slog.Logger
-	batches   chan *batch // fetched, in order
-	free      chan *batch // folded, to reuse
-	failed    chan error  // why the fetcher stopped before its context ended
-	m         *partitionMetrics
+	client     *kafka.Client
+	transport  *kafka.Transport // the client's
+	brokers    []string
+	raw        bool      // fetch through rawFetch; false once the broker's version is not parsed
+	rawReq     *rawFetch // reused once its answer is read
+	rawRefused bool      // an answer was left to kafka-go (logged once)
+	parser     recordsParser
+	topic      string
+	partition  int
+	log        *slog.Logger
+	batches    chan *batch // fetched, in order
+	free       chan *batch // folded, to reuse
+	failed     chan error  // why the fetcher stopped before its context ended
+	m          *partitionMetrics
 }
 
 func newFetcher(brokers []string, sec *kafka.Transport, topic string, partition int, log *slog.Logger) *fetcher {
@@ -148,6 +149,9 @@ func (f *fetcher) fetch(ctx context.Context, offset int64) (*batch, int64, error
 			f.log.Info("aggregate: fetch answers read by kafka-go", "err", err)
 		case !errors.Is(err, errRawFormat):
 			return nil, offset, err
+		case !f.rawRefused:
+			f.rawRefused = true
+			f.log.Info("aggregate: a fetch answer read by kafka-go (logged once)", "offset", offset, "err", err)
 		}
 		b.offsets, b.ends, b.data = b.offsets[:0], b.ends[:0], b.data[:0]
 	}
