@@ -299,10 +299,12 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 // flushRows writes the five sets and the counters at once: they are
 // independent of each other, and only the offset must wait for all of them.
 func (st *store) flushRows(ctx context.Context, s *partitionState, now time.Time) error {
+	counters, sketches := s.changed()
 	var wg sync.WaitGroup
 	errs := make([]error, 6)
-	wg.Go(func() { errs[5] = st.flushCounters(ctx, s, now) })
-	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushLive, st.flushSketches} {
+	wg.Go(func() { errs[5] = st.flushCounters(ctx, s, counters, now) })
+	flushSketches := func(ctx context.Context, s *partitionState) error { return st.flushSketches(ctx, s, sketches) }
+	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushLive, flushSketches} {
 		wg.Go(func() {
 			select {
 			case st.inserts <- struct{}{}:
@@ -386,20 +388,35 @@ func (st *store) flushPlans(ctx context.Context, s *partitionState) error {
 	return nil
 }
 
-func (st *store) flushSketches(ctx context.Context, s *partitionState) error {
-	var sketches []dayKey
+// dayRef is a day's state with its key.
+type dayRef struct {
+	k  dayKey
+	st *dayState
+}
+
+// changed returns the days whose counters and those whose sketches are to
+// be written, in one pass over the days: reading a day's flags is likely a
+// cache miss, and the two writers ran a pass each.
+func (s *partitionState) changed() (counters, sketches []dayRef) {
 	for k, d := range s.days {
+		if d.dirty {
+			counters = append(counters, dayRef{k, d})
+		}
 		if d.sketchDirty {
-			sketches = append(sketches, k)
+			sketches = append(sketches, dayRef{k, d})
 		}
 	}
+	return counters, sketches
+}
+
+func (st *store) flushSketches(ctx context.Context, s *partitionState, sketches []dayRef) error {
 	if len(sketches) > 0 {
 		b, err := st.conn.PrepareBatch(ctx, sqlInsertSketches)
 		if err != nil {
 			return fmt.Errorf("write user_sketches: %w", err)
 		}
-		for _, k := range sketches {
-			d := s.days[k]
+		for _, r := range sketches {
+			k, d := r.k, r.st
 			blob, err := d.sketch.MarshalBinary()
 			if err != nil {
 				return fmt.Errorf("write user_sketches: %w", err)
@@ -412,20 +429,14 @@ func (st *store) flushSketches(ctx context.Context, s *partitionState) error {
 		if err := b.Send(); err != nil {
 			return fmt.Errorf("write user_sketches: %w", err)
 		}
-		for _, k := range sketches {
-			s.days[k].sketchDirty = false
+		for _, r := range sketches {
+			r.st.sketchDirty = false
 		}
 	}
 	return nil
 }
 
-func (st *store) flushCounters(ctx context.Context, s *partitionState, now time.Time) error {
-	var dirty []dayKey
-	for k, d := range s.days {
-		if d.dirty {
-			dirty = append(dirty, k)
-		}
-	}
+func (st *store) flushCounters(ctx context.Context, s *partitionState, dirty []dayRef, now time.Time) error {
 	if len(dirty) == 0 {
 		return nil
 	}
@@ -440,9 +451,10 @@ func (st *store) flushCounters(ctx context.Context, s *partitionState, now time.
 	for j := range counters {
 		counters[j] = make([]uint64, n)
 	}
-	for i, k := range dirty {
+	for i, r := range dirty {
+		k := r.k
 		apps[i], days[i], parts[i], versions[i], ats[i] = k.app, k.day.Date(), s.partition, s.next, at
-		for j, v := range s.days[k].c.values() {
+		for j, v := range r.st.c.values() {
 			counters[j][i] = v
 		}
 	}
@@ -456,10 +468,9 @@ func (st *store) flushCounters(ctx context.Context, s *partitionState, now time.
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("write daily_usage: %w", err)
 	}
-	for _, k := range dirty {
-		d := s.days[k]
-		d.dirty = false
-		d.version = s.next
+	for _, r := range dirty {
+		r.st.dirty = false
+		r.st.version = s.next
 	}
 	return nil
 }
