@@ -518,7 +518,7 @@ func (a *Aggregator) open(ctx context.Context, partition int, committed int64, l
 		s.filter = newIDFilter(a.cfg.DedupFilterBits)
 	}
 	s.clock, s.maxFuture = a.cfg.Now, a.cfg.MaxFuture
-	s.base, s.stored, s.topicID = pos.base, pos.next, pos.topicID
+	s.base, s.epoch, s.stored, s.topicID = pos.base, pos.epoch, pos.next, pos.topicID
 	s.next = uint64(start + pos.base)
 	a.mu.Lock()
 	a.opens++

@@ -49,7 +49,7 @@ const sqlProgressBases = `SELECT partition, argMax(offset_base, epoch) FROM part
 // Batch inserts: the rows follow as native blocks.
 const (
 	sqlInsertDeadLetters = `INSERT INTO dead_letters
-		(received_at, src_topic, src_partition, src_offset, app, reason, payload)`
+		(received_at, src_topic, src_partition, src_offset, src_epoch, app, reason, payload)`
 	sqlInsertEventIDs    = `INSERT INTO event_ids (src_partition, app, day, id_hi, id_lo, src_offset)`
 	sqlInsertUserDays    = `INSERT INTO user_days (app, day, user)`
 	sqlInsertPlanChanges = `INSERT INTO plan_changes (app, at, at_nanos, edition, id)`

@@ -135,6 +135,7 @@ type partitionState struct {
 
 	next      uint64 // next position to read: Kafka offset + base
 	base      int64  // the partition epoch's offset_base
+	epoch     uint32 // the partition's epoch in partition_epochs (0: none), in its dead letters' keys
 	stored    int64  // the position stored in ClickHouse when loaded or last written; -1: none
 	topicID   string // the Kafka topic ID read; "" unknown
 	flushes   uint64 // evict calls so far: one per flush

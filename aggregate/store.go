@@ -261,18 +261,25 @@ func (st *store) flush(ctx context.Context, s *partitionState, now time.Time) er
 // state was loaded at or last wrote: the state must be loaded again.
 var errPositionMoved = errors.New("stored position changed under this aggregator")
 
+// flushDLQ publishes the pending dead letters on the DLQ topic and writes
+// them to dead_letters, keyed by source topic, partition, offset and epoch:
+// a topic deleted and created again reuses offsets, never an epoch, and a
+// dead letter written again after a crash (same offset and epoch) replaces
+// its row.
 func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time) error {
 	if len(s.pendingDLQ) == 0 {
 		return nil
 	}
 	msgs := make([]kafka.Message, len(s.pendingDLQ))
 	p := strconv.Itoa(int(s.partition))
+	epoch := strconv.FormatUint(uint64(s.epoch), 10)
 	for i, d := range s.pendingDLQ {
 		msgs[i] = kafka.Message{Key: d.key, Value: d.value, Headers: []kafka.Header{
 			{Key: "immeter-reason", Value: []byte(d.reason)},
 			{Key: "immeter-source-topic", Value: []byte(st.topic)},
 			{Key: "immeter-source-partition", Value: []byte(p)},
 			{Key: "immeter-source-offset", Value: []byte(strconv.FormatInt(d.offset, 10))},
+			{Key: "immeter-source-epoch", Value: []byte(epoch)},
 		}}
 	}
 	if err := st.dlq.WriteMessages(ctx, msgs...); err != nil {
@@ -285,7 +292,7 @@ func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time)
 	}
 	at := now.UTC().Truncate(time.Second)
 	for _, d := range s.pendingDLQ {
-		if err := b.Append(at, st.topic, s.partition, d.offset, d.app, d.reason, string(d.value)); err != nil {
+		if err := b.Append(at, st.topic, s.partition, d.offset, s.epoch, d.app, d.reason, string(d.value)); err != nil {
 			return fmt.Errorf("write dead_letters: %w", err)
 		}
 	}

@@ -351,12 +351,13 @@ func migrate(ctx context.Context, conn driver.Conn, cluster *ClusterDDL) error {
 }
 
 // migrationDone holds, by version, a query whose count is above 0 once a
-// migration that cannot simply run again (a rename) has taken effect; from
-// then on only its DROP … IF EXISTS statements (cleanup) run. It is asked
-// before each statement, so that a migration cut short after its rename is
-// finished, not repeated; two processes applying it at the same moment
-// are only less likely to collide (README, migration 0016).
-var migrationDone = map[int]string{16: sqlEventIDsByDay}
+// migration that cannot simply run again (a rename, an ADD COLUMN) has
+// taken effect; from then on only its DROP … IF EXISTS statements (cleanup)
+// run. It is asked before each statement, so that a migration cut short
+// after its rename or ALTER is finished, not repeated; two processes
+// applying it at the same moment are only less likely to collide (README,
+// migration 0016).
+var migrationDone = map[int]string{16: sqlEventIDsByDay, 17: sqlDeadLettersEpoch}
 
 var reDropIfExists = regexp.MustCompile(`(?is)^DROP\s+(TABLE|VIEW)\s+IF\s+EXISTS\s`)
 

@@ -135,7 +135,7 @@ func clusterPending(ctx context.Context, conn driver.Conn, database string) (boo
 
 // ClusterDDL rewrites migration statements for a cluster of replicas of one
 // shard: every CREATE, ALTER, RENAME and DROP runs ON CLUSTER with the table named in
-// its database, every *MergeTree engine becomes its Replicated* form with the
+// its database (but an ALTER … MODIFY ORDER BY, see Rewrite), every *MergeTree engine becomes its Replicated* form with the
 // ZooKeeper path /clickhouse/tables/{shard}/<database>/<table> and replica
 // {replica} (the servers' <macros>), and the tables a view reads are named
 // in the database (distributed DDL runs on the other servers in "default").
@@ -149,6 +149,7 @@ var (
 	reCreateTable = regexp.MustCompile(`(?is)^CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?(\w+)\s`)
 	reCreateView  = regexp.MustCompile(`(?is)^CREATE\s+(MATERIALIZED\s+)?VIEW\s+(IF\s+NOT\s+EXISTS\s+)?(\w+)\s`)
 	reAlterTable  = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\s`)
+	reOrderBy     = regexp.MustCompile(`(?is)\bMODIFY\s+ORDER\s+BY\b`)
 	reDrop        = regexp.MustCompile(`(?is)^DROP\s+(TABLE|VIEW)\s+(IF\s+EXISTS\s+)?(\w+)(\s|$)`)
 	reRename      = regexp.MustCompile(`(?is)^RENAME\s+TABLE\s+(\w+\s+TO\s+\w+(\s*,\s*\w+\s+TO\s+\w+)*)\s*$`)
 	reRenamePair  = regexp.MustCompile(`(?is)(\w+)(\s+TO\s+)(\w+)`)
@@ -197,7 +198,20 @@ func (d ClusterDDL) Rewrite(stmt string, tables map[string]bool) (string, error)
 		return stmt[:m[6]] + q(name) + on + body, nil
 	case reAlterTable.MatchString(stmt):
 		m := reAlterTable.FindStringSubmatchIndex(stmt)
-		return stmt[:m[2]] + q(stmt[m[2]:m[3]]) + on + stmt[m[3]:], nil
+		name := stmt[m[2]:m[3]]
+		if reOrderBy.MatchString(stmt) {
+			// 18.16's distributed DDL refuses MODIFY ORDER BY ("Unsupported
+			// type of ALTER query"). The table is replicated: the ALTER runs
+			// on one replica, and ZooKeeper carries the new columns and
+			// sorting key to the others (it waits for them; one down takes
+			// the change when it starts, but pending migrations need every
+			// replica up anyway: CREATE DATABASE … ON CLUSTER comes first).
+			if !tables[name] {
+				return "", fmt.Errorf("sorting key of %s: not a table of the migrations", name)
+			}
+			return stmt[:m[2]] + q(name) + stmt[m[3]:], nil
+		}
+		return stmt[:m[2]] + q(name) + on + stmt[m[3]:], nil
 	case reDrop.MatchString(stmt):
 		m := reDrop.FindStringSubmatchIndex(stmt)
 		return stmt[:m[6]] + q(stmt[m[6]:m[7]]) + on + stmt[m[7]:], nil

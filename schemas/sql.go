@@ -18,3 +18,8 @@ const sqlInsertMigration = "INSERT INTO schema_migrations (version, name, applie
 // partitioned by day (see migrationDone).
 const sqlEventIDsByDay = `SELECT count() FROM system.tables
 	WHERE database = currentDatabase() AND name = 'event_ids' AND partition_key = 'toYYYYMMDD(day)'`
+
+// sqlDeadLettersEpoch counts 1 once migration 0017 has added src_epoch to
+// dead_letters (see migrationDone).
+const sqlDeadLettersEpoch = `SELECT count() FROM system.columns
+	WHERE database = currentDatabase() AND table = 'dead_letters' AND name = 'src_epoch'`

@@ -70,6 +70,7 @@ func samples() map[string]sample {
 		"schemas.sqlAppliedMigrations": {},
 		"schemas.sqlInsertMigration":   {rows: [][]any{{uint32(1), "usage", at("2026-10-01 00:00:01")}}},
 		"schemas.sqlEventIDsByDay":     {},
+		"schemas.sqlDeadLettersEpoch":  {},
 
 		"aggregate.sqlInsertDailyUsage": {rows: [][]any{
 			dailyRow(app1, "2026-09-30", 0, 90, 7, 7, 7, 0, 0), // not October
@@ -120,7 +121,9 @@ func samples() map[string]sample {
 			{app1, "live-2", "dissolve", at("2026-10-03 02:00:00"), uint32(0), "lg3"},
 		}},
 		"aggregate.sqlInsertDeadLetters": {rows: [][]any{
-			{at("2026-10-01 00:00:10"), "im.usage.events", int32(0), int64(7), app1, "type: unknown", `{"type":"nope"}`},
+			{at("2026-10-01 00:00:10"), "im.usage.events", int32(0), int64(7), uint32(1), app1, "type: unknown", `{"type":"nope"}`},
+			{at("2026-10-01 00:00:20"), "im.usage.events", int32(0), int64(7), uint32(1), app1, "type: unknown", `{"type":"nope"}`},  // replayed
+			{at("2026-10-05 00:00:10"), "im.usage.events", int32(0), int64(7), uint32(2), app1, "time: too old", `{"type":"login"}`}, // the topic recreated
 		}},
 		// Aggregates over no row still give one row, of zeros or "": the
 		// Go code relies on it.
@@ -235,6 +238,10 @@ var sqlChecks = []struct{ query, want string }{
 		"20261001\n20261002\n"},
 	{"SELECT app, max(revision), argMax(status, revision), argMax(total, revision) FROM billing_months WHERE month = '2026-10' GROUP BY app ORDER BY app",
 		"1400000001 2 final 15.05\n1400000002 1 provisional 0\n"},
+	// dead_letters is keyed by source offset and epoch (migration 0017): a
+	// replay replaces its row, the same offset of another epoch does not.
+	{"SELECT src_partition, src_offset, src_epoch, reason FROM dead_letters FINAL ORDER BY src_epoch",
+		"0 7 1 type: unknown\n0 7 2 time: too old\n"},
 }
 
 // stmt is one statement as sent.

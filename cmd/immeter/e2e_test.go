@@ -213,7 +213,8 @@ func TestEndToEndTwoMonths(t *testing.T) {
 	// Every invalid event is on the DLQ with a reason, and in dead_letters.
 	dead := env.readAll(ctx, t, env.dlq, s.invalid)
 	for _, m := range dead {
-		if header(m, "immeter-reason") == "" || header(m, "immeter-source-offset") == "" || header(m, "immeter-source-topic") != env.events {
+		if header(m, "immeter-reason") == "" || header(m, "immeter-source-offset") == "" || header(m, "immeter-source-epoch") == "" ||
+			header(m, "immeter-source-topic") != env.events {
 			t.Errorf("dead letter without reason or source: %q %v", m.Value, m.Headers)
 		}
 	}

@@ -11,6 +11,8 @@ GRANT CREATE TABLE, CREATE VIEW, SELECT, INSERT, OPTIMIZE ON immeter.* TO immete
 -- Migration 0016 renames and drops a table; the aggregator drops the days of
 -- event_ids before its window (ALTER TABLE … DROP PARTITION needs ALTER DELETE).
 GRANT DROP TABLE, ALTER DELETE ON immeter.* TO immeter_writer;
+-- Migration 0017 adds a column to the sorting key of dead_letters.
+GRANT ALTER ADD COLUMN, ALTER ORDER BY ON immeter.* TO immeter_writer;
 
 -- Analysts: read immeter's tables and views, nothing else.
 CREATE ROLE IF NOT EXISTS immeter_analyst;

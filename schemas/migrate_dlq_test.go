@@ -1,0 +1,249 @@
+package schemas
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/immeter/immeter/internal/testenv"
+)
+
+const (
+	// A dead letter as aggregators before migration 0017 wrote it, and as
+	// they write it since.
+	sqlTestOldDeadLetter = `INSERT INTO dead_letters (received_at, src_topic, src_partition, src_offset, app, reason, payload)`
+	sqlTestNewDeadLetter = `INSERT INTO dead_letters
+		(received_at, src_topic, src_partition, src_offset, src_epoch, app, reason, payload)`
+	sqlTestDeadLetters = `SELECT src_partition, src_offset, src_epoch, reason FROM dead_letters FINAL
+		ORDER BY src_partition, src_offset, src_epoch, reason`
+)
+
+// TestMigrationDeadLettersEpoch: migration 0017 adds src_epoch to the key
+// of dead_letters on every engine. A row written before it has epoch 0; a
+// dead letter of another epoch at the same source offset keeps its own row,
+// one of the same epoch replaces it. On the server, Migrate also finishes
+// the migration when it was cut short after the ALTER (18.16 has no ADD
+// COLUMN IF NOT EXISTS: the ALTER must not run twice).
+func TestMigrationDeadLettersEpoch(t *testing.T) {
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m17 Migration
+	for _, m := range ms {
+		if m.Version == 17 {
+			m17 = m
+		}
+	}
+	if len(m17.Statements) != 1 {
+		t.Fatalf("0017: %d statements; this test knows 1 (the ALTER)", len(m17.Statements))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	create := stmt{key: "schemas.sqlCreateDatabase", text: fmt.Sprintf(sqlCreateDatabase, sqlTestDB)}
+	for _, e := range sqlEngines(ctx, t, create) {
+		run := func(e engine, key, text string, rows ...[]any) *result {
+			t.Helper()
+			r, err := e.run(ctx, stmt{key: key, text: text, sample: sample{rows: rows}})
+			if err != nil {
+				t.Fatalf("%s: %s: %v", e.name(), key, err)
+			}
+			return r
+		}
+		// old makes the database as migrations before 0017 left it, with a
+		// dead letter at offset 7 of partition 3.
+		old := func(e engine) {
+			run(e, "schema_migrations", sqlCreateMigrations)
+			for _, m := range ms {
+				if m.Version >= 17 {
+					break
+				}
+				for i, s := range m.Statements {
+					run(e, fmt.Sprintf("migration %04d #%d", m.Version, i+1), s)
+				}
+				run(e, "record", sqlInsertMigration, []any{uint32(m.Version), m.Name, at("2026-10-01 00:00:01")})
+			}
+			run(e, "old dead letter", sqlTestOldDeadLetter,
+				[]any{at("2026-10-01 00:00:10"), "im.usage.events", int32(3), int64(7), app1, "type: old", `{"type":"old"}`})
+		}
+		check := func(e engine, what string) {
+			t.Helper()
+			if got := strings.Join(run(e, "dead letters", sqlTestDeadLetters).rows, "\n"); got != "3\t7\t0\ttype: old" {
+				t.Fatalf("%s: %s: dead letters after 0017:\n%s\nwant the old one, with epoch 0", e.name(), what, got)
+			}
+			run(e, "new dead letters", sqlTestNewDeadLetter,
+				[]any{at("2026-10-02 00:00:10"), "im.usage.events", int32(3), int64(7), uint32(0), app1, "type: old", `{"type":"old"}`}, // replayed
+				[]any{at("2026-10-03 00:00:10"), "im.usage.events", int32(3), int64(7), uint32(1), app1, "type: new", `{"type":"new"}`}, // recreated topic
+			)
+			want := "3\t7\t0\ttype: old\n3\t7\t1\ttype: new"
+			if got := strings.Join(run(e, "dead letters", sqlTestDeadLetters).rows, "\n"); got != want {
+				t.Errorf("%s: %s: dead letters of two epochs at one offset:\n%s\nwant\n%s", e.name(), what, got, want)
+			}
+		}
+		srv, ok := e.(*server)
+		if !ok { // chdb: the statement of 0017 as Migrate sends it
+			old(e)
+			run(e, "migration 0017", m17.Statements[0])
+			check(e, "migrated")
+			run(e, "drop", "DROP DATABASE "+sqlTestDB)
+			continue
+		}
+		// The server: Migrate, from a whole run and from a run cut short
+		// after the ALTER.
+		for _, cut := range []int{0, 1} {
+			db := fmt.Sprintf("%s_dlq%d", sqlTestDB, cut)
+			if err := srv.boot.Exec(ctx, fmt.Sprintf(sqlCreateDatabase, db)); err != nil {
+				t.Fatal(err)
+			}
+			conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{os.Getenv("CLICKHOUSE_ADDR")},
+				Auth: clickhouse.Auth{Database: db}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dbe := &server{version: srv.version, boot: srv.boot, conn: conn}
+			old(dbe)
+			if cut == 1 {
+				run(dbe, "migration 0017", m17.Statements[0])
+			}
+			if err := Migrate(ctx, conn); err != nil {
+				t.Fatalf("%s: Migrate after %d statements of 0017: %v", e.name(), cut, err)
+			}
+			check(dbe, fmt.Sprintf("cut after %d statements", cut))
+			if err := Migrate(ctx, conn); err != nil { // recorded: nothing runs
+				t.Errorf("%s: Migrate again: %v", e.name(), err)
+			}
+			_ = srv.boot.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+			conn.Close()
+		}
+	}
+}
+
+// TestClusterDeadLettersEpoch: on replicas (make test-cluster), migration
+// 0017 runs on a database migrated before it (18.16's distributed DDL
+// refuses MODIFY ORDER BY: the ALTER runs on one replica and replication
+// carries it), and both replicas then keep a dead letter of each epoch at
+// one source offset, a replay replacing its row.
+func TestClusterDeadLettersEpoch(t *testing.T) {
+	chAddr, cluster := os.Getenv("CLUSTER_CLICKHOUSE_ADDR"), os.Getenv("CLICKHOUSE_CLUSTER")
+	if chAddr == "" || cluster == "" {
+		t.Skip("cluster test: make test-cluster runs .ci/cluster.sh and sets CLUSTER_CLICKHOUSE_ADDR and CLICKHOUSE_CLUSTER")
+	}
+	addrs := strings.Split(chAddr, ",")
+	if len(addrs) < 2 {
+		t.Skipf("CLUSTER_CLICKHOUSE_ADDR %q: want two replicas", chAddr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	db := clusterBefore17(ctx, t, addrs[0], cluster)
+
+	// 0017 through OpenClickHouse, as at the start of the new release.
+	var conns []driver.Conn
+	for _, addr := range addrs[:2] {
+		conn, err := OpenClickHouse(ctx, ClickHouseConfig{Addr: addr, Database: db, Cluster: cluster})
+		if err != nil {
+			t.Fatalf("open %s: %v", addr, err)
+		}
+		defer conn.Close()
+		conns = append(conns, conn)
+	}
+	if err := InsertRow(ctx, conns[0], sqlTestNewDeadLetter, // replayed
+		at("2026-10-02 00:00:10"), "im.usage.events", int32(3), int64(7), uint32(0), app1, "type: old", `{"type":"old"}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := InsertRow(ctx, conns[1], sqlTestNewDeadLetter, // recreated topic
+		at("2026-10-03 00:00:10"), "im.usage.events", int32(3), int64(7), uint32(1), app1, "type: new", `{"type":"new"}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := conns[0].Exec(ctx, "OPTIMIZE TABLE dead_letters PARTITION 202610 FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	want := "3 7 0 type: old\n3 7 1 type: new\n"
+	for i, conn := range conns {
+		rows, err := conn.Query(ctx, sqlTestDeadLetters)
+		if err != nil {
+			t.Fatalf("replica %s: %v", addrs[i], err)
+		}
+		var got strings.Builder
+		for rows.Next() {
+			var part int32
+			var offset int64
+			var epoch uint32
+			var reason string
+			if err := rows.Scan(&part, &offset, &epoch, &reason); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&got, "%d %d %d %s\n", part, offset, epoch, reason)
+		}
+		rows.Close()
+		if got.String() != want {
+			t.Errorf("replica %s: dead letters after 0017:\n%swant\n%s", addrs[i], got.String(), want)
+		}
+	}
+}
+
+// clusterBefore17 makes a database on the cluster as a release before
+// migration 0017 migrated it, through the replica at addr, with a dead
+// letter at offset 7 of partition 3 written through a quorum of two
+// replicas; it is dropped at the end of the test if it passed.
+func clusterBefore17(ctx context.Context, t *testing.T, addr, cluster string) string {
+	t.Helper()
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := "test_dlq_" + testenv.Suffix()
+	boot, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := boot.Exec(ctx, fmt.Sprintf(sqlCreateDBOn, db, cluster)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = boot.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s ON CLUSTER %s", db, cluster))
+		}
+		boot.Close()
+	})
+	old, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: db},
+		Settings: ReplicaSettings(2, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	d := ClusterDDL{Cluster: cluster, Database: db}
+	tables := migrationTables(ms)
+	exec := func(s string) {
+		t.Helper()
+		s, err := d.Rewrite(s, tables)
+		if err == nil {
+			err = old.Exec(ctx, s)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	exec(sqlCreateMigrations)
+	for _, m := range ms {
+		if m.Version >= 17 {
+			break
+		}
+		for _, s := range m.Statements {
+			exec(s)
+		}
+		if err := InsertRow(ctx, old, sqlInsertMigration, uint32(m.Version), m.Name, at("2026-10-01 00:00:01")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := InsertRow(ctx, old, sqlTestOldDeadLetter,
+		at("2026-10-01 00:00:10"), "im.usage.events", int32(3), int64(7), app1, "type: old", `{"type":"old"}`); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
