@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,4 +99,53 @@ func TestAccessUsers(t *testing.T) {
 	if err := writer.QueryRow(ctx, sqlCountMigrated).Scan(&n); err != nil || n != before {
 		t.Fatalf("schema_migrations after the analyst's attempts: %d rows, %v; want %d", n, err, before)
 	}
+}
+
+// sqlExplainAST parses a statement without running it.
+const sqlExplainAST = "EXPLAIN AST "
+
+// TestRolesParse: every statement of schemas/access/roles.sql (the access
+// of current releases) parses on the embedded current ClickHouse releases:
+// a privilege name they do not know is a syntax error there. The
+// statements are not run: the embedded engine has no user directories.
+func TestRolesParse(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join("access", "roles.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(text), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	var stmts []string
+	for _, s := range strings.Split(strings.Join(lines, "\n"), ";") {
+		if s = strings.TrimSpace(s); s != "" {
+			stmts = append(stmts, s)
+		}
+	}
+	if len(stmts) < 10 {
+		t.Fatalf("%d statements in roles.sql", len(stmts))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	create := stmt{key: "schemas.sqlCreateDatabase", text: fmt.Sprintf(sqlCreateDatabase, sqlTestDB)}
+	checked := 0
+	for _, e := range sqlEngines(ctx, t, create) {
+		c, ok := e.(*chdb)
+		if !ok {
+			continue // 18.16 has no SQL roles
+		}
+		for _, s := range stmts {
+			if _, err := c.query(sqlExplainAST + s); err != nil {
+				t.Errorf("%s: %s: %v", c.name(), s, err)
+			}
+		}
+		checked++
+	}
+	if checked == 0 && testenv.Integration() {
+		t.Fatal("no embedded ClickHouse to parse roles.sql")
+	}
+	t.Logf("%d statements parsed on %d embedded releases", len(stmts), checked)
 }
