@@ -14,7 +14,10 @@ type App struct {
 	Users    map[string]bool                 // users who logged in
 	DayUsers map[schemas.Day]map[string]bool // users who logged in, by day
 	Net      map[schemas.Day]int64           // groups created less dissolved, by day
-	Days     map[schemas.Day]bool            // days with counted events
+	// PeakNet is the highest Net of each day at any point of the stream
+	// as folded: a reader of a prefix of it (a flush) may have seen that.
+	PeakNet map[schemas.Day]int64
+	Days    map[schemas.Day]bool // days with counted events
 }
 
 // Totals folds events, the first of each (app, id) only, into the usage of
@@ -41,7 +44,7 @@ func (s *Totals) App(app uint32, m schemas.Month) *App {
 	a := s.Months[m][app]
 	if a == nil {
 		a = &App{Users: map[string]bool{}, DayUsers: map[schemas.Day]map[string]bool{},
-			Net: map[schemas.Day]int64{}, Days: map[schemas.Day]bool{}}
+			Net: map[schemas.Day]int64{}, PeakNet: map[schemas.Day]int64{}, Days: map[schemas.Day]bool{}}
 		s.Months[m][app] = a
 	}
 	return a
@@ -85,6 +88,7 @@ func (s *Totals) Add(e schemas.Event) bool {
 		if e.Op == "create" {
 			u.GroupsCreated++
 			a.Net[day]++
+			a.PeakNet[day] = max(a.PeakNet[day], a.Net[day])
 		} else {
 			u.GroupsDissolved++
 			a.Net[day]--
