@@ -24,9 +24,10 @@ import (
 //
 // It parses versions 4 to 11 of the answer (the only ones kafka-go sends
 // to a broker that supports them; Kafka 4 accepts 4 and above) and record
-// batches of magic 2, compressed or not. Anything else (an older version,
-// older message sets, a control batch of a transaction, a malformed
-// answer) is left to kafka-go: fetch asks again through kafka.Client.
+// batches of magic 2, compressed or not, skipping transactions' control
+// batches as kafka-go does. Anything else (an older version, older message
+// sets, a malformed answer) is left to kafka-go: fetch asks again through
+// kafka.Client.
 type rawFetch struct {
 	req      fetchAPI.Request
 	clientID string
@@ -212,6 +213,7 @@ const (
 	batchMagic      = 16 // after the partition leader epoch int32
 	batchCRC        = 17
 	batchAttributes = 21 // the CRC covers from here to the batch's end
+	batchLastDelta  = 23
 	batchFirstTime  = 27
 	batchNumRecords = 57
 	batchHeader     = 61
@@ -229,10 +231,11 @@ type recordsParser struct {
 }
 
 // appendRecords appends to b the records at or after offset of the record
-// batches in data, and returns the offset after the last one. A batch cut
-// short at the end of data (the fetch's size limit) ends it, as in
-// kafka-go, even when it is the first. errRawFormat means data holds something parsed only by kafka-go:
-// another magic, a control batch, an unknown codec, or a malformed batch.
+// batches in data, and returns the offset to fetch next: after the last
+// record or control batch. A batch cut short at the end of data (the
+// fetch's size limit) ends it, as in kafka-go, even when it is the first.
+// errRawFormat means data holds something parsed only by kafka-go: another
+// magic, an unknown codec, or a malformed batch.
 func (rp *recordsParser) appendRecords(b *batch, data []byte, offset int64) (int64, error) {
 	complete := false // at least one whole batch
 	for len(data) >= batchLengthEnd {
@@ -256,7 +259,12 @@ func (rp *recordsParser) appendRecords(b *batch, data []byte, offset int64) (int
 		}
 		attrs := int16(binary.BigEndian.Uint16(batchBytes[batchAttributes:]))
 		if attrs&attrControl != 0 {
-			return offset, errRawFormat
+			// A transaction's marker, not an event: kafka-go skips it too.
+			// The next fetch starts after it, or a log ending with one
+			// would answer it again at once, forever.
+			last := base + int64(int32(binary.BigEndian.Uint32(batchBytes[batchLastDelta:])))
+			offset = max(offset, last+1)
+			continue
 		}
 		firstTime := int64(binary.BigEndian.Uint64(batchBytes[batchFirstTime:]))
 		n := int(int32(binary.BigEndian.Uint32(batchBytes[batchNumRecords:])))

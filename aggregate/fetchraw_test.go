@@ -10,12 +10,14 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/immeter/immeter/ingest"
 	"github.com/immeter/immeter/internal/testenv"
@@ -151,10 +153,14 @@ func TestAppendRecordsMatchesKafkaGo(t *testing.T) {
 		var data []byte
 		base := int64(rng.IntN(1000))
 		first := base
-		for range 1 + rng.IntN(5) {
+		batches := 1 + rng.IntN(5)
+		for i := range batches {
 			n := 1 + rng.IntN(40)
-			c := codecs[rng.IntN(len(codecs))]
-			data = append(data, recordBatch(t, base, protocol.Attributes(c), randomRecords(rng, n, t0))...)
+			attrs := protocol.Attributes(codecs[rng.IntN(len(codecs))])
+			if i > 0 && i < batches-1 && rng.IntN(3) == 0 {
+				attrs |= attrControl // a transaction's marker, skipped by both
+			}
+			data = append(data, recordBatch(t, base, attrs, randomRecords(rng, n, t0))...)
 			base += int64(n)
 		}
 		cuts := []int{len(data), len(data) - 1 - rng.IntN(len(data)/2)}
@@ -173,12 +179,32 @@ func TestAppendRecordsMatchesKafkaGo(t *testing.T) {
 				t.Fatalf("trial %d, cut %d/%d: %v; kafka-go read %s", trial, cut, len(data), err, want)
 			case !equalFetched(got, want):
 				t.Fatalf("trial %d, cut %d/%d, from %d:\n got  %s\n want %s", trial, cut, len(data), offset, got, want)
-			case len(want.offsets) > 0 && next != want.offsets[len(want.offsets)-1]+1,
-				len(want.offsets) == 0 && next != offset:
-				t.Fatalf("trial %d: next offset %d after %s", trial, next, want)
+			case next != wantNext(data[:cut], offset, want):
+				t.Fatalf("trial %d: next offset %d after %s; want %d", trial, next, want, wantNext(data[:cut], offset, want))
 			}
 		}
 	}
+}
+
+// wantNext is the offset a fetch of data from offset goes on from: after
+// its last record, or after a whole control batch that follows it.
+func wantNext(data []byte, offset int64, got fetched) int64 {
+	next := offset
+	if n := len(got.offsets); n > 0 {
+		next = got.offsets[n-1] + 1
+	}
+	for len(data) >= batchHeader {
+		base := int64(binary.BigEndian.Uint64(data))
+		end := 12 + int(binary.BigEndian.Uint32(data[8:]))
+		if end > len(data) {
+			break
+		}
+		if binary.BigEndian.Uint16(data[batchAttributes:])&attrControl != 0 {
+			next = max(next, base+int64(binary.BigEndian.Uint32(data[batchLastDelta:]))+1)
+		}
+		data = data[end:]
+	}
+	return next
 }
 
 // TestAppendRecordsLeavesToKafkaGo: what only kafka-go parses is refused
@@ -186,7 +212,6 @@ func TestAppendRecordsMatchesKafkaGo(t *testing.T) {
 func TestAppendRecordsLeavesToKafkaGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	good := recordBatch(t, 0, 0, randomRecords(rng, 5, time.Now()))
-	control := recordBatch(t, 5, protocol.Attributes(attrControl), randomRecords(rng, 1, time.Now()))
 	badCRC := bytes.Clone(good)
 	badCRC[len(badCRC)-1] ^= 1
 	magic1 := bytes.Clone(good)
@@ -195,7 +220,6 @@ func TestAppendRecordsLeavesToKafkaGo(t *testing.T) {
 	binary.BigEndian.PutUint16(codec7[batchAttributes:], 7)
 	binary.BigEndian.PutUint32(codec7[batchCRC:], crc32Of(codec7[batchAttributes:]))
 	for name, data := range map[string][]byte{
-		"control batch":             append(bytes.Clone(good), control...),
 		"bad CRC":                   badCRC,
 		"magic 1":                   magic1,
 		"unknown codec":             codec7,
@@ -303,5 +327,113 @@ func TestRawFetchMatchesKafkaGo(t *testing.T) {
 	}
 	if _, _, err := f.fetchLibrary(ctx, &batch{}, int64(total+10)); !errors.Is(err, kafka.OffsetOutOfRange) {
 		t.Fatalf("kafka-go fetch past the end: %v", err)
+	}
+}
+
+// TestAppendRecordsSkipsControlBatches: a transaction's markers are not
+// records (kafka-go skips them too), and a fetch that ends with one goes on
+// after it.
+func TestAppendRecordsSkipsControlBatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	first := recordBatch(t, 0, 0, randomRecords(rng, 5, time.Now()))
+	marker := recordBatch(t, 5, protocol.Attributes(attrControl), randomRecords(rng, 1, time.Now()))
+	then := recordBatch(t, 6, protocol.Attributes(compress.Lz4), randomRecords(rng, 3, time.Now()))
+	var rp recordsParser
+	var b batch
+	next, err := rp.appendRecords(&b, slices.Concat(first, marker, then), 0)
+	got := contents(&b)
+	if err != nil || next != 9 || fmt.Sprint(got.offsets) != "[0 1 2 3 4 6 7 8]" {
+		t.Fatalf("records %v, next %d, err %v; want offsets 0-4 and 6-8, next 9", got.offsets, next, err)
+	}
+	want, err := libraryRecords(slices.Concat(first, marker, then), 0)
+	if err != nil || !equalFetched(got, want) {
+		t.Fatalf("kafka-go read %s (err %v); here %s", want, err, got)
+	}
+	b = batch{}
+	if next, err := rp.appendRecords(&b, slices.Concat(first, marker), 3); err != nil || next != 6 || b.len() != 2 {
+		t.Fatalf("ending with a marker: %d records, next %d, err %v; want 2 records, next 6", b.len(), next, err)
+	}
+	b = batch{}
+	if next, err := rp.appendRecords(&b, marker, 5); err != nil || next != 6 || b.len() != 0 {
+		t.Fatalf("only a marker: %d records, next %d, err %v; want none, next 6", b.len(), next, err)
+	}
+}
+
+// TestRawFetchTransactions (real broker): records a transactional producer
+// committed and aborted (read uncommitted, as before) come through rawFetch
+// as through kafka-go, the transactions' markers skipped, and a log that
+// ends with a marker is read to its end.
+func TestRawFetchTransactions(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	names := testenv.NewNames()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := ingest.EnsureTopics(ctx, brokers, 1, 1, names.Events); err != nil {
+		t.Fatal(err)
+	}
+	testenv.DeleteTopicsAtEnd(t, brokers, names.Events)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(names.Events),
+		kgo.TransactionalID("immeter-test-"+names.Events), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sent := 0
+	for i, commit := range []bool{true, false, true, true} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 5 + i {
+			r := &kgo.Record{Key: fmt.Appendf(nil, "%d", j), Value: fmt.Appendf(nil, "txn %d record %d", i, j)}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+		end := kgo.TryCommit
+		if !commit {
+			end = kgo.TryAbort
+		}
+		if err := cl.EndTransaction(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logEnd := testenv.EndOffsets(ctx, t, brokers, names.Events)[0]
+	if logEnd != int64(sent+4) { // a marker per transaction
+		t.Fatalf("log end %d; want %d records and 4 markers", logEnd, sent)
+	}
+	f := newFetcher(brokers, &kafka.Transport{}, names.Events, 0, slog.Default())
+	f.m = &partitionMetrics{}
+	defer f.transport.CloseIdleConnections()
+	var raw, lib fetched
+	for from := int64(0); from < logEnd; {
+		b := &batch{}
+		next, err := f.fetchRaw(ctx, b, from)
+		if err != nil {
+			t.Fatalf("raw fetch at %d: %v", from, err)
+		}
+		if next <= from {
+			t.Fatalf("raw fetch at %d: next %d, no progress", from, next)
+		}
+		c := contents(b)
+		raw.offsets, raw.keys, raw.vals = append(raw.offsets, c.offsets...), append(raw.keys, c.keys...), append(raw.vals, c.vals...)
+		from = next
+	}
+	// kafka-go's own path stops at the last record: the marker after it
+	// is answered again and again.
+	for from := int64(0); len(lib.offsets) < sent; {
+		b, next, err := f.fetchLibrary(ctx, &batch{}, from)
+		if err != nil {
+			t.Fatalf("kafka-go fetch at %d: %v", from, err)
+		}
+		c := contents(b)
+		lib.offsets, lib.keys, lib.vals = append(lib.offsets, c.offsets...), append(lib.keys, c.keys...), append(lib.vals, c.vals...)
+		if next == from {
+			break
+		}
+		from = next
+	}
+	if len(raw.offsets) != sent || !equalFetched(raw, lib) {
+		t.Fatalf("raw: %s\nkafka-go: %s\nwant %d records", raw, lib, sent)
 	}
 }
