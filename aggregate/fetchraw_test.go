@@ -42,6 +42,12 @@ func contents(b *batch) fetched {
 	return f
 }
 
+// add appends c's records.
+func (f *fetched) add(c fetched) {
+	f.offsets, f.keys, f.vals = append(f.offsets, c.offsets...), append(f.keys, c.keys...), append(f.vals, c.vals...)
+	f.lastTime = c.lastTime
+}
+
 func (f fetched) String() string {
 	return fmt.Sprintf("%d records, offsets %v, lastTime %d", len(f.offsets), f.offsets, f.lastTime)
 }
@@ -242,23 +248,33 @@ func TestAppendRecordsLeavesToKafkaGo(t *testing.T) {
 
 func crc32Of(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
+// fetchTopic makes a topic of one partition on the real broker, deleted at
+// the end, and a fetcher of it.
+func fetchTopic(ctx context.Context, t *testing.T) (brokers []string, topic string, f *fetcher) {
+	t.Helper()
+	brokers, topic = testenv.Kafka(t), testenv.NewNames().Events
+	if err := ingest.EnsureTopics(ctx, brokers, 1, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	testenv.DeleteTopicsAtEnd(t, brokers, topic)
+	f = newFetcher(brokers, &kafka.Transport{}, topic, 0, slog.Default())
+	f.m = &partitionMetrics{}
+	t.Cleanup(f.transport.CloseIdleConnections)
+	return brokers, topic, f
+}
+
 // TestRawFetchMatchesKafkaGo (real broker): fetches through rawFetch and
 // through kafka.Client return the same records from every offset, for
 // records written with every codec, and the same error past the log end.
 func TestRawFetchMatchesKafkaGo(t *testing.T) {
-	brokers := testenv.Kafka(t)
-	names := testenv.NewNames()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := ingest.EnsureTopics(ctx, brokers, 1, 1, names.Events); err != nil {
-		t.Fatal(err)
-	}
-	testenv.DeleteTopicsAtEnd(t, brokers, names.Events)
+	brokers, topic, f := fetchTopic(ctx, t)
 	rng := rand.New(rand.NewPCG(5, 6))
 	total := 0
 	for round := range 3 {
 		for _, c := range codecs {
-			w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: names.Events, Compression: kafka.Compression(c),
+			w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Compression: kafka.Compression(c),
 				BatchSize: 1 + rng.IntN(200), BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 			msgs := make([]kafka.Message, 100+rng.IntN(300))
 			for i := range msgs {
@@ -278,9 +294,6 @@ func TestRawFetchMatchesKafkaGo(t *testing.T) {
 			total += len(msgs)
 		}
 	}
-	f := newFetcher(brokers, &kafka.Transport{}, names.Events, 0, slog.Default())
-	f.m = &partitionMetrics{}
-	defer f.transport.CloseIdleConnections()
 	fetchAll := func(raw bool, from int64) (fetched, error) {
 		var all fetched
 		for from < int64(total) {
@@ -295,11 +308,7 @@ func TestRawFetchMatchesKafkaGo(t *testing.T) {
 			if err != nil {
 				return all, err
 			}
-			c := contents(b)
-			all.offsets = append(all.offsets, c.offsets...)
-			all.keys = append(all.keys, c.keys...)
-			all.vals = append(all.vals, c.vals...)
-			all.lastTime = c.lastTime
+			all.add(contents(b))
 			from = next
 		}
 		return all, nil
@@ -364,16 +373,11 @@ func TestAppendRecordsSkipsControlBatches(t *testing.T) {
 // as through kafka-go, the transactions' markers skipped, and a log that
 // ends with a marker is read to its end.
 func TestRawFetchTransactions(t *testing.T) {
-	brokers := testenv.Kafka(t)
-	names := testenv.NewNames()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := ingest.EnsureTopics(ctx, brokers, 1, 1, names.Events); err != nil {
-		t.Fatal(err)
-	}
-	testenv.DeleteTopicsAtEnd(t, brokers, names.Events)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(names.Events),
-		kgo.TransactionalID("immeter-test-"+names.Events), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	brokers, topic, f := fetchTopic(ctx, t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.TransactionalID("immeter-test-"+topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,13 +402,10 @@ func TestRawFetchTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	logEnd := testenv.EndOffsets(ctx, t, brokers, names.Events)[0]
+	logEnd := testenv.EndOffsets(ctx, t, brokers, topic)[0]
 	if logEnd != int64(sent+4) { // a marker per transaction
 		t.Fatalf("log end %d; want %d records and 4 markers", logEnd, sent)
 	}
-	f := newFetcher(brokers, &kafka.Transport{}, names.Events, 0, slog.Default())
-	f.m = &partitionMetrics{}
-	defer f.transport.CloseIdleConnections()
 	var raw, lib fetched
 	for from := int64(0); from < logEnd; {
 		b := &batch{}
@@ -415,8 +416,7 @@ func TestRawFetchTransactions(t *testing.T) {
 		if next <= from {
 			t.Fatalf("raw fetch at %d: next %d, no progress", from, next)
 		}
-		c := contents(b)
-		raw.offsets, raw.keys, raw.vals = append(raw.offsets, c.offsets...), append(raw.keys, c.keys...), append(raw.vals, c.vals...)
+		raw.add(contents(b))
 		from = next
 	}
 	// kafka-go's own path stops at the last record: the marker after it
@@ -426,8 +426,7 @@ func TestRawFetchTransactions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kafka-go fetch at %d: %v", from, err)
 		}
-		c := contents(b)
-		lib.offsets, lib.keys, lib.vals = append(lib.offsets, c.offsets...), append(lib.keys, c.keys...), append(lib.vals, c.vals...)
+		lib.add(contents(b))
 		if next == from {
 			break
 		}
