@@ -31,48 +31,16 @@ const (
 // the migration when it was cut short after the ALTER (18.16 has no ADD
 // COLUMN IF NOT EXISTS: the ALTER must not run twice).
 func TestMigrationDeadLettersEpoch(t *testing.T) {
-	ms, err := Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m17 Migration
-	for _, m := range ms {
-		if m.Version == 17 {
-			m17 = m
-		}
-	}
-	if len(m17.Statements) != 1 {
-		t.Fatalf("0017: %d statements; this test knows 1 (the ALTER)", len(m17.Statements))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	create := stmt{key: "schemas.sqlCreateDatabase", text: fmt.Sprintf(sqlCreateDatabase, sqlTestDB)}
-	for _, e := range sqlEngines(ctx, t, create) {
-		run := func(e engine, key, text string, rows ...[]any) *result {
-			t.Helper()
-			r, err := e.run(ctx, stmt{key: key, text: text, sample: sample{rows: rows}})
-			if err != nil {
-				t.Fatalf("%s: %s: %v", e.name(), key, err)
-			}
-			return r
-		}
-		// old makes the database as migrations before 0017 left it, with a
-		// dead letter at offset 7 of partition 3.
-		old := func(e engine) {
-			run(e, "schema_migrations", sqlCreateMigrations)
-			for _, m := range ms {
-				if m.Version >= 17 {
-					break
-				}
-				for i, s := range m.Statements {
-					run(e, fmt.Sprintf("migration %04d #%d", m.Version, i+1), s)
-				}
-				run(e, "record", sqlInsertMigration, []any{uint32(m.Version), m.Name, at("2026-10-01 00:00:01")})
-			}
+	upgrade{
+		version: 17, statements: 1, // the ALTER
+		cuts: []int{0, 1},
+		// A dead letter at offset 7 of partition 3, from before 0017.
+		before: func(run runner, e engine) []string {
 			run(e, "old dead letter", sqlTestOldDeadLetter,
 				[]any{at("2026-10-01 00:00:10"), "im.usage.events", int32(3), int64(7), app1, "type: old", `{"type":"old"}`})
-		}
-		check := func(e engine, what string) {
+			return nil
+		},
+		check: func(run runner, e engine, what string, _ []string) {
 			t.Helper()
 			if got := strings.Join(run(e, "dead letters", sqlTestDeadLetters).rows, "\n"); got != "3\t7\t0\ttype: old" {
 				t.Fatalf("%s: %s: dead letters after 0017:\n%s\nwant the old one, with epoch 0", e.name(), what, got)
@@ -85,43 +53,8 @@ func TestMigrationDeadLettersEpoch(t *testing.T) {
 			if got := strings.Join(run(e, "dead letters", sqlTestDeadLetters).rows, "\n"); got != want {
 				t.Errorf("%s: %s: dead letters of two epochs at one offset:\n%s\nwant\n%s", e.name(), what, got, want)
 			}
-		}
-		srv, ok := e.(*server)
-		if !ok { // chdb: the statement of 0017 as Migrate sends it
-			old(e)
-			run(e, "migration 0017", m17.Statements[0])
-			check(e, "migrated")
-			run(e, "drop", "DROP DATABASE "+sqlTestDB)
-			continue
-		}
-		// The server: Migrate, from a whole run and from a run cut short
-		// after the ALTER.
-		for _, cut := range []int{0, 1} {
-			db := fmt.Sprintf("%s_dlq%d", sqlTestDB, cut)
-			if err := srv.boot.Exec(ctx, fmt.Sprintf(sqlCreateDatabase, db)); err != nil {
-				t.Fatal(err)
-			}
-			conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{os.Getenv("CLICKHOUSE_ADDR")},
-				Auth: clickhouse.Auth{Database: db}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dbe := &server{version: srv.version, boot: srv.boot, conn: conn}
-			old(dbe)
-			if cut == 1 {
-				run(dbe, "migration 0017", m17.Statements[0])
-			}
-			if err := Migrate(ctx, conn); err != nil {
-				t.Fatalf("%s: Migrate after %d statements of 0017: %v", e.name(), cut, err)
-			}
-			check(dbe, fmt.Sprintf("cut after %d statements", cut))
-			if err := Migrate(ctx, conn); err != nil { // recorded: nothing runs
-				t.Errorf("%s: Migrate again: %v", e.name(), err)
-			}
-			_ = srv.boot.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
-			conn.Close()
-		}
-	}
+		},
+	}.test(t)
 }
 
 // TestClusterDeadLettersEpoch: on replicas (make test-cluster), migration
