@@ -3,7 +3,6 @@ package aggregate_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +19,7 @@ import (
 // before (18.16), nothing is dropped (aggregate.ErrIDsKept) and
 // sequentially consistent reads keep working.
 func TestClusterEventIDsByDay(t *testing.T) {
-	chAddr, cluster := os.Getenv("CLUSTER_CLICKHOUSE_ADDR"), os.Getenv("CLICKHOUSE_CLUSTER")
-	if chAddr == "" || cluster == "" {
-		t.Skip("cluster test: make test-cluster runs .ci/cluster.sh and sets CLUSTER_CLICKHOUSE_ADDR and CLICKHOUSE_CLUSTER")
-	}
-	addrs := strings.Split(chAddr, ",")
-	if len(addrs) < 2 {
-		t.Skipf("CLUSTER_CLICKHOUSE_ADDR %q: want two replicas", chAddr)
-	}
+	addrs, cluster := testenv.ClusterReplicas(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	db := "test_ids_" + testenv.Suffix()

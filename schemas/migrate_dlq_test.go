@@ -3,7 +3,6 @@ package schemas
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -63,14 +62,7 @@ func TestMigrationDeadLettersEpoch(t *testing.T) {
 // carries it), and both replicas then keep a dead letter of each epoch at
 // one source offset, a replay replacing its row.
 func TestClusterDeadLettersEpoch(t *testing.T) {
-	chAddr, cluster := os.Getenv("CLUSTER_CLICKHOUSE_ADDR"), os.Getenv("CLICKHOUSE_CLUSTER")
-	if chAddr == "" || cluster == "" {
-		t.Skip("cluster test: make test-cluster runs .ci/cluster.sh and sets CLUSTER_CLICKHOUSE_ADDR and CLICKHOUSE_CLUSTER")
-	}
-	addrs := strings.Split(chAddr, ",")
-	if len(addrs) < 2 {
-		t.Skipf("CLUSTER_CLICKHOUSE_ADDR %q: want two replicas", chAddr)
-	}
+	addrs, cluster := testenv.ClusterReplicas(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	db := clusterBefore17(ctx, t, addrs[0], cluster)

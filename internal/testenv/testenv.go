@@ -85,6 +85,21 @@ func Cluster(t testing.TB) (brokers []string, chAddr, cluster string) {
 	return brokers, chAddr, cluster
 }
 
+// ClusterReplicas returns the addresses of the ClickHouse replicas of
+// .ci/cluster.sh (two at least) and the cluster's name, or skips the test.
+func ClusterReplicas(t testing.TB) (addrs []string, cluster string) {
+	t.Helper()
+	chAddr, cluster := os.Getenv("CLUSTER_CLICKHOUSE_ADDR"), os.Getenv("CLICKHOUSE_CLUSTER")
+	if chAddr == "" || cluster == "" {
+		t.Skip("cluster test: make test-cluster runs .ci/cluster.sh and sets CLUSTER_CLICKHOUSE_ADDR and CLICKHOUSE_CLUSTER")
+	}
+	addrs = strings.Split(chAddr, ",")
+	if len(addrs) < 2 {
+		t.Skipf("CLUSTER_CLICKHOUSE_ADDR %q: want two replicas", chAddr)
+	}
+	return addrs, cluster
+}
+
 // SplitBrokers splits a comma-separated broker list, dropping blanks.
 func SplitBrokers(list string) []string {
 	var out []string
