@@ -33,6 +33,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Simulate, "simulate", false, "offer the load with `immeter simulate` instead of the in-process generator")
 	skip := fs.String("skip", "", "phases to skip, comma-separated: sustain, latency, peer, close, month, alerts")
 	aggEnv := fs.String("aggregate-env", "GOMEMLIMIT=256MiB", "environment of the aggregator, comma-separated; the default is docker-compose.yml's")
+	fs.DurationVar(&cfg.AlertInterval, "alert-interval", 0, "the alerter's ALERT_INTERVAL in the alerts phase (0: its default)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the private database and topics")
 	fs.IntVar(&cfg.Months, "months", 0, "run only the storage phase: this many months of traffic with the aggregator's clock moving, then raw events against immeter's storage")
 	fs.IntVar(&cfg.EventsPerDay, "events-per-day", d.EventsPerDay, "events a day in the storage phase (--months)")

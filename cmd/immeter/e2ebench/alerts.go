@@ -60,10 +60,13 @@ func loginMsg(app uint32, user string, at time.Time) kafka.Message {
 	return kafka.Message{Key: []byte(key), Value: []byte(v)}
 }
 
-// startAlerter runs the alerter (rollup.Alerter, default settings) on the
-// bench's database and alerts topic until ctx is done.
+// startAlerter runs the alerter (rollup.Alerter, default settings but
+// AlertInterval) on the bench's database and alerts topic until ctx is done.
 func (e *env) startAlerter(ctx context.Context) (stop func(), err error) {
 	cfg := rollup.DefaultAlertConfig()
+	if e.cfg.AlertInterval > 0 {
+		cfg.Interval = e.cfg.AlertInterval
+	}
 	cfg.Brokers, cfg.Topic, cfg.Logger = e.cfg.Brokers, e.alerts, e.log
 	a, err := rollup.NewAlerter(cfg, e.conn)
 	if err != nil {

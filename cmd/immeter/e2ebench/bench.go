@@ -62,6 +62,8 @@ type Config struct {
 	// AggregateEnv is added to the environment of `immeter aggregate`, e.g.
 	// GOMEMLIMIT=256MiB.
 	AggregateEnv []string
+	// AlertInterval is the alerter's ALERT_INTERVAL; 0: its default.
+	AlertInterval time.Duration
 	// Keep leaves the private database and topics in place.
 	Keep bool
 

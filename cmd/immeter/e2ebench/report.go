@@ -82,8 +82,12 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.alertProbes > 0 {
 		l := r.alertLatencies
-		p("alerts:  event to alert on the topic (a login crossing 80%% of a Developer app's free MAU; rollup.Alerter, default ALERT_INTERVAL), %d of %d probes: p50 %s, p95 %s, p99 %s, max %s",
-			len(l), r.alertProbes, percentile(l, 0.50).Round(time.Millisecond), percentile(l, 0.95).Round(time.Millisecond),
+		interval := "default ALERT_INTERVAL"
+		if r.cfg.AlertInterval > 0 {
+			interval = "ALERT_INTERVAL " + r.cfg.AlertInterval.String()
+		}
+		p("alerts:  event to alert on the topic (a login crossing 80%% of a Developer app's free MAU; rollup.Alerter, %s), %d of %d probes: p50 %s, p95 %s, p99 %s, max %s",
+			interval, len(l), r.alertProbes, percentile(l, 0.50).Round(time.Millisecond), percentile(l, 0.95).Round(time.Millisecond),
 			percentile(l, 0.99).Round(time.Millisecond), percentile(l, 1).Round(time.Millisecond))
 	}
 	if r.finalRSS.peak > 0 {
