@@ -127,6 +127,13 @@ type Alerter struct {
 	lastMAU       int              // apps whose exact MAU the last check read
 	flushTook     [3]time.Duration // the last flush: storing, publishing, marking published
 	held          int              // rows in usage
+	// blocksFrom is the lowest block number of daily_usage that the last
+	// successful read may not have seen (one above the highest listed
+	// before it began); pruneParts says the next reads only the parts with
+	// such blocks: the table's blocks are numbered as they become visible
+	// (see readUsage).
+	blocksFrom uint64
+	pruneParts bool
 	// uncovered are the reads whose logins and group changes may still lack
 	// their user_days or live_group_changes rows, oldest first; coveredAt
 	// is when (readAt, unix nanoseconds) the last read known to be covered
@@ -454,19 +461,27 @@ GROUP BY partition`
 	// sqlAlertUsage: args parts, bounds (the lowest version that can be new
 	// of each partition listed), parts again, since (unix seconds: the
 	// partitions not listed are read from the rows written at or after it;
-	// 0 for every row), from, to. The newest version, among those rows, of
-	// each daily_usage row (app, day, src_partition) of the days from..to,
-	// and when it was last written: the conditions read three small columns
-	// of the months' rows, the others only for the rows they keep. The day
-	// (days since 1970) and the time (unix seconds) come as integers, which
-	// the driver scans without building a time.Time.
+	// 0 for every row), from, to, block (only the parts holding a block
+	// numbered at or above it are read: ClickHouse picks them by name before
+	// it reads a row; 0 for every part). The newest version, among those
+	// rows, of each daily_usage row (app, day, src_partition) of the days
+	// from..to, and when it was last written: the conditions read three
+	// small columns of the parts' rows, the others only for the rows they
+	// keep. The day (days since 1970) and the time (unix seconds) come as
+	// integers, which the driver scans without building a time.Time.
 	sqlAlertUsage = `SELECT app, toUInt16(day), src_partition, max(version),
 	argMax(logins, version), argMax(messages_community, version), argMax(groups_created, version), argMax(groups_dissolved, version),
 	toUInt32(max(updated_at))
 FROM daily_usage
 PREWHERE version >= transform(src_partition, ?, ?, toUInt64(0)) AND (has(?, src_partition) OR updated_at >= toDateTime(?))
-WHERE day >= toDate(?) AND day <= toDate(?)
+WHERE day >= toDate(?) AND day <= toDate(?) AND toUInt64OrZero(splitByChar('_', _part)[3]) >= ?
 GROUP BY app, day, src_partition`
+
+	// sqlAlertBlocks: how many active parts daily_usage has, the highest
+	// block number in them (a part is named partition_min_max_level), and
+	// its engine.
+	sqlAlertBlocks = `SELECT count(), max(toUInt64OrZero(splitByChar('_', name)[3])), any(engine) FROM system.parts
+WHERE database = currentDatabase() AND table = 'daily_usage' AND active`
 
 	// sqlAlertMAU: args from, to, apps (a clickhouse.GroupSet).
 	sqlAlertMAU = `SELECT app, uniqExact(user) FROM user_days
@@ -607,6 +622,23 @@ func (a *Alerter) usageRows() int {
 // flush stuck for longer, a clock further off) is read by the next full load,
 // every ALERT_SWEEP.
 //
+// Which parts are read. On a table that is not replicated (engine
+// ReplacingMergeTree), ClickHouse numbers an inserted block when it commits
+// it, under the lock that makes it visible, and names each part after the
+// lowest and highest block it holds (a merge keeps the highest, and so does
+// a mutation). So a row that became visible after a moment is in a part
+// whose highest block is above every block visible at that moment. Each
+// read first lists the highest block number (sqlAlertBlocks); the next
+// incremental read reads only the parts with a block above it
+// (sqlAlertUsage's block). Every row it must read (above) became visible after
+// the previous read began, so it is in those parts; ClickHouse picks them
+// by name before it reads a row, so a read costs the new parts, not the
+// months' rows. A replicated table numbers a block when its insert begins,
+// and its replicas fetch parts in any order: it is read whole. Loads read
+// everything; block numbers that fell (the table emptied or made again)
+// mean a load. Rows changed in place (ALTER … UPDATE keeps the block
+// numbers) are read by the next load.
+//
 // Rows read more than once, and a replayed or slow flush that lands an older
 // version after a newer one, change nothing: each row keeps the highest
 // version read, as the table does when it merges. A read that fails part
@@ -625,6 +657,19 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	if fell && a.usage != nil {
 		a.cfg.Logger.Info("alerts: a stored position fell or went away; loading the usage again")
 	}
+	var nParts, maxBlock uint64
+	var engine string
+	if err := a.conn.QueryRow(ctx, sqlAlertBlocks).Scan(&nParts, &maxBlock, &engine); err != nil {
+		return nil, false, fmt.Errorf("read system.parts: %w", err)
+	}
+	blocksFrom := uint64(0) // no part yet: any block can be new
+	if nParts > 0 {
+		blocksFrom = maxBlock + 1
+	}
+	if blocksFrom < a.blocksFrom && a.usage != nil {
+		fell = true // the table was emptied or made again
+		a.cfg.Logger.Info("alerts: daily_usage's block numbers fell; loading the usage again")
+	}
 	load := full || a.usage == nil || cur != a.month || fell
 	usage, since := a.usage, max(a.readAt.Add(-overlap).Unix(), 0)
 	parts, bounds := []int32{-1}, []uint64{0} // -1: no such partition; the arrays are never empty
@@ -635,7 +680,11 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 			parts, bounds = append(parts, p), append(bounds, next+1)
 		}
 	}
-	rows, err := a.conn.Query(ctx, sqlAlertUsage, parts, bounds, parts, since, from, to)
+	block := uint64(0) // every part
+	if !load && a.pruneParts {
+		block = a.blocksFrom
+	}
+	rows, err := a.conn.Query(ctx, sqlAlertUsage, parts, bounds, parts, since, from, to, block)
 	if err != nil {
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
@@ -698,6 +747,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		return nil, false, fmt.Errorf("read daily_usage: %w", err)
 	}
 	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
+	a.blocksFrom, a.pruneParts = blocksFrom, engine == "ReplacingMergeTree"
 	a.uncovered = append(a.uncovered, read)
 	if load {
 		a.recent, a.held = map[uint32]recentApp{}, n

@@ -507,14 +507,15 @@ func TestAlertsPositions(t *testing.T) {
 	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", appC): 85})
 	e.requireTruth(ctx, t, a)
 	// The replay goes on past 110 and stores its position. A check reads
-	// the rows above the positions read during the check before it: above
-	// 100 (the 110 and 112 rows of appA and appC), then above 105 (the
-	// same), then above 112 (none).
+	// the rows above the positions read during the check before it, in the
+	// parts with blocks above those listed before the previous read began:
+	// above 100 (the 112 row of appC; the 110 row of appA is in a part read
+	// before), then above 105 and above 112 (none: no new part).
 	now = e.advance(time.Second)
 	e.insert(ctx, t, usageRecord{app: appC, day: "2026-10-20", part: 0, version: 112, created: 100, updatedAt: now})
 	e.storePosition(ctx, t, 0, 112)
 	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:100", appC): 100})
-	for _, want := range []int{2, 2, 0} {
+	for _, want := range []int{1, 0, 0} {
 		if a.lastRead != want {
 			t.Fatalf("unexpected rows read; got %d; want %d", a.lastRead, want)
 		}
@@ -711,4 +712,39 @@ func TestAlertsPositionsLoadInFlight(t *testing.T) {
 	e.storePosition(ctx, t, 0, 110)
 	e.advance(time.Second)
 	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appL): 80})
+}
+
+// TestAlertsReadNewParts: on a table that is not replicated, an
+// incremental read reads only the parts with a block above those listed
+// before the previous read began. Row X (September, a partition without a
+// stored position, stamped a day ahead, so that every read's updated_at
+// condition keeps it) is read by the load, then no more: its part is below
+// the blocks listed before the load. Row Y, in a new part of October, is
+// read by the next check, alone. Without the part condition every read
+// returned X again.
+func TestAlertsReadNewParts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	t0 := time.Date(2026, 10, 20, 12, 0, 0, 0, loc)
+	e := newAlertTestEnv(ctx, t, t0)
+	const appX, appY = 1400000301, 1400000302
+	e.insert(ctx, t, usageRecord{app: appX, day: "2026-09-30", part: 5, version: 1, logins: 1, updatedAt: t0.Add(24 * time.Hour)})
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, false, nil) // the first check loads
+	if a.lastRead != 1 || !a.pruneParts {
+		t.Fatalf("load: read %d rows, parts pruned %v; want 1 and true (engine ReplacingMergeTree)", a.lastRead, a.pruneParts)
+	}
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, nil)
+	if a.lastRead != 0 {
+		t.Fatalf("a check with no new part read %d rows; want 0", a.lastRead)
+	}
+	now := e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appY, day: "2026-10-20", part: 5, version: 2, logins: 1, updatedAt: now})
+	e.check(ctx, t, a, false, nil)
+	if a.lastRead != 1 || a.usage[appY] == nil {
+		t.Fatalf("a check after a new part read %d rows (app %d held: %v); want 1, the new row", a.lastRead, appY, a.usage[appY] != nil)
+	}
+	e.requireTruth(ctx, t, a)
 }
