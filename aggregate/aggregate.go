@@ -35,9 +35,8 @@ type Config struct {
 	// are written to ClickHouse (and so the event-to-visible latency).
 	// Default 1s; must be > 0.
 	FlushInterval time.Duration
-	// MaxPending forces a flush when this many rows wait; it bounds memory:
-	// a partition holds at most twice as many, those of the flush being
-	// written and those folded meanwhile. Default 100000; must be >= 1.
+	// MaxPending forces a flush when this many rows wait; it bounds memory.
+	// Default 100000; must be >= 1.
 	MaxPending int
 
 	// MaxPast and MaxFuture bound event times against the clock: an event
@@ -425,31 +424,6 @@ func (a *Aggregator) read(ctx, genCtx, work context.Context, gen *kafka.Generati
 		rctx, rcancel = context.WithDeadline(work, deadline)
 	}
 	nextWindow(time.Now())
-	// A flush takes what was folded, and writes it while the next events
-	// are folded; the next flush first waits for it (settle). At most one
-	// is in flight, so positions and versions are written in order.
-	var fl *flushing      // in flight; nil: none
-	var spare *flushBatch // written, for the next flush to reuse
-	defer func() {
-		if fl != nil { // returning without settling it: its partition is revoked or reloaded
-			fl.cancel()
-			<-fl.done
-		}
-	}()
-	settle := func() error {
-		if fl == nil {
-			return nil
-		}
-		<-fl.done
-		b, err := fl.b, fl.err
-		fl = nil
-		if err != nil {
-			return err
-		}
-		a.flushed(work, s, b, log)
-		spare = b
-		return nil
-	}
 	var cur *batch // the batch being folded, up to message i
 	i := 0
 	var failed error // the fetcher stopped: flush, then check the log again
@@ -480,32 +454,16 @@ func (a *Aggregator) read(ctx, genCtx, work context.Context, gen *kafka.Generati
 			log.Info("aggregate: partition revoked; dropping unflushed state", "next", s.next)
 			return nil
 		}
-		if err := settle(); err != nil {
-			return err
+		flushCtx := work
+		if ctx.Err() != nil {
+			// Shutting down: a last flush, bounded in time.
+			var c context.CancelFunc
+			flushCtx, c = context.WithTimeout(context.Background(), 15*time.Second)
+			defer c()
 		}
 		started := time.Now()
-		b := spare
-		if b == nil {
-			b = &flushBatch{}
-		}
-		spare = nil
-		fctx, fcancel := flushContext(ctx, work)
-		if err := a.take(fctx, s, b, log); err != nil {
-			fcancel()
+		if err := a.flush(flushCtx, s, gen, log); err != nil {
 			return err
-		}
-		fl = &flushing{b: b, done: make(chan struct{}), cancel: fcancel}
-		go func(fl *flushing) {
-			defer close(fl.done)
-			defer fl.cancel()
-			fl.err = a.write(fctx, fl.b, gen, log)
-		}(fl)
-		// Stopping, the fetcher failed, or ids to move into the filter
-		// (durable resets the exact set): the flush must be complete first.
-		if ctx.Err() != nil || failed != nil || s.filter != nil {
-			if err := settle(); err != nil {
-				return err
-			}
 		}
 		if failed != nil {
 			return failed
@@ -521,36 +479,6 @@ func (a *Aggregator) read(ctx, genCtx, work context.Context, gen *kafka.Generati
 		}
 	}
 }
-
-// flushing is a flush in flight: its batch is written by a goroutine of its
-// own while the partition's goroutine folds the next events.
-type flushing struct {
-	b      *flushBatch
-	err    error // once done is closed
-	done   chan struct{}
-	cancel context.CancelFunc
-}
-
-// flushContext returns the context of a flush: canceled when the partition
-// is revoked (work is done while ctx is not), and given shutdownGrace to
-// finish when the process stops (ctx is done).
-func flushContext(ctx, work context.Context) (context.Context, context.CancelFunc) {
-	fctx, cancel := context.WithCancel(context.WithoutCancel(work))
-	stop := context.AfterFunc(work, func() {
-		if ctx.Err() == nil {
-			cancel()
-			return
-		}
-		time.AfterFunc(shutdownGrace, cancel)
-	})
-	return fctx, func() {
-		stop()
-		cancel()
-	}
-}
-
-// shutdownGrace bounds the last flush of a partition when the process stops.
-const shutdownGrace = 15 * time.Second
 
 // open loads a partition's state and returns where to read from (a Kafka
 // offset), or a *Stuck error. committed is the group's offset on Kafka
@@ -679,36 +607,31 @@ func (a *Aggregator) resolve(ctx context.Context, s *partitionState) error {
 	})
 }
 
-// take moves what was folded into b for a flush (partitionState.take),
-// first deciding the events parked on a filter hit, which the flush makes
-// durable with the rest.
-func (a *Aggregator) take(ctx context.Context, s *partitionState, b *flushBatch, log *slog.Logger) error {
+// flush writes the state, retrying with backoff while ClickHouse or Kafka
+// is unavailable; consumption waits meanwhile, so memory stays bounded.
+func (a *Aggregator) flush(ctx context.Context, s *partitionState, gen *kafka.Generation, log *slog.Logger) error {
+	now := a.cfg.Now()
 	if len(s.parked) > 0 {
+		// Before anything is written: the parked events are part of what
+		// the flush makes durable.
 		if _, err := retry(ctx, log, "look up ids in event_ids", func() (int, error) { return 0, a.resolve(ctx, s) }); err != nil {
 			return err
 		}
 	}
-	return s.take(b, a.cfg.Now())
-}
-
-// write makes a batch durable, retrying with backoff while ClickHouse or
-// Kafka is unavailable (the partition's goroutine folds meanwhile until
-// MaxPending rows wait, then waits for it, so memory stays bounded).
-func (a *Aggregator) write(ctx context.Context, b *flushBatch, gen *kafka.Generation, log *slog.Logger) error {
 	_, err := retry(ctx, log, "flush", func() (int, error) {
 		// The topic must still be the one read: events of a topic
 		// recreated under the fetcher are not written with the old
 		// topic's positions.
-		if b.topicID != "" {
+		if s.topicID != "" {
 			id, err := a.admin.topicID(ctx, a.cfg.Topic)
 			if err != nil {
 				return 0, err
 			}
-			if id != b.topicID {
-				return 0, fmt.Errorf("%w: topic id %s, opened with %s", errTopicChanged, id, b.topicID)
+			if id != s.topicID {
+				return 0, fmt.Errorf("%w: topic id %s, opened with %s", errTopicChanged, id, s.topicID)
 			}
 		}
-		return 0, a.metrics.flush(b.partition, int64(b.next)-b.base, func() error { return a.store.flush(ctx, b) })
+		return 0, a.metrics.flush(s, func() error { return a.store.flush(ctx, s, now) })
 	})
 	if err != nil {
 		return err
@@ -716,23 +639,14 @@ func (a *Aggregator) write(ctx context.Context, b *flushBatch, gen *kafka.Genera
 	atomic.AddUint64(&a.stats.Flushes, 1)
 	// Kafka's committed offset is informational (lag monitoring): the
 	// durable position is in ClickHouse, written above.
-	if err := gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {int(b.partition): int64(b.next) - b.base}}); err != nil {
+	if err := gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {int(s.partition): int64(s.next) - s.base}}); err != nil {
 		log.Debug("aggregate: commit offset", "err", err)
 		telemetry.KafkaError(telemetry.KafkaCommit)
 	}
+	a.window(s, now)
+	s.evict(schemas.DayOf(now, a.cfg.Location) - 1)
+	a.retainIDs(ctx, s.minDay, log)
 	return nil
-}
-
-// flushed takes a written batch in, in the partition's goroutine: the
-// stored position, the accepted window from the flush's clock, and days
-// and ids that can go.
-func (a *Aggregator) flushed(ctx context.Context, s *partitionState, b *flushBatch, log *slog.Logger) {
-	s.written(b)
-	a.window(s, b.now)
-	s.evict(schemas.DayOf(b.now, a.cfg.Location) - 1)
-	if ctx.Err() == nil { // stopping: the next start drops them
-		a.retainIDs(ctx, s.minDay, log)
-	}
 }
 
 // retry calls f until it succeeds or ctx is done, backing off from 100ms to 5s.

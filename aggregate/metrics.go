@@ -219,10 +219,10 @@ func (pm *partitionMetrics) appliedBatch(b *batch) {
 	pm.applied.Store(b.offsets[b.len()-1] + 1)
 }
 
-// flush times one flush attempt of a partition; after a success its
-// stored position is stored (a Kafka offset: the position less the epoch base).
-func (m *metrics) flush(partition int32, stored int64, f func() error) error {
-	pm := m.part(partition)
+// flush times one flush attempt of s; after a success the partition's
+// stored position is s.next (as a Kafka offset: less the epoch base).
+func (m *metrics) flush(s *partitionState, f func() error) error {
+	pm := m.part(s.partition)
 	start := time.Now()
 	if err := f(); err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -234,7 +234,7 @@ func (m *metrics) flush(partition int32, stored int64, f func() error) error {
 	}
 	m.flushSeconds.Observe(time.Since(start).Seconds())
 	pm.flushFailingSince.Store(0)
-	pm.stored.Store(stored) // a Kafka offset, as logEnd
+	pm.stored.Store(int64(s.next) - s.base) // a Kafka offset, as logEnd
 	return nil
 }
 

@@ -151,7 +151,6 @@ type partitionState struct {
 	pendingPlans []schemas.Event
 	pendingLive  []schemas.Event // live-streaming group changes
 	pendingDLQ   []deadLetter
-	spare        spareRows // the slices of the last batch written, for the next take
 }
 
 func newPartitionState(partition int32, loc *time.Location) *partitionState {

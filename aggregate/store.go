@@ -217,112 +217,8 @@ func (st *store) confirm(ctx context.Context, s *partitionState) (map[xxh3.Uint1
 	return found, nil
 }
 
-// flushBatch is what one flush writes, taken from a partition's state when
-// the flush starts (partitionState.take): while it is written, the state
-// folds the next events. Its slices come back to the state at the next take.
-type flushBatch struct {
-	partition int32
-	epoch     uint32 // the partition's epoch, in its dead letters' keys
-	topicID   string // the topic ID the state read ("" unknown)
-	stored    int64  // the position the state last loaded or wrote; -1: none
-	next      uint64 // the position the batch completes: its rows' version
-	base      int64  // the epoch's offset_base: next-base is a Kafka offset
-	now       time.Time
-
-	dlq      []deadLetter
-	ids      []idRow
-	users    []userRow
-	plans    []schemas.Event
-	live     []schemas.Event // live-streaming group changes
-	counters []dayCounters
-	sketches []daySketch
-	written  uint8 // the sets written (1<<setX): a retry sends only the others
-}
-
-// dayCounters are a day's counters as a flush writes them.
-type dayCounters struct {
-	k dayKey
-	c Counters
-}
-
-// daySketch is a day's sketch as a flush writes it.
-type daySketch struct {
-	k      dayKey
-	writer string
-	blob   []byte
-}
-
-// The sets of a flushBatch, as bits of its written field.
-const (
-	setDLQ = iota
-	setIDs
-	setUsers
-	setPlans
-	setLive
-	setSketches
-	setCounters
-)
-
-// take moves everything folded since the last take into b, whose slices,
-// written by an earlier flush, the state reuses: the pending rows, the
-// counters of the days changed (marked clean and versioned with the
-// position b completes) and their sketches, serialised. It runs in the
-// state's goroutine; b is then the flush's alone.
-func (s *partitionState) take(b *flushBatch, now time.Time) error {
-	counters, sketches := s.changed()
-	blobs := make([][]byte, len(sketches))
-	for i, r := range sketches { // first, so that an error changes nothing
-		blob, err := r.st.sketch.MarshalBinary()
-		if err != nil {
-			return fmt.Errorf("write user_sketches: %w", err)
-		}
-		blobs[i] = blob
-	}
-	*b = flushBatch{
-		partition: s.partition, epoch: s.epoch, topicID: s.topicID, stored: s.stored, next: s.next, base: s.base, now: now,
-		dlq: s.pendingDLQ, ids: s.pendingIDs, users: s.pendingUsers, plans: s.pendingPlans, live: s.pendingLive,
-		counters: recycle(b.counters), sketches: recycle(b.sketches),
-	}
-	s.pendingDLQ, s.pendingIDs, s.pendingUsers = recycle(s.spare.dlq), recycle(s.spare.ids), recycle(s.spare.users)
-	s.pendingPlans, s.pendingLive = recycle(s.spare.plans), recycle(s.spare.live)
-	s.spare = spareRows{}
-	for _, r := range counters {
-		b.counters = append(b.counters, dayCounters{r.k, r.st.c})
-		r.st.dirty = false
-		r.st.version = s.next
-	}
-	for i, r := range sketches {
-		b.sketches = append(b.sketches, daySketch{r.k, fmt.Sprintf("%s/%d", s.writer, r.st.sketchGen), blobs[i]})
-		r.st.sketchDirty = false
-	}
-	return nil
-}
-
-// written takes back the slices of a batch that was written, for a later
-// take to reuse, and records the position it stored.
-func (s *partitionState) written(b *flushBatch) {
-	s.stored = int64(b.next)
-	s.durable(b.ids)
-	s.spare = spareRows{dlq: b.dlq, ids: b.ids, users: b.users, plans: b.plans, live: b.live}
-}
-
-// spareRows are the slices of the last batch written, emptied by the next take.
-type spareRows struct {
-	dlq   []deadLetter
-	ids   []idRow
-	users []userRow
-	plans []schemas.Event
-	live  []schemas.Event
-}
-
-// recycle empties a slice for reuse, dropping what its elements point to.
-func recycle[T any](s []T) []T {
-	clear(s)
-	return s[:0]
-}
-
-// flush makes a batch durable, in an order that keeps a crash at any point
-// harmless (see README, "Exactly once"):
+// flush makes everything folded so far durable, in an order that keeps a
+// crash at any point harmless (see README, "Exactly once"):
 //  1. dead letters to the DLQ topic and table;
 //  2. at once: the sets (event ids, user days, sketches, plan and live-group changes),
 //     which writing twice changes nothing, and the absolute counters of
@@ -338,27 +234,26 @@ func recycle[T any](s []T) []T {
 // state last loaded or wrote: if ClickHouse lost it (a database dropped and
 // migrated again, a restore from an older backup) or another aggregator
 // moved it, writing the state's absolute counters onto what is there now
-// would be wrong, so it returns errPositionMoved and writes nothing. A
-// failed flush may be called again with the same batch: it sends what did
-// not land.
-func (st *store) flush(ctx context.Context, b *flushBatch) error {
-	cur, err := st.storedNext(ctx, b.partition)
+// would be wrong, so it returns errPositionMoved and writes nothing.
+func (st *store) flush(ctx context.Context, s *partitionState, now time.Time) error {
+	cur, err := st.storedNext(ctx, s.partition)
 	if err != nil {
 		return err
 	}
-	if cur != b.stored && cur != int64(b.next) { // b.next: a failed attempt may have stored it
-		return fmt.Errorf("%w: partition %d: ClickHouse has %d, this aggregator stored %d", errPositionMoved, b.partition, cur, b.stored)
+	if cur != s.stored && cur != int64(s.next) { // s.next: a failed attempt may have stored it
+		return fmt.Errorf("%w: partition %d: ClickHouse has %d, this aggregator stored %d", errPositionMoved, s.partition, cur, s.stored)
 	}
-	if err := st.flushDLQ(ctx, b); err != nil {
+	if err := st.flushDLQ(ctx, s, now); err != nil {
 		return err
 	}
-	if err := st.flushRows(ctx, b); err != nil {
+	if err := st.flushRows(ctx, s, now); err != nil {
 		return err
 	}
-	err = schemas.InsertRow(ctx, st.conn, sqlInsertPosition, st.group, st.topic, b.partition, b.next, b.now.UTC().Truncate(time.Second))
+	err = schemas.InsertRow(ctx, st.conn, sqlInsertPosition, st.group, st.topic, s.partition, s.next, now.UTC().Truncate(time.Second))
 	if err != nil {
 		return fmt.Errorf("write consumer_offsets: %w", err)
 	}
+	s.stored = int64(s.next)
 	return nil
 }
 
@@ -366,19 +261,19 @@ func (st *store) flush(ctx context.Context, b *flushBatch) error {
 // state was loaded at or last wrote: the state must be loaded again.
 var errPositionMoved = errors.New("stored position changed under this aggregator")
 
-// flushDLQ publishes the dead letters on the DLQ topic and writes
+// flushDLQ publishes the pending dead letters on the DLQ topic and writes
 // them to dead_letters, keyed by source topic, partition, offset and epoch:
 // a topic deleted and created again reuses offsets, never an epoch, and a
 // dead letter written again after a crash (same offset and epoch) replaces
 // its row.
-func (st *store) flushDLQ(ctx context.Context, b *flushBatch) error {
-	if len(b.dlq) == 0 || b.written&(1<<setDLQ) != 0 {
+func (st *store) flushDLQ(ctx context.Context, s *partitionState, now time.Time) error {
+	if len(s.pendingDLQ) == 0 {
 		return nil
 	}
-	msgs := make([]kafka.Message, len(b.dlq))
-	p := strconv.Itoa(int(b.partition))
-	epoch := strconv.FormatUint(uint64(b.epoch), 10)
-	for i, d := range b.dlq {
+	msgs := make([]kafka.Message, len(s.pendingDLQ))
+	p := strconv.Itoa(int(s.partition))
+	epoch := strconv.FormatUint(uint64(s.epoch), 10)
+	for i, d := range s.pendingDLQ {
 		msgs[i] = kafka.Message{Key: d.key, Value: d.value, Headers: []kafka.Header{
 			{Key: "immeter-reason", Value: []byte(d.reason)},
 			{Key: "immeter-source-topic", Value: []byte(st.topic)},
@@ -391,115 +286,112 @@ func (st *store) flushDLQ(ctx context.Context, b *flushBatch) error {
 		telemetry.KafkaError(telemetry.KafkaPublishDLQ)
 		return fmt.Errorf("publish to dead-letter topic %s: %w", st.dlq.Topic, err)
 	}
-	batch, err := st.conn.PrepareBatch(ctx, sqlInsertDeadLetters)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertDeadLetters)
 	if err != nil {
 		return fmt.Errorf("write dead_letters: %w", err)
 	}
-	at := b.now.UTC().Truncate(time.Second)
-	for _, d := range b.dlq {
-		if err := batch.Append(at, st.topic, b.partition, d.offset, b.epoch, d.app, d.reason, string(d.value)); err != nil {
+	at := now.UTC().Truncate(time.Second)
+	for _, d := range s.pendingDLQ {
+		if err := b.Append(at, st.topic, s.partition, d.offset, s.epoch, d.app, d.reason, string(d.value)); err != nil {
 			return fmt.Errorf("write dead_letters: %w", err)
 		}
 	}
-	if err := batch.Send(); err != nil {
+	if err := b.Send(); err != nil {
 		return fmt.Errorf("write dead_letters: %w", err)
 	}
-	b.written |= 1 << setDLQ
+	s.pendingDLQ = s.pendingDLQ[:0]
 	return nil
 }
 
 // flushRows writes the five sets and the counters at once: they are
 // independent of each other, and only the offset must wait for all of them.
-func (st *store) flushRows(ctx context.Context, b *flushBatch) error {
+func (st *store) flushRows(ctx context.Context, s *partitionState, now time.Time) error {
+	counters, sketches := s.changed()
 	var wg sync.WaitGroup
-	sets := []func(context.Context, *flushBatch) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushLive, st.flushSketches}
-	errs := make([]error, len(sets)+1)
-	wg.Go(func() { errs[len(sets)] = st.flushCounters(ctx, b) })
-	for i, f := range sets {
+	errs := make([]error, 6)
+	wg.Go(func() { errs[5] = st.flushCounters(ctx, s, counters, now) })
+	flushSketches := func(ctx context.Context, s *partitionState) error { return st.flushSketches(ctx, s, sketches) }
+	for i, f := range []func(context.Context, *partitionState) error{st.flushIDs, st.flushUsers, st.flushPlans, st.flushLive, flushSketches} {
 		wg.Go(func() {
 			select {
 			case st.inserts <- struct{}{}:
 				defer func() { <-st.inserts }()
-				errs[i] = f(ctx, b)
+				errs[i] = f(ctx, s)
 			case <-ctx.Done():
 				errs[i] = ctx.Err()
 			}
 		})
 	}
 	wg.Wait()
-	for i, set := range []int{setIDs, setUsers, setPlans, setLive, setSketches, setCounters} {
-		if errs[i] == nil {
-			b.written |= 1 << set
-		}
-	}
 	return errors.Join(errs...)
 }
 
-// Each set's writer below only reads b, so that they run at once; a set
-// an earlier attempt wrote is not sent again.
-
-func (st *store) flushIDs(ctx context.Context, b *flushBatch) error {
-	if len(b.ids) == 0 || b.written&(1<<setIDs) != 0 {
+func (st *store) flushIDs(ctx context.Context, s *partitionState) error {
+	if len(s.pendingIDs) == 0 {
 		return nil
 	}
-	batch, err := st.conn.PrepareBatch(ctx, sqlInsertEventIDs)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertEventIDs)
 	if err != nil {
 		return fmt.Errorf("write event_ids: %w", err)
 	}
-	n := len(b.ids)
+	n := len(s.pendingIDs)
 	parts, apps, days := make([]int32, n), make([]uint32, n), make([]time.Time, n)
 	his, los, offsets := make([]uint64, n), make([]uint64, n), make([]uint64, n)
-	for i, r := range b.ids {
-		parts[i], apps[i], days[i], his[i], los[i], offsets[i] = b.partition, r.app, r.day.Date(), r.id.Hi, r.id.Lo, r.offset
+	for i, r := range s.pendingIDs {
+		parts[i], apps[i], days[i], his[i], los[i], offsets[i] = s.partition, r.app, r.day.Date(), r.id.Hi, r.id.Lo, r.offset
 	}
-	if err := appendColumns(batch, parts, apps, days, his, los, offsets); err != nil {
+	if err := appendColumns(b, parts, apps, days, his, los, offsets); err != nil {
 		return fmt.Errorf("write event_ids: %w", err)
 	}
-	if err := batch.Send(); err != nil {
+	if err := b.Send(); err != nil {
 		return fmt.Errorf("write event_ids: %w", err)
 	}
+	s.durable(s.pendingIDs)
+	s.pendingIDs = s.pendingIDs[:0]
 	return nil
 }
 
-func (st *store) flushUsers(ctx context.Context, b *flushBatch) error {
-	if len(b.users) == 0 || b.written&(1<<setUsers) != 0 {
+func (st *store) flushUsers(ctx context.Context, s *partitionState) error {
+	if len(s.pendingUsers) == 0 {
 		return nil
 	}
-	batch, err := st.conn.PrepareBatch(ctx, sqlInsertUserDays)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertUserDays)
 	if err != nil {
 		return fmt.Errorf("write user_days: %w", err)
 	}
-	n := len(b.users)
+	n := len(s.pendingUsers)
 	apps, days, users := make([]uint32, n), make([]time.Time, n), make([]string, n)
-	for i, r := range b.users {
+	for i, r := range s.pendingUsers {
 		apps[i], days[i], users[i] = r.app, r.day.Date(), r.user
 	}
-	if err := appendColumns(batch, apps, days, users); err != nil {
+	if err := appendColumns(b, apps, days, users); err != nil {
 		return fmt.Errorf("write user_days: %w", err)
 	}
-	if err := batch.Send(); err != nil {
+	if err := b.Send(); err != nil {
 		return fmt.Errorf("write user_days: %w", err)
 	}
+	s.pendingUsers = s.pendingUsers[:0]
 	return nil
 }
 
-func (st *store) flushPlans(ctx context.Context, b *flushBatch) error {
-	if len(b.plans) == 0 || b.written&(1<<setPlans) != 0 {
+func (st *store) flushPlans(ctx context.Context, s *partitionState) error {
+	if len(s.pendingPlans) == 0 {
 		return nil
 	}
-	batch, err := st.conn.PrepareBatch(ctx, sqlInsertPlanChanges)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertPlanChanges)
 	if err != nil {
 		return fmt.Errorf("write plan_changes: %w", err)
 	}
-	for _, e := range b.plans {
+	for _, e := range s.pendingPlans {
 		at := e.Time.UTC()
-		if err := batch.Append(e.App, at.Truncate(time.Second), uint32(at.Nanosecond()), e.Edition, e.ID); err != nil {
+		if err := b.Append(e.App, at.Truncate(time.Second), uint32(at.Nanosecond()), e.Edition, e.ID); err != nil {
 			return fmt.Errorf("write plan_changes: %w", err)
 		}
 	}
-	if err := batch.Send(); err != nil {
+	if err := b.Send(); err != nil {
 		return fmt.Errorf("write plan_changes: %w", err)
 	}
+	s.pendingPlans = s.pendingPlans[:0]
 	return nil
 }
 
@@ -524,43 +416,52 @@ func (s *partitionState) changed() (counters, sketches []dayRef) {
 	return counters, sketches
 }
 
-func (st *store) flushSketches(ctx context.Context, b *flushBatch) error {
-	if len(b.sketches) == 0 || b.written&(1<<setSketches) != 0 {
-		return nil
-	}
-	batch, err := st.conn.PrepareBatch(ctx, sqlInsertSketches)
-	if err != nil {
-		return fmt.Errorf("write user_sketches: %w", err)
-	}
-	for _, r := range b.sketches {
-		if err := batch.Append(r.k.app, r.k.day.Date(), r.writer, b.next, string(r.blob)); err != nil {
+func (st *store) flushSketches(ctx context.Context, s *partitionState, sketches []dayRef) error {
+	if len(sketches) > 0 {
+		b, err := st.conn.PrepareBatch(ctx, sqlInsertSketches)
+		if err != nil {
 			return fmt.Errorf("write user_sketches: %w", err)
 		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("write user_sketches: %w", err)
+		for _, r := range sketches {
+			k, d := r.k, r.st
+			blob, err := d.sketch.MarshalBinary()
+			if err != nil {
+				return fmt.Errorf("write user_sketches: %w", err)
+			}
+			writer := fmt.Sprintf("%s/%d", s.writer, d.sketchGen)
+			if err := b.Append(k.app, k.day.Date(), writer, s.next, string(blob)); err != nil {
+				return fmt.Errorf("write user_sketches: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("write user_sketches: %w", err)
+		}
+		for _, r := range sketches {
+			r.st.sketchDirty = false
+		}
 	}
 	return nil
 }
 
-func (st *store) flushCounters(ctx context.Context, b *flushBatch) error {
-	if len(b.counters) == 0 || b.written&(1<<setCounters) != 0 {
+func (st *store) flushCounters(ctx context.Context, s *partitionState, dirty []dayRef, now time.Time) error {
+	if len(dirty) == 0 {
 		return nil
 	}
-	batch, err := st.conn.PrepareBatch(ctx, sqlInsertDailyUsage)
+	b, err := st.conn.PrepareBatch(ctx, sqlInsertDailyUsage)
 	if err != nil {
 		return fmt.Errorf("write daily_usage: %w", err)
 	}
-	at := b.now.UTC().Truncate(time.Second)
-	n := len(b.counters)
+	at := now.UTC().Truncate(time.Second)
+	n := len(dirty)
 	apps, days, parts, versions, ats := make([]uint32, n), make([]time.Time, n), make([]int32, n), make([]uint64, n), make([]time.Time, n)
 	var counters [12][]uint64
 	for j := range counters {
 		counters[j] = make([]uint64, n)
 	}
-	for i, r := range b.counters {
-		apps[i], days[i], parts[i], versions[i], ats[i] = r.k.app, r.k.day.Date(), b.partition, b.next, at
-		for j, v := range r.c.values() {
+	for i, r := range dirty {
+		k := r.k
+		apps[i], days[i], parts[i], versions[i], ats[i] = k.app, k.day.Date(), s.partition, s.next, at
+		for j, v := range r.st.c.values() {
 			counters[j][i] = v
 		}
 	}
@@ -568,11 +469,15 @@ func (st *store) flushCounters(ctx context.Context, b *flushBatch) error {
 	for _, c := range counters {
 		cols = append(cols, c)
 	}
-	if err := appendColumns(batch, append(cols, ats)...); err != nil {
+	if err := appendColumns(b, append(cols, ats)...); err != nil {
 		return fmt.Errorf("write daily_usage: %w", err)
 	}
-	if err := batch.Send(); err != nil {
+	if err := b.Send(); err != nil {
 		return fmt.Errorf("write daily_usage: %w", err)
+	}
+	for _, r := range dirty {
+		r.st.dirty = false
+		r.st.version = s.next
 	}
 	return nil
 }

@@ -49,12 +49,8 @@ func BenchmarkFlush(b *testing.B) {
 						rows++
 					}
 				}
-				var batch flushBatch
-				if err := s.take(&batch, time.Now()); err != nil {
-					b.Fatal(err)
-				}
 				b.StartTimer()
-				if err := st.flush(ctx, &batch); err != nil {
+				if err := st.flush(ctx, s, time.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}
