@@ -637,7 +637,9 @@ func (a *Alerter) usageRows() int {
 // and its replicas fetch parts in any order: it is read whole. Loads read
 // everything; block numbers that fell (the table emptied or made again)
 // mean a load. Rows changed in place (ALTER … UPDATE keeps the block
-// numbers) are read by the next load.
+// numbers), and rows of blocks numbered again (the newest partition dropped
+// and the server restarted, which numbers from the highest block left,
+// between two reads), are read by the next load.
 //
 // Rows read more than once, and a replayed or slow flush that lands an older
 // version after a newer one, change nothing: each row keeps the highest
