@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -489,15 +488,12 @@ WHERE database = currentDatabase() AND table = 'daily_usage' AND active`
 WHERE day >= toDate(?) AND day <= toDate(?) AND app IN ?
 GROUP BY app`
 
-	// sqlAlertLiveGroups: args before (unix seconds), all (1: every app; 0:
-	// the apps listed), apps (a clickhouse.GroupSet, never empty). A group
-	// exists when its latest change is a creation. live_group_changes keeps
-	// every change of a live group since the first (a group made years ago
-	// may still exist), so a check reads only the apps it looks at (the
-	// table's key begins with app; 0 OR … keeps the key's pruning on 18.16).
+	// sqlAlertLiveGroups: arg before (unix seconds). A group exists when
+	// its latest change is a creation. live_group_changes is small (live
+	// groups only): it is read whole, like plan_changes.
 	sqlAlertLiveGroups = `SELECT app, countIf(last_op = 'create') FROM (
 	SELECT app, group_id, argMax(op, (at, at_nanos, id)) AS last_op
-	FROM live_group_changes WHERE at < toDateTime(?) AND (? OR app IN ?)
+	FROM live_group_changes WHERE at < toDateTime(?)
 	GROUP BY app, group_id
 )
 GROUP BY app`
@@ -1024,32 +1020,16 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 			})
 		}
 	}
-	// The live groups of the apps watched, by chunk; of every app (one read
-	// of the table) when all are checked.
-	liveChunks := slices.Collect(slices.Chunk(liveWatch, maxAppsPerQuery))
-	if all && len(liveWatch) > 0 {
-		liveChunks = [][]watch{nil}
-	}
-	lives := make([]map[uint32]int64, len(liveChunks))
-	liveTook := make([]time.Duration, len(liveChunks))
-	for i, chunk := range liveChunks {
+	var live map[uint32]int64
+	if len(liveWatch) > 0 {
 		reads = append(reads, func(ctx context.Context) (err error) {
-			every, set := uint8(1), appSet([]watch{{}}) // the set is never empty
-			if chunk != nil {
-				every, set = 0, appSet(chunk)
-			}
-			lives[i], err = a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1, every, set)
-			liveTook[i] = time.Since(t1)
+			live, err = a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
+			tLive = time.Since(t1)
 			return err
 		})
 	}
 	if err := concurrently(ctx, reads...); err != nil {
 		return nil, err
-	}
-	live := map[uint32]int64{}
-	for i, l := range lives {
-		maps.Copy(live, l)
-		tLive = max(tLive, liveTook[i])
 	}
 	for _, r := range mauReads {
 		tMAU = max(tMAU, r.took)
