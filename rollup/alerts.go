@@ -125,6 +125,7 @@ type Alerter struct {
 	nextPositions map[int32]uint64
 	lastRead      int
 	lastMAU       int              // apps whose exact MAU the last check read
+	mauRead       []mauReadOf      // the exact MAU reads of the check under way
 	flushTook     [3]time.Duration // the last flush: storing, publishing, marking published
 	held          int              // rows in usage
 	// blocksFrom is the lowest block number of daily_usage that the last
@@ -323,6 +324,17 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 		return 0, err
 	}
 	a.cover(now)
+	// The exact MAU reads of this check become bounds for the apps whose
+	// logins all lie in reads it covered: their user_days rows were in.
+	for _, r := range a.mauRead {
+		if r.u.loginsAt <= a.coveredAt {
+			if r.u.mau == nil {
+				r.u.mau = &[2]mauBound{}
+			}
+			r.u.mau[r.i] = mauBound{mau: r.mau, logins: r.logins, ok: true}
+		}
+	}
+	a.mauRead = a.mauRead[:0]
 	tDetect := time.Since(t1)
 	a.unchecked, a.uncheckedAll = make(map[uint32]appToCheck, len(a.unchecked)), false // the alerts are pending: flushed below or by the next check
 	a.flushTook = [3]time.Duration{}
@@ -532,10 +544,34 @@ func compareRows(x, y usageRow) int {
 // appUsage is what the alerter holds of an app: its rows, sorted by day
 // then partition, and when (unix nanoseconds) its logins and its groups
 // last changed, which decide whether user_days and live_group_changes are
-// read for it.
+// read for it; and, once its exact MAU has been read, a bound on it.
 type appUsage struct {
 	rows               []usageRow
 	loginsAt, groupsAt int64
+	mau                *[2]mauBound // by month: the one before, the open one; nil: none
+}
+
+// mauBound is an exact MAU read for a month and the month's logins held at
+// that check, recorded only when every login held then had its user_days
+// rows seen by the read (see Check). Only logins make users: a user the
+// read did not count has none of those logins, so each user added since
+// adds a login to the month's sum, and the MAU is at most
+// mau + (logins now - logins). It stops detect from reading the exact MAU
+// again while that cannot reach the lowest open level: an app whose users
+// log in many times reaches the levels by logins long before by users.
+type mauBound struct {
+	mau, logins int64
+	ok          bool
+}
+
+// below reports whether the bound of month i keeps the MAU of an app with
+// logins below level% of limit.
+func (u *appUsage) below(i int, logins, limit int64, level int) bool {
+	if u.mau == nil || !u.mau[i].ok || logins < u.mau[i].logins {
+		return false
+	}
+	b := u.mau[i]
+	return !reached(b.mau+logins-b.logins, limit, level)
 }
 
 // apply keeps r when it is newer than the version held of its row, as
@@ -553,6 +589,9 @@ func (u *appUsage) apply(r usageRow) (newer, logins, groups bool) {
 		return false, false, false
 	}
 	u.rows[i] = r
+	if r.logins < old.logins {
+		u.mau = nil // logins never fall in normal operation; if they do, the bound no longer holds
+	}
 	return true, r.logins != old.logins, r.created != old.created || r.dissolved != old.dissolved
 }
 
@@ -829,6 +868,20 @@ type recentApp struct {
 
 // appToCheck is an app a check looks at, its usage, and what changed in
 // it since a check last finished with it.
+// mauReadOf is an exact MAU read by a check: of u's month i, with the
+// month's logins held then.
+type mauReadOf struct {
+	u           *appUsage
+	i           int
+	mau, logins int64
+}
+
+// mauWatch is a free MAU quota whose exact MAU a check reads.
+type mauWatch struct {
+	watch
+	read mauReadOf
+}
+
 type appToCheck struct {
 	app     uint32
 	u       *appUsage
@@ -897,7 +950,7 @@ func (w watch) id(level int) string {
 // apps whose logins, respectively groups, changed recently or since the
 // last check that finished, or of every app when all is set.
 func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now time.Time, plans map[uint32][]planChange) ([]schemas.Alert, error) {
-	a.lastMAU = 0
+	a.lastMAU, a.mauRead = 0, a.mauRead[:0]
 	if len(apps) == 0 {
 		return nil, nil
 	}
@@ -934,7 +987,7 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 	check := func(w watch, value int64) {
 		out = append(out, a.crossed(w, value, now)...)
 	}
-	mauWatch := map[schemas.Month][]watch{}
+	mauWatches := map[schemas.Month][]mauWatch{}
 	var liveWatch []watch
 	for _, c := range apps {
 		app, u, changed := c.app, c.u, c.changed
@@ -954,12 +1007,13 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 				return nil, err
 			}
 			// Logins bound the MAU from above: the exact count is read only
-			// when they reach the lowest level not alerted yet.
+			// when they reach the lowest level not alerted yet, and, once
+			// read, when the count read plus the logins since may (mauBound).
 			logins := int64(month[i].logins)
 			if (all || changed&changedLogins != 0 || u.loginsAt > recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
 				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
-				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) {
-					mauWatch[m] = append(mauWatch[m], w)
+				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) && !u.below(i, logins, w.limit, lvl) {
+					mauWatches[m] = append(mauWatches[m], mauWatch{w, mauReadOf{u: u, i: i, logins: logins}})
 				}
 			}
 			community := int64(month[i].community)
@@ -999,10 +1053,10 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 
 	// The exact MAU, by month and chunk of apps, and the live groups are
 	// independent reads: at once.
-	a.lastMAU = len(mauWatch[months[0]]) + len(mauWatch[months[1]])
+	a.lastMAU = len(mauWatches[months[0]]) + len(mauWatches[months[1]])
 	t1 := time.Now()
 	type mauRead struct {
-		ws   []watch
+		ws   []mauWatch
 		mau  map[uint32]int64
 		took time.Duration
 	}
@@ -1010,7 +1064,7 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 	var reads []func(context.Context) error
 	var tMAU, tLive time.Duration
 	for _, m := range months {
-		for chunk := range slices.Chunk(mauWatch[m], maxAppsPerQuery) {
+		for chunk := range slices.Chunk(mauWatches[m], maxAppsPerQuery) {
 			r := &mauRead{ws: chunk}
 			mauReads = append(mauReads, r)
 			reads = append(reads, func(ctx context.Context) (err error) {
@@ -1034,14 +1088,17 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 	for _, r := range mauReads {
 		tMAU = max(tMAU, r.took)
 		for _, w := range r.ws {
-			check(w, r.mau[w.app])
+			mau := r.mau[w.app]
+			check(w.watch, mau)
+			w.read.mau = mau
+			a.mauRead = append(a.mauRead, w.read)
 		}
 	}
 	for _, w := range liveWatch {
 		check(w, live[w.app])
 	}
 	a.cfg.Logger.Debug("alerts: detect", "apps", t1.Sub(t0),
-		"mau_exact", len(mauWatch[months[0]])+len(mauWatch[months[1]]), "user_days", tMAU, "live", len(liveWatch), "live_group_changes", tLive)
+		"mau_exact", a.lastMAU, "user_days", tMAU, "live", len(liveWatch), "live_group_changes", tLive)
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1
@@ -1103,7 +1160,7 @@ func reached(value, limit int64, level int) bool {
 // max_query_size is 256 KiB; an app id takes up to 12 bytes).
 const maxAppsPerQuery = 10000
 
-func appSet(ws []watch) clickhouse.GroupSet {
+func appSet(ws []mauWatch) clickhouse.GroupSet {
 	s := clickhouse.GroupSet{Value: make([]any, len(ws))}
 	for i, w := range ws {
 		s.Value[i] = w.app

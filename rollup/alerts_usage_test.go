@@ -748,3 +748,63 @@ func TestAlertsReadNewParts(t *testing.T) {
 	}
 	e.requireTruth(ctx, t, a)
 }
+
+// TestAlertsMAUBound: once an exact MAU read has seen the users of every
+// login held, the exact MAU is read again only when the count read plus the
+// logins since may reach the lowest open level. appM's 50 users logged in
+// 100 times: after 20 more logins (at most 70 users) its MAU is not read,
+// after 10 more (at most 80) it is, and its 80th user is alerted at once;
+// the bound then keeps it from being read for the 100% level. A read whose
+// logins' users had not all landed (appN's flush, above any stored position)
+// sets no bound, so appN is alerted when its users land. Without the bound
+// every check here read appM's MAU.
+func TestAlertsMAUBound(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appM, appN = 1400000901, 1400000902
+	e.insert(ctx, t, usageRecord{app: appM, day: "2026-10-19", part: 0, version: 100, logins: 100, updatedAt: e.Now().Add(-time.Hour)})
+	e.users(ctx, t, appM, "2026-10-19", 1, 50)
+	e.storePosition(ctx, t, 0, 100)
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+	requireMAUReads := func(want int, why string) {
+		t.Helper()
+		if a.lastMAU != want {
+			t.Fatalf("unexpected exact MAU reads; got %d; want %d (%s)", a.lastMAU, want, why)
+		}
+	}
+	requireMAUReads(1, "the load: 100 logins")
+
+	// Each flush lands its rows and users, then stores its position.
+	flush := func(app uint32, part int32, version, logins uint64, from, to int) {
+		t.Helper()
+		e.insert(ctx, t, usageRecord{app: app, day: "2026-10-20", part: part, version: version, logins: logins, updatedAt: e.Now()})
+		e.users(ctx, t, app, "2026-10-20", from, to)
+		e.storePosition(ctx, t, part, version)
+	}
+	e.advance(time.Second)
+	flush(appM, 0, 110, 20, 51, 70)
+	e.check(ctx, t, a, false, nil)
+	requireMAUReads(0, "at most 50+20 users")
+	e.advance(time.Second)
+	flush(appM, 0, 120, 30, 71, 80)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appM): 80})
+	requireMAUReads(1, "at most 50+30 users")
+	for range 2 {
+		e.advance(time.Second)
+		e.check(ctx, t, a, false, nil)
+		requireMAUReads(0, "the 100% level: at most 80 users")
+	}
+
+	// appN's counters land a check before its users and its position.
+	now := e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appN, day: "2026-10-20", part: 1, version: 10, logins: 90, updatedAt: now})
+	e.check(ctx, t, a, false, nil)
+	requireMAUReads(1, "appN: 90 logins, 0 users seen")
+	e.users(ctx, t, appN, "2026-10-20", 1, 85)
+	e.storePosition(ctx, t, 1, 10)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appN): 85})
+}
