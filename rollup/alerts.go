@@ -324,14 +324,22 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 		return 0, err
 	}
 	a.cover(now)
-	// The exact MAU reads of this check become bounds for the apps whose
-	// logins all lie in reads it covered: their user_days rows were in.
+	// The exact MAU reads of this check bound the MAU with the logins of
+	// the reads it covered: their user_days rows were in (mauBound).
 	for _, r := range a.mauRead {
-		if r.u.loginsAt <= a.coveredAt {
-			if r.u.mau == nil {
-				r.u.mau = &[2]mauBound{}
-			}
-			r.u.mau[r.i] = mauBound{mau: r.mau, logins: r.logins, ok: true}
+		if r.u.mau == nil {
+			r.u.mau = &[2]mauBound{}
+		}
+		b := &r.u.mau[r.i]
+		logins, ok := r.logins, r.u.loginsAt <= a.coveredAt // every login held
+		if !ok && b.seenOK && b.seenAt <= a.coveredAt {     // those held after an earlier read
+			logins, ok = b.seen, true
+		}
+		if ok && (!b.ok || r.mau-logins < b.mau-b.logins) { // both bounds hold: the lower
+			b.mau, b.logins, b.ok = r.mau, logins, true
+		}
+		if !b.seenOK || b.seenAt <= a.coveredAt { // keep an uncovered one until covered
+			b.seen, b.seenAt, b.seenOK = r.logins, now.UnixNano(), true
 		}
 	}
 	a.mauRead = a.mauRead[:0]
@@ -551,17 +559,25 @@ type appUsage struct {
 	mau                *[2]mauBound // by month: the one before, the open one; nil: none
 }
 
-// mauBound is an exact MAU read for a month and the month's logins held at
-// that check, recorded only when every login held then had its user_days
-// rows seen by the read (see Check). Only logins make users: a user the
-// read did not count has none of those logins, so each user added since
-// adds a login to the month's sum, and the MAU is at most
-// mau + (logins now - logins). It stops detect from reading the exact MAU
-// again while that cannot reach the lowest open level: an app whose users
-// log in many times reaches the levels by logins long before by users.
+// mauBound bounds an app's MAU of a month: mau is an exact MAU read, and
+// logins the month's logins held after a read whose user_days rows that
+// read saw, all of them (the read covered by the check, see Check and
+// cover). Only logins make users: a user the read did not count has none of
+// those logins, and logins never fall, so each user added since adds a
+// login to the month's sum, and the MAU is at most mau + (logins now -
+// logins). It stops detect from reading the exact MAU again while that
+// cannot reach the lowest open level: an app whose users log in many times
+// reaches the levels by logins long before by users.
+//
+// An app whose logins change every check has its latest read covered only
+// by a later check, so the logins held after an earlier read are kept
+// (seen, after the read that began at seenAt, unix nanoseconds) until a
+// check covers that read: its exact MAU then counts their users.
 type mauBound struct {
-	mau, logins int64
-	ok          bool
+	mau, logins  int64
+	ok           bool
+	seen, seenAt int64
+	seenOK       bool
 }
 
 // below reports whether the bound of month i keeps the MAU of an app with

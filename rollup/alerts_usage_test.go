@@ -763,7 +763,7 @@ func TestAlertsMAUBound(t *testing.T) {
 	defer cancel()
 	loc, _ := schemas.ParseTimezone("+08:00")
 	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
-	const appM, appN = 1400000901, 1400000902
+	const appM, appN, appP = 1400000901, 1400000902, 1400000903
 	e.insert(ctx, t, usageRecord{app: appM, day: "2026-10-19", part: 0, version: 100, logins: 100, updatedAt: e.Now().Add(-time.Hour)})
 	e.users(ctx, t, appM, "2026-10-19", 1, 50)
 	e.storePosition(ctx, t, 0, 100)
@@ -807,4 +807,21 @@ func TestAlertsMAUBound(t *testing.T) {
 	e.storePosition(ctx, t, 1, 10)
 	e.advance(time.Second)
 	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:mau_quota:2026-10:developer:80", appN): 85})
+
+	// appP logs in 20 times and gains 2 users between checks, and each
+	// flush's position is stored only after the next check: no check covers
+	// its own read of appP. The logins held after a read bound the MAU once
+	// a later check covers that read: the third check's exact MAU (12) with
+	// the first's logins (80) keeps the fourth from reading (at most 72
+	// users), the fifth reads (92), and its bound (16 with the third's 120
+	// logins) keeps the sixth from reading (76).
+	for k, want := range []int{1, 1, 1, 0, 1, 0} {
+		now := e.advance(time.Second)
+		version := uint64(140 + 10*k)
+		e.insert(ctx, t, usageRecord{app: appP, day: "2026-10-20", part: 0, version: version, logins: uint64(80 + 20*k), updatedAt: now})
+		e.users(ctx, t, appP, "2026-10-20", 1, 8+2*k)
+		e.check(ctx, t, a, false, nil)
+		requireMAUReads(want, fmt.Sprintf("appP, check %d", k+1))
+		e.storePosition(ctx, t, 0, version)
+	}
 }
