@@ -882,8 +882,6 @@ type recentApp struct {
 	at int64
 }
 
-// appToCheck is an app a check looks at, its usage, and what changed in
-// it since a check last finished with it.
 // mauReadOf is an exact MAU read by a check: of u's month i, with the
 // month's logins held then.
 type mauReadOf struct {
@@ -898,6 +896,8 @@ type mauWatch struct {
 	read mauReadOf
 }
 
+// appToCheck is an app a check looks at, its usage, and what changed in
+// it since a check last finished with it.
 type appToCheck struct {
 	app     uint32
 	u       *appUsage
