@@ -573,6 +573,11 @@ type appUsage struct {
 // by a later check, so the logins held after an earlier read are kept
 // (seen, after the read that began at seenAt, unix nanoseconds) until a
 // check covers that read: its exact MAU then counts their users.
+//
+// Coverage by time (a partition without a stored position) assumes a flush
+// lands within overlap; one landing later can leave a bound low, as it can
+// leave an app unchecked (readUsage). The next load, every ALERT_SWEEP,
+// starts without bounds.
 type mauBound struct {
 	mau, logins  int64
 	ok           bool
