@@ -580,9 +580,8 @@ type appUsage struct {
 // starts without bounds.
 type mauBound struct {
 	mau, logins  int64
-	ok           bool
 	seen, seenAt int64
-	seenOK       bool
+	ok, seenOK   bool
 }
 
 // below reports whether the bound of month i keeps the MAU of an app with
