@@ -755,9 +755,10 @@ func TestAlertsReadNewParts(t *testing.T) {
 // 100 times: after 20 more logins (at most 70 users) its MAU is not read,
 // after 10 more (at most 80) it is, and its 80th user is alerted at once;
 // the bound then keeps it from being read for the 100% level. A read whose
-// logins' users had not all landed (appN's flush, above any stored position)
-// sets no bound, so appN is alerted when its users land. Without the bound
-// every check here read appM's MAU.
+// logins' users had not all landed (appN's flush, of a partition with no
+// stored position yet, so covered only overlap later) sets no bound, so appN
+// is alerted when its users land. Without the bound every check here read
+// appM's MAU.
 func TestAlertsMAUBound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
