@@ -125,7 +125,8 @@ type Alerter struct {
 	nextPositions map[int32]uint64
 	lastRead      int
 	lastMAU       int              // apps whose exact MAU the last check read
-	mauRead       []mauReadOf      // the exact MAU reads of the check under way
+	lastLive      int              // apps whose live groups the last check read
+	exactRead     []exactRead      // the exact MAU and live-group reads of the check under way
 	flushTook     [3]time.Duration // the last flush: storing, publishing, marking published
 	held          int              // rows in usage
 	// blocksFrom is the lowest block number of daily_usage that the last
@@ -324,25 +325,24 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 		return 0, err
 	}
 	a.cover(now)
-	// The exact MAU reads of this check bound the MAU with the logins of
-	// the reads it covered: their user_days rows were in (mauBound).
-	for _, r := range a.mauRead {
-		if r.u.mau == nil {
-			r.u.mau = &[2]mauBound{}
+	// The exact reads of this check bound the MAU (live groups) with the
+	// logins (groups created) of the reads it covered: their user_days
+	// (live_group_changes) rows were in (bound).
+	for _, r := range a.exactRead {
+		u := r.u
+		if r.live {
+			if u.live == nil {
+				u.live = &bound{}
+			}
+			u.live.set(r.exact, r.counter, u.groupsAt <= a.coveredAt, a.coveredAt, now.UnixNano())
+			continue
 		}
-		b := &r.u.mau[r.i]
-		logins, ok := r.logins, r.u.loginsAt <= a.coveredAt // every login held
-		if !ok && b.seenOK && b.seenAt <= a.coveredAt {     // those held after an earlier read
-			logins, ok = b.seen, true
+		if u.mau == nil {
+			u.mau = &[2]bound{}
 		}
-		if ok && (!b.ok || r.mau-logins < b.mau-b.logins) { // both bounds hold: the lower
-			b.mau, b.logins, b.ok = r.mau, logins, true
-		}
-		if !b.seenOK || b.seenAt <= a.coveredAt { // keep an uncovered one until covered
-			b.seen, b.seenAt, b.seenOK = r.logins, now.UnixNano(), true
-		}
+		u.mau[r.i].set(r.exact, r.counter, u.loginsAt <= a.coveredAt, a.coveredAt, now.UnixNano())
 	}
-	a.mauRead = a.mauRead[:0]
+	a.exactRead = a.exactRead[:0]
 	tDetect := time.Since(t1)
 	a.unchecked, a.uncheckedAll = make(map[uint32]appToCheck, len(a.unchecked)), false // the alerts are pending: flushed below or by the next check
 	a.flushTook = [3]time.Duration{}
@@ -509,11 +509,19 @@ WHERE day >= toDate(?) AND day <= toDate(?) AND app IN ?
 GROUP BY app`
 
 	// sqlAlertLiveGroups: arg before (unix seconds). A group exists when
-	// its latest change is a creation. live_group_changes is small (live
-	// groups only): it is read whole, like plan_changes.
+	// its latest change is a creation. Every app's: a load's.
 	sqlAlertLiveGroups = `SELECT app, countIf(last_op = 'create') FROM (
 	SELECT app, group_id, argMax(op, (at, at_nanos, id)) AS last_op
 	FROM live_group_changes WHERE at < toDateTime(?)
+	GROUP BY app, group_id
+)
+GROUP BY app`
+
+	// sqlAlertLiveGroupsOf: args apps (a clickhouse.GroupSet), before (unix
+	// seconds). sqlAlertLiveGroups of the apps listed.
+	sqlAlertLiveGroupsOf = `SELECT app, countIf(last_op = 'create') FROM (
+	SELECT app, group_id, argMax(op, (at, at_nanos, id)) AS last_op
+	FROM live_group_changes WHERE app IN ? AND at < toDateTime(?)
 	GROUP BY app, group_id
 )
 GROUP BY app`
@@ -552,46 +560,67 @@ func compareRows(x, y usageRow) int {
 // appUsage is what the alerter holds of an app: its rows, sorted by day
 // then partition, and when (unix nanoseconds) its logins and its groups
 // last changed, which decide whether user_days and live_group_changes are
-// read for it; and, once its exact MAU has been read, a bound on it.
+// read for it; and, once its exact MAU or live groups have been read, a
+// bound on them.
 type appUsage struct {
 	rows               []usageRow
 	loginsAt, groupsAt int64
-	mau                *[2]mauBound // by month: the one before, the open one; nil: none
+	mau                *[2]bound // the MAU by month, the one before and the open one, over the month's logins; nil: none
+	live               *bound    // the live groups, over the groups created in the rows held; nil: none
 }
 
-// mauBound bounds an app's MAU of a month: mau is an exact MAU read, and
-// logins the month's logins held after a read whose user_days rows that
-// read saw, all of them (the read covered by the check, see Check and
-// cover). Only logins make users: a user the read did not count has none of
-// those logins, and logins never fall, so each user added since adds a
-// login to the month's sum, and the MAU is at most mau + (logins now -
-// logins). It stops detect from reading the exact MAU again while that
-// cannot reach the lowest open level: an app whose users log in many times
-// reaches the levels by logins long before by users.
+// bound bounds a figure that grows only with a counter held: an app's MAU
+// of a month, which only its logins of the month raise (each user a read
+// did not count adds at least one login), and its live groups, which only
+// group creations raise (a dissolution lowers them; a creation raises
+// groups_created of its day). exact is an exact read of the figure and
+// counter the counter held after a read whose user_days (live_group_changes)
+// rows that exact read saw, all of them (the read covered by the check, see
+// Check and cover). Counters never fall, so the figure is at most exact +
+// (counter now - counter). It stops detect from reading the exact figure
+// again while that cannot reach the lowest open level: an app whose users
+// log in many times reaches the levels by logins long before by users, and
+// most group creations are not of live groups.
 //
-// An app whose logins change every check has its latest read covered only
-// by a later check, so the logins held after an earlier read are kept
+// An app whose counter changes every check has its latest read covered
+// only by a later check, so the counter held after an earlier read is kept
 // (seen, after the read that began at seenAt, unix nanoseconds) until a
-// check covers that read: its exact MAU then counts their users.
+// check covers that read: its exact figure then counts what it raised.
 //
 // Coverage by time (a partition without a stored position) assumes a flush
 // lands within overlap; one landing later can leave a bound low, as it can
-// leave an app unchecked (readUsage). The next load, every ALERT_SWEEP,
-// starts without bounds.
-type mauBound struct {
-	mau, logins  int64
-	seen, seenAt int64
-	ok, seenOK   bool
+// leave an app unchecked (readUsage). Neither sees what the rows held do not
+// count: a live group created by an event dated before the previous month
+// (MAX_EVENT_AGE is 62 days) or after the check (MAX_EVENT_FUTURE), which
+// the check that reads it does not count yet. The next load, every
+// ALERT_SWEEP, starts without bounds and reads every app.
+type bound struct {
+	exact, counter int64
+	seen, seenAt   int64
+	ok, seenOK     bool
 }
 
-// below reports whether the bound of month i keeps the MAU of an app with
-// logins below level% of limit.
-func (u *appUsage) below(i int, logins, limit int64, level int) bool {
-	if u.mau == nil || !u.mau[i].ok || logins < u.mau[i].logins {
-		return false
+// below reports whether b keeps the figure, with counter held now, below
+// level% of limit.
+func (b *bound) below(counter, limit int64, level int) bool {
+	return b != nil && b.ok && counter >= b.counter && !reached(b.exact+counter-b.counter, limit, level)
+}
+
+// set records an exact read of a check: exact, with counter held after the
+// read that began at now, and covered when every row counted so far was
+// covered by coveredAt (the check's, after cover). Of two bounds that both
+// hold it keeps the lower.
+func (b *bound) set(exact, counter int64, covered bool, coveredAt, now int64) {
+	c, ok := counter, covered
+	if !ok && b.seenOK && b.seenAt <= coveredAt { // the counter held after an earlier read
+		c, ok = b.seen, true
 	}
-	b := u.mau[i]
-	return !reached(b.mau+logins-b.logins, limit, level)
+	if ok && (!b.ok || exact-c < b.exact-b.counter) {
+		b.exact, b.counter, b.ok = exact, c, true
+	}
+	if !b.seenOK || b.seenAt <= coveredAt { // keep an uncovered one until covered
+		b.seen, b.seenAt, b.seenOK = counter, now, true
+	}
 }
 
 // apply keeps r when it is newer than the version held of its row, as
@@ -609,8 +638,11 @@ func (u *appUsage) apply(r usageRow) (newer, logins, groups bool) {
 		return false, false, false
 	}
 	u.rows[i] = r
-	if r.logins < old.logins {
-		u.mau = nil // logins never fall in normal operation; if they do, the bound no longer holds
+	if r.logins < old.logins { // counters never fall in normal operation; if they do, the bound no longer holds
+		u.mau = nil
+	}
+	if r.created < old.created {
+		u.live = nil
 	}
 	return true, r.logins != old.logins, r.created != old.created || r.dissolved != old.dissolved
 }
@@ -886,18 +918,20 @@ type recentApp struct {
 	at int64
 }
 
-// mauReadOf is an exact MAU read by a check: of u's month i, with the
-// month's logins held then.
-type mauReadOf struct {
-	u           *appUsage
-	i           int
-	mau, logins int64
+// exactRead is an exact read by a check of u's MAU of month i (the logins
+// of the month held then: counter), or of its live groups (live; the groups
+// created in the rows held then).
+type exactRead struct {
+	u              *appUsage
+	i              int
+	live           bool
+	exact, counter int64
 }
 
-// mauWatch is a free MAU quota whose exact MAU a check reads.
-type mauWatch struct {
+// exactWatch is a limit whose exact figure a check reads.
+type exactWatch struct {
 	watch
-	read mauReadOf
+	read exactRead
 }
 
 // appToCheck is an app a check looks at, its usage, and what changed in
@@ -970,7 +1004,7 @@ func (w watch) id(level int) string {
 // apps whose logins, respectively groups, changed recently or since the
 // last check that finished, or of every app when all is set.
 func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now time.Time, plans map[uint32][]planChange) ([]schemas.Alert, error) {
-	a.lastMAU, a.mauRead = 0, a.mauRead[:0]
+	a.lastMAU, a.lastLive, a.exactRead = 0, 0, a.exactRead[:0]
 	if len(apps) == 0 {
 		return nil, nil
 	}
@@ -1007,8 +1041,8 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 	check := func(w watch, value int64) {
 		out = append(out, a.crossed(w, value, now)...)
 	}
-	mauWatches := map[schemas.Month][]mauWatch{}
-	var liveWatch []watch
+	mauWatches := map[schemas.Month][]exactWatch{}
+	var liveWatch []exactWatch
 	for _, c := range apps {
 		app, u, changed := c.app, c.u, c.changed
 		changes := plans[app]
@@ -1032,8 +1066,8 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 			logins := int64(month[i].logins)
 			if (all || changed&changedLogins != 0 || u.loginsAt > recent) && ep.freeMAU != Unlimited && reached(logins, ep.freeMAU, lowest) {
 				w := watch{app: app, kind: schemas.AlertMAUQuota, period: m.String(), edition: e, limit: ep.freeMAU}
-				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) && !u.below(i, logins, w.limit, lvl) {
-					mauWatches[m] = append(mauWatches[m], mauWatch{w, mauReadOf{u: u, i: i, logins: logins}})
+				if lvl, ok := a.lowestOpen(w); ok && reached(logins, w.limit, lvl) && (u.mau == nil || !u.mau[i].below(logins, w.limit, lvl)) {
+					mauWatches[m] = append(mauWatches[m], exactWatch{w, exactRead{u: u, i: i, counter: logins}})
 				}
 			}
 			community := int64(month[i].community)
@@ -1059,14 +1093,19 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 				check(watch{app: app, kind: schemas.AlertDailyNetGroups, period: d.String(), edition: e, limit: lim}, net)
 			}
 		}
+		// Group creations bound the live groups from above once read
+		// (bound): they are read only when that bound may reach the lowest
+		// level not alerted yet.
 		if all || changed&changedGroups != 0 || u.groupsAt > recent {
 			e := editionAt(changes, now)
 			ep, err := edition(app, e)
 			if err != nil {
 				return nil, err
 			}
-			if ep.limits.LiveGroups != Unlimited {
-				liveWatch = append(liveWatch, watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups})
+			created := int64(month[0].created + month[1].created)
+			w := watch{app: app, kind: schemas.AlertLiveGroups, period: schemas.AlertLivePeriod, edition: e, limit: ep.limits.LiveGroups}
+			if lvl, ok := a.lowestOpen(w); ok && !u.live.below(created, w.limit, lvl) {
+				liveWatch = append(liveWatch, exactWatch{w, exactRead{u: u, live: true, counter: created}})
 			}
 		}
 	}
@@ -1076,7 +1115,7 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 	a.lastMAU = len(mauWatches[months[0]]) + len(mauWatches[months[1]])
 	t1 := time.Now()
 	type mauRead struct {
-		ws   []mauWatch
+		ws   []exactWatch
 		mau  map[uint32]int64
 		took time.Duration
 	}
@@ -1094,10 +1133,16 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 			})
 		}
 	}
+	// The live groups of a few apps are read by app (the table's key), of
+	// many, and at a load, whole: the table keeps every change ever made.
 	var live map[uint32]int64
 	if len(liveWatch) > 0 {
 		reads = append(reads, func(ctx context.Context) (err error) {
-			live, err = a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
+			if all || len(liveWatch) > maxLiveAppsPerQuery {
+				live, err = a.counts(ctx, sqlAlertLiveGroups, "live_group_changes", now.Unix()+1)
+			} else {
+				live, err = a.counts(ctx, sqlAlertLiveGroupsOf, "live_group_changes", appSet(liveWatch), now.Unix()+1)
+			}
 			tLive = time.Since(t1)
 			return err
 		})
@@ -1110,15 +1155,19 @@ func (a *Alerter) detect(ctx context.Context, apps []appToCheck, all bool, now t
 		for _, w := range r.ws {
 			mau := r.mau[w.app]
 			check(w.watch, mau)
-			w.read.mau = mau
-			a.mauRead = append(a.mauRead, w.read)
+			w.read.exact = mau
+			a.exactRead = append(a.exactRead, w.read)
 		}
 	}
+	a.lastLive = len(liveWatch)
 	for _, w := range liveWatch {
-		check(w, live[w.app])
+		n := live[w.app]
+		check(w.watch, n)
+		w.read.exact = n
+		a.exactRead = append(a.exactRead, w.read)
 	}
 	a.cfg.Logger.Debug("alerts: detect", "apps", t1.Sub(t0),
-		"mau_exact", a.lastMAU, "user_days", tMAU, "live", len(liveWatch), "live_group_changes", tLive)
+		"mau_exact", a.lastMAU, "user_days", tMAU, "live", a.lastLive, "live_group_changes", tLive)
 	slices.SortFunc(out, func(x, y schemas.Alert) int {
 		if x.ID < y.ID {
 			return -1
@@ -1180,7 +1229,13 @@ func reached(value, limit int64, level int) bool {
 // max_query_size is 256 KiB; an app id takes up to 12 bytes).
 const maxAppsPerQuery = 10000
 
-func appSet(ws []mauWatch) clickhouse.GroupSet {
+// maxLiveAppsPerQuery: above it, live_group_changes is read whole. Read by
+// app, ClickHouse reads each app's granules; on 18.16 a few apps' took 11
+// ms of a table of 2M changes that took 2.0 s whole, and 2,100–4,500 apps'
+// 0.2–1.3 s.
+const maxLiveAppsPerQuery = 1000
+
+func appSet(ws []exactWatch) clickhouse.GroupSet {
 	s := clickhouse.GroupSet{Value: make([]any, len(ws))}
 	for i, w := range ws {
 		s.Value[i] = w.app

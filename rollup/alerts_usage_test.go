@@ -826,3 +826,97 @@ func TestAlertsMAUBound(t *testing.T) {
 		e.storePosition(ctx, t, 0, version)
 	}
 }
+
+// live inserts changes of app's live groups: each group of groups gets op
+// at at.
+func (e *alertTestEnv) live(ctx context.Context, t *testing.T, app uint32, op string, at time.Time, groups ...string) {
+	t.Helper()
+	b, err := e.conn.PrepareBatch(ctx, sqlTestInsertLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if err := b.Append(app, g, op, at.UTC().Truncate(time.Second), uint32(0), op+"-"+g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAlertsLiveBound: once an app's live groups are read in a covered
+// check, they are read again only when that count plus the groups created
+// since may reach the lowest open level, and the alert still carries the
+// exact count; a read that may not have seen its live_group_changes rows
+// bounds nothing.
+func TestAlertsLiveBound(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const appL, appQ = 1400000911, 1400000912
+	groups := func(from, to int) []string {
+		var out []string
+		for i := from; i <= to; i++ {
+			out = append(out, fmt.Sprintf("live-%d", i))
+		}
+		return out
+	}
+	// A Developer app may have 10 live groups: 80% is 8.
+	e.insert(ctx, t, usageRecord{app: appL, day: "2026-10-19", part: 0, version: 100, created: 20, updatedAt: e.Now().Add(-time.Hour)})
+	e.live(ctx, t, appL, "create", e.Now().Add(-time.Hour), groups(1, 3)...)
+	e.storePosition(ctx, t, 0, 100)
+	a := e.alerter(ctx, t)
+	e.check(ctx, t, a, true, nil)
+	requireLiveReads := func(want int, why string) {
+		t.Helper()
+		if a.lastLive != want {
+			t.Fatalf("unexpected live-group reads; got %d; want %d (%s)", a.lastLive, want, why)
+		}
+	}
+	requireLiveReads(1, "the load")
+
+	// Each flush lands its row and live groups, then stores its position.
+	flush := func(app uint32, part int32, version, created uint64, live []string) {
+		t.Helper()
+		now := e.advance(time.Second)
+		e.insert(ctx, t, usageRecord{app: app, day: "2026-10-20", part: part, version: version, created: created, updatedAt: now})
+		if len(live) > 0 {
+			e.live(ctx, t, app, "create", now, live...)
+		}
+		e.storePosition(ctx, t, part, version)
+	}
+	flush(appL, 0, 110, 3, nil) // 3 groups of other types
+	e.check(ctx, t, a, false, nil)
+	requireLiveReads(0, "at most 3+3 live groups")
+	flush(appL, 0, 120, 5, groups(4, 5))
+	e.check(ctx, t, a, false, nil)
+	requireLiveReads(1, "at most 3+5 live groups")
+	// That read is covered by the next check (the position of its flush
+	// was stored before it began), which reads again (the bound is still
+	// 3+5) and bounds the live groups by 5 and the 25 groups created.
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, nil)
+	requireLiveReads(1, "at most 3+5 live groups, read covered")
+	flush(appL, 0, 130, 7, groups(6, 7))
+	e.check(ctx, t, a, false, nil)
+	requireLiveReads(0, "at most 5+2 live groups")
+	flush(appL, 0, 140, 8, groups(8, 8))
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:live_groups:current:developer:80", appL): 8})
+	requireLiveReads(1, "at most 5+3 live groups")
+	flush(appL, 0, 150, 9, nil)
+	e.check(ctx, t, a, false, nil)
+	requireLiveReads(0, "the 100% level: at most 5+4 live groups")
+
+	// appQ's counters land a check before its live groups and its
+	// position: the read that found none bounds nothing.
+	now := e.advance(time.Second)
+	e.insert(ctx, t, usageRecord{app: appQ, day: "2026-10-20", part: 1, version: 10, created: 9, updatedAt: now})
+	e.check(ctx, t, a, false, nil)
+	requireLiveReads(1, "appQ: 9 groups created, no live group seen")
+	e.live(ctx, t, appQ, "create", now, groups(1, 9)...)
+	e.storePosition(ctx, t, 1, 10)
+	e.advance(time.Second)
+	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:live_groups:current:developer:80", appQ): 9})
+}

@@ -179,6 +179,7 @@ func samples() map[string]sample {
 		"rollup.sqlAlertBlocks":          {differ: true}, // part names and block numbers are each server's
 		"rollup.sqlAlertMAU":             {args: []any{"2026-10-01", "2026-10-31", clickhouse.GroupSet{Value: []any{app1, app2}}}},
 		"rollup.sqlAlertLiveGroups":      {args: []any{octEnd + 1}},
+		"rollup.sqlAlertLiveGroupsOf":    {args: []any{clickhouse.GroupSet{Value: []any{app1, app2}}, octEnd + 1}},
 		"rollup.sqlPlanMark":             {args: []any{octEnd + 1}},
 		"rollup.sqlUsageMark":            {args: []any{"2026-10-01", "2026-10-31"}, alt: [][]any{{"2026-12-01", "2026-12-31"}}},
 		"rollup.sqlLatest":               {args: []any{"2026-10"}},
