@@ -23,6 +23,7 @@ build:
 
 # Unit and integration tests against the real services; every SQL statement also runs on
 # the embedded ClickHouse 24.8 and 26.9 that .ci/chdb.sh installs (pip, into CHDB_DIR).
+# Every benchmark runs once too (-benchtime 1x, a few seconds), so that `make bench` keeps working.
 test: check-ops
 	@.ci/services.sh kafka clickhouse -- $(MAKE) --no-print-directory test-body
 
@@ -33,8 +34,8 @@ test-body:
 	.ci/chdb.sh install; \
 	.ci/chromium.sh install; \
 	mkdir -p .run; \
-	echo "+ go test -count=1 -timeout 15m -v ./... (full log: .run/test.log)"; \
-	rc=0; go test -count=1 -timeout 15m -v ./... > .run/test.log 2>&1 || rc=$$?; \
+	echo "+ go test -count=1 -timeout 15m -v -bench . -benchtime 1x ./... (full log: .run/test.log)"; \
+	rc=0; go test -count=1 -timeout 15m -v -bench . -benchtime 1x ./... > .run/test.log 2>&1 || rc=$$?; \
 	grep -E '^(--- FAIL|FAIL|ok|panic)|^\s+\S+_test\.go:[0-9]+:' .run/test.log || true; \
 	echo "test: $$(grep -c -- '--- PASS' .run/test.log) passed, $$(grep -c -- '--- FAIL' .run/test.log) failed, $$(grep -c -- '--- SKIP' .run/test.log) skipped"; \
 	exit $$rc
