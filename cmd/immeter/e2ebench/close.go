@@ -15,8 +15,9 @@ type closeFigures struct {
 	elapsed time.Duration
 }
 
-// monthClose publishes the final records of the current month, as
-// `immeter rollup --month M --final` does, and times it.
+// monthClose publishes the final records of the current month, which has
+// not ended, as `immeter rollup --month M --final --allow-open-month` does,
+// and times it.
 func (e *env) monthClose(ctx context.Context) (*closeFigures, error) {
 	loc := time.FixedZone(schemas.DefaultTimezone, 8*3600)
 	rcfg := rollup.DefaultConfig()
@@ -28,7 +29,7 @@ func (e *env) monthClose(ctx context.Context) (*closeFigures, error) {
 	defer r.Close()
 	m := schemas.MonthOf(time.Now(), loc)
 	start := time.Now()
-	res, err := r.Publish(ctx, m, rollup.ForceFinal)
+	res, err := r.Publish(ctx, m, rollup.ForceFinalOpen)
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func (r *report) write(w io.Writer) {
 			float64(f.rawQuery)/float64(max(1, f.ourQuery)), f.mauMatches)
 	}
 	if c := r.close; c != nil {
-		p("month close: final rollup (rollup.Publish, ForceFinal) of %d apps: %s (%d final records stored and published)",
+		p("month close: final rollup (rollup.Publish, ForceFinalOpen) of %d apps: %s (%d final records stored and published)",
 			c.apps, c.elapsed.Round(time.Millisecond), c.final)
 	}
 	if m := r.month; m != nil {
