@@ -212,17 +212,46 @@ func (a *Alerter) Run(ctx context.Context) error {
 		case <-time.After(a.cfg.Interval):
 		}
 	}
+	// A sweep loads the usage while the checks go on (a load of a month of
+	// 100k apps takes seconds), and the first check after it takes the load
+	// and reads what was written since it began. The first load, and those
+	// of a new month or after positions fell, are made by the check itself.
 	var swept time.Time // zero: a full check first
+	var loading chan loadResult
+	var loaded *loadedUsage
 	for {
 		began, start := time.Now(), a.cfg.Now()
-		full := start.Sub(swept) >= a.cfg.Sweep
-		if _, err := a.Check(ctx, full); err != nil {
+		due := start.Sub(swept) >= a.cfg.Sweep
+		full := due && a.usage == nil
+		if due && !full && loading == nil && loaded == nil {
+			loading = make(chan loadResult, 1)
+			go func() {
+				t0 := time.Now()
+				l, err := a.sweepLoad(ctx, start)
+				loading <- loadResult{l, time.Since(t0), err}
+			}()
+		}
+		select {
+		case r := <-loading:
+			loading = nil
+			if r.err != nil {
+				a.cfg.Logger.Warn("alerts: sweep", "err", r.err) // made again at the next check
+			} else {
+				loaded = r.l
+				a.cfg.Logger.Debug("alerts: sweep loaded", "rows", r.l.rows, "apps", len(r.l.usage), "took", r.took)
+			}
+		default:
+		}
+		if _, err := a.check(ctx, full, loaded); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			a.cfg.Logger.Warn("alerts: check", "err", err)
 		} else if full {
 			swept = start
+		}
+		if loaded != nil && loaded.used {
+			swept, loaded = loaded.began, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -283,6 +312,12 @@ func (a *Alerter) Start(ctx context.Context) error {
 // the previous month again and checks every app with usage in them. It
 // returns how many alerts it published.
 func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
+	return a.check(ctx, full, nil)
+}
+
+// check is Check, taking loaded (a sweep's load made meanwhile; nil: none)
+// as the usage held before it reads the rows written since it began.
+func (a *Alerter) check(ctx context.Context, full bool, loaded *loadedUsage) (int, error) {
 	if err := a.flush(ctx); err != nil { // what an earlier check could not finish
 		return 0, err
 	}
@@ -295,7 +330,7 @@ func (a *Alerter) Check(ctx context.Context, full bool) (int, error) {
 	var plans map[uint32][]planChange
 	var tRead, tPlans time.Duration
 	err := concurrently(ctx, func(ctx context.Context) (err error) {
-		apps, all, err = a.readUsage(ctx, now, full)
+		apps, all, err = a.readUsage(ctx, now, full, loaded)
 		tRead = time.Since(t0)
 		return err
 	}, func(ctx context.Context) (err error) {
@@ -737,9 +772,20 @@ func (a *Alerter) usageRows() int {
 // version read, as the table does when it merges. A read that fails part
 // way leaves rows of the window applied, and readAt and the positions where
 // they were, so the next read covers the window again.
-func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps []appToCheck, all bool, err error) {
+//
+// A sweep's load (loaded, from loadUsage) may have been made while checks
+// went on: it replaces the usage held as if the load were the previous
+// read (its positions, blocks and start), and this read then takes the rows
+// written since it began, as for any incremental read.
+func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool, loaded *loadedUsage) (apps []appToCheck, all bool, err error) {
 	cur := schemas.MonthOf(now, a.cfg.Location)
 	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
+	if loaded != nil && !loaded.used {
+		loaded.used = true
+		if loaded.month == cur && a.usage != nil && a.month == cur && !full {
+			a.adopt(loaded, now)
+		}
+	}
 	positions := a.nextPositions
 	if positions == nil {
 		if positions, err = a.readPositions(ctx); err != nil {
@@ -750,108 +796,24 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 	if fell && a.usage != nil {
 		a.cfg.Logger.Info("alerts: a stored position fell or went away; loading the usage again")
 	}
-	var nParts, maxBlock uint64
-	var engine string
-	if err := a.conn.QueryRow(ctx, sqlAlertBlocks).Scan(&nParts, &maxBlock, &engine); err != nil {
-		return nil, false, fmt.Errorf("read system.parts: %w", err)
-	}
-	blocksFrom := uint64(0) // no part yet: any block can be new
-	if nParts > 0 {
-		blocksFrom = maxBlock + 1
+	blocksFrom, prune, err := a.readBlocks(ctx)
+	if err != nil {
+		return nil, false, err
 	}
 	if blocksFrom < a.blocksFrom && a.usage != nil {
 		fell = true // the table was emptied or made again
 		a.cfg.Logger.Info("alerts: daily_usage's block numbers fell; loading the usage again")
 	}
-	load := full || a.usage == nil || cur != a.month || fell
-	usage, since := a.usage, max(a.readAt.Add(-overlap).Unix(), 0)
-	parts, bounds := []int32{-1}, []uint64{0} // -1: no such partition; the arrays are never empty
-	if load {
-		usage, since = map[uint32]*appUsage{}, 0
+	if full || a.usage == nil || cur != a.month || fell {
+		l, err := a.loadUsage(ctx, now, positions, blocksFrom, prune)
+		if err != nil {
+			return nil, false, err
+		}
+		a.adopt(l, now)
 	} else {
-		for p, next := range a.positions {
-			parts, bounds = append(parts, p), append(bounds, next+1)
+		if err := a.readSince(ctx, now, from, to, positions, blocksFrom, prune); err != nil {
+			return nil, false, err
 		}
-	}
-	block := uint64(0) // every part
-	if !load && a.pruneParts {
-		block = a.blocksFrom
-	}
-	rows, err := a.conn.Query(ctx, sqlAlertUsage, parts, bounds, parts, since, from, to, block)
-	if err != nil {
-		return nil, false, fmt.Errorf("read daily_usage: %w", err)
-	}
-	defer rows.Close()
-	if a.unchecked == nil {
-		a.unchecked = map[uint32]appToCheck{}
-	}
-	at := now.UnixNano()
-	n := 0
-	read := readSpan{at: at, versions: map[int32]uint64{}}
-	for rows.Next() {
-		var app, updated uint32
-		var day uint16
-		var r usageRow
-		if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved, &updated); err != nil {
-			return nil, false, fmt.Errorf("read daily_usage: %w", err)
-		}
-		n++
-		read.versions[r.part] = max(read.versions[r.part], r.version)
-		r.day = schemas.Day(day)
-		u := usage[app]
-		if u == nil {
-			u = &appUsage{}
-			usage[app] = u
-		}
-		if load { // one row per key, sorted below
-			u.rows = append(u.rows, r)
-			// Changed when written; now if its flush may not be complete
-			// (above its partition's position): until the read is covered.
-			changed := int64(updated) * int64(time.Second)
-			if next, ok := positions[r.part]; ok && r.version > next {
-				changed = at
-			}
-			u.loginsAt = max(u.loginsAt, changed)
-			u.groupsAt = u.loginsAt
-			continue
-		}
-		had := len(u.rows)
-		newer, logins, groups := u.apply(r)
-		if !newer {
-			continue
-		}
-		a.held += len(u.rows) - had
-		changed := uint8(changedRow)
-		if logins {
-			u.loginsAt = at
-			changed |= changedLogins
-		}
-		if groups {
-			u.groupsAt = at
-			changed |= changedGroups
-		}
-		if logins || groups {
-			a.recent[app] = recentApp{u: u, at: at}
-		}
-		c := a.unchecked[app]
-		a.unchecked[app] = appToCheck{app: app, u: u, changed: c.changed | changed}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("read daily_usage: %w", err)
-	}
-	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
-	a.blocksFrom, a.pruneParts = blocksFrom, engine == "ReplacingMergeTree"
-	a.uncovered = append(a.uncovered, read)
-	if load {
-		a.recent, a.held = map[uint32]recentApp{}, n
-		for app, u := range usage {
-			slices.SortFunc(u.rows, compareRows)
-			if a.isRecent(u, now) {
-				a.recent[app] = recentApp{u: u, at: max(u.loginsAt, u.groupsAt)}
-			}
-		}
-		a.usage, a.month = usage, cur
-		a.unchecked, a.uncheckedAll = map[uint32]appToCheck{}, true
 	}
 	if a.uncheckedAll {
 		apps = make([]appToCheck, 0, len(a.usage))
@@ -875,6 +837,203 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool) (apps
 		}
 	}
 	return apps, false, nil
+}
+
+// readBlocks returns one above the highest block number of daily_usage
+// (0 when it has no part) and whether its parts can be pruned by block
+// (not replicated; see readUsage).
+func (a *Alerter) readBlocks(ctx context.Context) (from uint64, prune bool, err error) {
+	var nParts, maxBlock uint64
+	var engine string
+	if err := a.conn.QueryRow(ctx, sqlAlertBlocks).Scan(&nParts, &maxBlock, &engine); err != nil {
+		return 0, false, fmt.Errorf("read system.parts: %w", err)
+	}
+	if nParts > 0 {
+		from = maxBlock + 1
+	}
+	return from, engine == "ReplacingMergeTree", nil
+}
+
+// loadedUsage is a load of the usage of a month and the month before: every
+// app's rows, read after positions and blocksFrom were (as for a read, see
+// readUsage), from began on the alerter's clock. incomplete are the apps
+// with a row above its partition's position (its flush may not be complete
+// yet); used is set once a check has taken it.
+type loadedUsage struct {
+	month      schemas.Month
+	began      time.Time
+	usage      map[uint32]*appUsage
+	rows       int
+	versions   map[int32]uint64 // the highest version read of each partition
+	incomplete []*appUsage
+	positions  map[int32]uint64
+	blocksFrom uint64
+	prune      bool
+	used       bool
+}
+
+type loadResult struct {
+	l    *loadedUsage
+	took time.Duration
+	err  error
+}
+
+// sweepLoad is a sweep's load, made while checks go on: it reads the
+// positions and blocks the load starts from, then the rows.
+func (a *Alerter) sweepLoad(ctx context.Context, now time.Time) (*loadedUsage, error) {
+	positions, err := a.readPositions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	blocksFrom, prune, err := a.readBlocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.loadUsage(ctx, now, positions, blocksFrom, prune)
+}
+
+// loadUsage reads every daily_usage row of the month of now and the month
+// before, newest version of each. It reads the alerter's configuration
+// only, so a sweep's load can run while checks go on (Run).
+func (a *Alerter) loadUsage(ctx context.Context, now time.Time, positions map[int32]uint64, blocksFrom uint64, prune bool) (*loadedUsage, error) {
+	cur := schemas.MonthOf(now, a.cfg.Location)
+	l := &loadedUsage{month: cur, began: now, usage: map[uint32]*appUsage{}, versions: map[int32]uint64{},
+		positions: positions, blocksFrom: blocksFrom, prune: prune}
+	none := []int32{-1} // no partition: every row
+	rows, err := a.conn.Query(ctx, sqlAlertUsage, none, []uint64{0}, none, int64(0),
+		cur.Prev().FirstDay().String(), cur.LastDay().String(), uint64(0))
+	if err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		app, updated, r, err := scanUsage(rows)
+		if err != nil {
+			return nil, err
+		}
+		l.rows++
+		l.versions[r.part] = max(l.versions[r.part], r.version)
+		u := usageOf(l.usage, app)
+		u.rows = append(u.rows, r) // one row per key, sorted below
+		// Changed when written; when taken if its flush may not be
+		// complete (above its partition's position): until that read is
+		// covered (adopt).
+		u.loginsAt = max(u.loginsAt, int64(updated)*int64(time.Second))
+		if next, ok := positions[r.part]; ok && r.version > next {
+			l.incomplete = append(l.incomplete, u)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read daily_usage: %w", err)
+	}
+	for _, u := range l.usage {
+		slices.SortFunc(u.rows, compareRows)
+		u.groupsAt = u.loginsAt
+	}
+	return l, nil
+}
+
+// adopt makes l the usage held, as the read of the check of now, and has
+// every app checked.
+func (a *Alerter) adopt(l *loadedUsage, now time.Time) {
+	at := now.UnixNano()
+	for _, u := range l.incomplete {
+		u.loginsAt = max(u.loginsAt, at)
+		u.groupsAt = u.loginsAt
+	}
+	a.recent = map[uint32]recentApp{}
+	for app, u := range l.usage {
+		if a.isRecent(u, now) {
+			a.recent[app] = recentApp{u: u, at: max(u.loginsAt, u.groupsAt)}
+		}
+	}
+	a.usage, a.month, a.held = l.usage, l.month, l.rows
+	a.readAt, a.positions, a.nextPositions, a.lastRead = l.began, l.positions, nil, l.rows
+	a.blocksFrom, a.pruneParts = l.blocksFrom, l.prune
+	a.uncovered = append(a.uncovered, readSpan{at: at, versions: l.versions})
+	a.unchecked, a.uncheckedAll = map[uint32]appToCheck{}, true
+}
+
+// readSince applies the daily_usage rows that can be new since the last
+// read (see readUsage) to the usage held, and marks their apps unchecked.
+func (a *Alerter) readSince(ctx context.Context, now time.Time, from, to string, positions map[int32]uint64, blocksFrom uint64, prune bool) error {
+	since := max(a.readAt.Add(-overlap).Unix(), 0)
+	parts, bounds := []int32{-1}, []uint64{0} // -1: no such partition; the arrays are never empty
+	for p, next := range a.positions {
+		parts, bounds = append(parts, p), append(bounds, next+1)
+	}
+	block := uint64(0) // every part
+	if a.pruneParts {
+		block = a.blocksFrom
+	}
+	rows, err := a.conn.Query(ctx, sqlAlertUsage, parts, bounds, parts, since, from, to, block)
+	if err != nil {
+		return fmt.Errorf("read daily_usage: %w", err)
+	}
+	defer rows.Close()
+	if a.unchecked == nil {
+		a.unchecked = map[uint32]appToCheck{}
+	}
+	at := now.UnixNano()
+	n := 0
+	read := readSpan{at: at, versions: map[int32]uint64{}}
+	for rows.Next() {
+		app, _, r, err := scanUsage(rows)
+		if err != nil {
+			return err
+		}
+		n++
+		read.versions[r.part] = max(read.versions[r.part], r.version)
+		u := usageOf(a.usage, app)
+		had := len(u.rows)
+		newer, logins, groups := u.apply(r)
+		if !newer {
+			continue
+		}
+		a.held += len(u.rows) - had
+		changed := uint8(changedRow)
+		if logins {
+			u.loginsAt = at
+			changed |= changedLogins
+		}
+		if groups {
+			u.groupsAt = at
+			changed |= changedGroups
+		}
+		if logins || groups {
+			a.recent[app] = recentApp{u: u, at: at}
+		}
+		c := a.unchecked[app]
+		a.unchecked[app] = appToCheck{app: app, u: u, changed: c.changed | changed}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read daily_usage: %w", err)
+	}
+	a.readAt, a.positions, a.nextPositions, a.lastRead = now, positions, nil, n
+	a.blocksFrom, a.pruneParts = blocksFrom, prune
+	a.uncovered = append(a.uncovered, read)
+	return nil
+}
+
+// scanUsage scans a row of sqlAlertUsage: its app, its updated_at (unix
+// seconds) and the row.
+func scanUsage(rows driver.Rows) (app, updated uint32, r usageRow, err error) {
+	var day uint16
+	if err := rows.Scan(&app, &day, &r.part, &r.version, &r.logins, &r.community, &r.created, &r.dissolved, &updated); err != nil {
+		return 0, 0, r, fmt.Errorf("read daily_usage: %w", err)
+	}
+	r.day = schemas.Day(day)
+	return app, updated, r, nil
+}
+
+// usageOf returns app's usage in m, added when missing.
+func usageOf(m map[uint32]*appUsage, app uint32) *appUsage {
+	u := m[app]
+	if u == nil {
+		u = &appUsage{}
+		m[app] = u
+	}
+	return u
 }
 
 // readSpan is a read of daily_usage: when it began (unix nanoseconds) and

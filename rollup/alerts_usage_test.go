@@ -595,8 +595,20 @@ func TestAlertsPositionsMatchTable(t *testing.T) {
 	}
 	e.requireTruth(ctx, t, a)
 	landing := make([][]usageRecord, parts) // the rest of a flush, landing after the next check, by partition
+	sweeps := 0
 	for round := range 20 {
 		e.advance(time.Duration(200+rng.IntN(1800)) * time.Millisecond)
+		// Every few rounds a sweep's load is made before the round's
+		// flushes and taken by its check (as Run does while checks go
+		// on): the check must still read what the flushes wrote.
+		var sweep *loadedUsage
+		if round%4 == 1 {
+			var err error
+			if sweep, err = a.sweepLoad(ctx, e.Now()); err != nil {
+				t.Fatal(err)
+			}
+			e.advance(time.Duration(rng.IntN(1000)) * time.Millisecond)
+		}
 		for p := range parts {
 			if len(landing[p]) > 0 { // the rest of a flush split by the last check
 				e.insert(ctx, t, landing[p]...)
@@ -619,11 +631,20 @@ func TestAlertsPositionsMatchTable(t *testing.T) {
 				landing[p] = rs[k:]
 			}
 		}
-		if _, err := a.Check(ctx, false); err != nil {
+		if _, err := a.check(ctx, false, sweep); err != nil {
 			t.Fatal(err)
+		}
+		if sweep != nil {
+			if !sweep.used {
+				t.Fatalf("round %d: the sweep's load was not taken", round)
+			}
+			sweeps++
 		}
 		t.Logf("round %d: %d apps, %d rows held, %d read", round, len(a.usage), a.usageRows(), a.lastRead)
 		e.requireTruth(ctx, t, a)
+	}
+	if sweeps != 5 {
+		t.Errorf("unexpected sweeps taken; got %d; want 5", sweeps)
 	}
 }
 
@@ -919,4 +940,47 @@ func TestAlertsLiveBound(t *testing.T) {
 	e.storePosition(ctx, t, 1, 10)
 	e.advance(time.Second)
 	e.check(ctx, t, a, false, map[string]int64{fmt.Sprintf("%d:live_groups:current:developer:80", appQ): 9})
+}
+
+// TestAlertsSweepInRun: Run's sweep, whose load is made while the checks go
+// on, finds a row that no incremental read can see (a version at or below
+// its partition's stored position, as when an insert completes after a
+// later flush of its partition stored its position) and alerts it.
+func TestAlertsSweepInRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	loc, _ := schemas.ParseTimezone("+08:00")
+	e := newAlertTestEnv(ctx, t, time.Date(2026, 10, 20, 12, 0, 0, 0, loc))
+	const app = 1400000951
+	e.insert(ctx, t, usageRecord{app: app, day: "2026-10-19", part: 0, version: 100, created: 5, updatedAt: e.Now().Add(-time.Hour)})
+	e.storePosition(ctx, t, 0, 100)
+	a := e.alerter(ctx, t)
+	a.cfg.Interval, a.cfg.Sweep = 20*time.Millisecond, time.Hour
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(rctx)
+	}()
+	defer func() { stop(); <-done }()
+	waitPublished := func(want int, d time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for e.published(ctx, t) < want && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := e.published(ctx, t); got != want {
+			t.Fatalf("unexpected alerts on the topic; got %d; want %d", got, want)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the first load and ~20 checks
+	e.insert(ctx, t, usageRecord{app: app, day: "2026-10-20", part: 0, version: 50, created: 85, updatedAt: e.Now().Add(-time.Hour)})
+	time.Sleep(500 * time.Millisecond)
+	waitPublished(0, 0) // not seen by the incremental checks
+	e.advance(2 * time.Hour)
+	waitPublished(1, 20*time.Second)
+	id := fmt.Sprintf("%d:daily_net_groups:2026-10-20:developer:80", app)
+	if got := e.read(ctx, t); got[0].ID != id || got[0].Value != 85 {
+		t.Errorf("unexpected alert %s value %d; want %s value 85", got[0].ID, got[0].Value, id)
+	}
 }
