@@ -779,7 +779,6 @@ func (a *Alerter) usageRows() int {
 // written since it began, as for any incremental read.
 func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool, loaded *loadedUsage) (apps []appToCheck, all bool, err error) {
 	cur := schemas.MonthOf(now, a.cfg.Location)
-	from, to := cur.Prev().FirstDay().String(), cur.LastDay().String()
 	if loaded != nil && !loaded.used {
 		loaded.used = true
 		if loaded.month == cur && a.usage != nil && a.month == cur && !full {
@@ -811,7 +810,7 @@ func (a *Alerter) readUsage(ctx context.Context, now time.Time, full bool, loade
 		}
 		a.adopt(l, now)
 	} else {
-		if err := a.readSince(ctx, now, from, to, positions, blocksFrom, prune); err != nil {
+		if err := a.readSince(ctx, now, positions, blocksFrom, prune); err != nil {
 			return nil, false, err
 		}
 	}
@@ -954,9 +953,12 @@ func (a *Alerter) adopt(l *loadedUsage, now time.Time) {
 	a.unchecked, a.uncheckedAll = map[uint32]appToCheck{}, true
 }
 
-// readSince applies the daily_usage rows that can be new since the last
-// read (see readUsage) to the usage held, and marks their apps unchecked.
-func (a *Alerter) readSince(ctx context.Context, now time.Time, from, to string, positions map[int32]uint64, blocksFrom uint64, prune bool) error {
+// readSince applies the daily_usage rows of a.month and the month before
+// that can be new since the last read (see readUsage) to the usage held,
+// and marks their apps unchecked; positions, blocksFrom and prune are for
+// the next read.
+func (a *Alerter) readSince(ctx context.Context, now time.Time, positions map[int32]uint64, blocksFrom uint64, prune bool) error {
+	from, to := a.month.Prev().FirstDay().String(), a.month.LastDay().String()
 	since := max(a.readAt.Add(-overlap).Unix(), 0)
 	parts, bounds := []int32{-1}, []uint64{0} // -1: no such partition; the arrays are never empty
 	for p, next := range a.positions {
